@@ -1,0 +1,113 @@
+//! The API-call log: turning a proxied exchange into the dashboard's ApiLog record.
+//!
+//! Bodies are captured chunk by chunk as they stream through the proxy, copying at most
+//! `api_log.max_body_bytes` of each; the rest of a large body is counted, never copied.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
+pub const RAW_PREVIEW_CHARS: usize = 500;
+
+/// A size-capped copy of a body seen in chunks.
+#[derive(Debug, Default)]
+pub struct BodyCapture {
+    kept: Vec<u8>,
+    total: usize,
+    cap: usize,
+}
+
+impl BodyCapture {
+    /// A capture keeping at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            kept: Vec::new(),
+            total: 0,
+            cap,
+        }
+    }
+
+    /// Counts `chunk` and copies what still fits under the cap.
+    pub fn push(&mut self, chunk: &Bytes) {
+        self.total += chunk.len();
+        let room = self.cap.saturating_sub(self.kept.len());
+        if room > 0 {
+            self.kept
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+
+    /// Bytes seen in total, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The body as the ApiLog shows it:
+    /// - `null` for an empty body;
+    /// - the parsed JSON when the whole body was kept and is JSON;
+    /// - otherwise `{"raw": <first 500 chars>}`, plus `"truncated": true, "bytes": <total>` when
+    ///   the body was over the cap.
+    pub fn to_value(&self) -> Value {
+        if self.total == 0 {
+            return Value::Null;
+        }
+        let truncated = self.total > self.kept.len();
+        if !truncated {
+            if let Ok(v) = serde_json::from_slice::<Value>(&self.kept) {
+                return v;
+            }
+        }
+        let preview: String = String::from_utf8_lossy(&self.kept)
+            .chars()
+            .take(RAW_PREVIEW_CHARS)
+            .collect();
+        if truncated {
+            json!({ "raw": preview, "truncated": true, "bytes": self.total })
+        } else {
+            json!({ "raw": preview })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(cap: usize, chunks: &[&[u8]]) -> BodyCapture {
+        let mut c = BodyCapture::new(cap);
+        for ch in chunks {
+            c.push(&Bytes::copy_from_slice(ch));
+        }
+        c
+    }
+
+    #[test]
+    fn empty_body_is_null() {
+        assert_eq!(capture(10, &[]).to_value(), Value::Null);
+    }
+
+    #[test]
+    fn json_split_across_chunks_is_parsed() {
+        let c = capture(100, &[b"{\"a\":", b"[1,2]}"]);
+        assert_eq!(c.to_value(), json!({"a": [1, 2]}));
+    }
+
+    #[test]
+    fn non_json_keeps_first_500_chars() {
+        let text = "é".repeat(600);
+        let v = capture(10_000, &[text.as_bytes()]).to_value();
+        assert_eq!(v["raw"].as_str().unwrap().chars().count(), 500);
+        assert!(v.get("truncated").is_none());
+    }
+
+    #[test]
+    fn body_over_cap_copies_only_cap_and_reports_size() {
+        let c = capture(8, &[b"{\"aaaa\":", b"\"bbbbbbbb\"}"]);
+        assert_eq!(c.kept.len(), 8);
+        assert_eq!(c.total(), 19);
+        assert_eq!(
+            c.to_value(),
+            json!({"raw": "{\"aaaa\":", "truncated": true, "bytes": 19})
+        );
+    }
+}

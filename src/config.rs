@@ -1,0 +1,711 @@
+//! Configuration: the YAML file, the environment overrides users already have, and the one
+//! `validate()` that turns both into a [`Config`] the rest of the process can trust.
+//!
+//! Order (DESIGN.md "Public interface"): defaults → YAML file → environment variables. Unknown
+//! keys and bad values are errors that name the key (and, for YAML, the line); the process exits
+//! with that message before binding any port.
+//!
+//! Secrets are held in [`Secret`], whose `Debug` and `Serialize` print a mask, so neither logs,
+//! errors nor `check-config` output can reveal them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+/// Why the configuration was refused. Every variant names the key or variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File that was tried.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML did not match the schema. serde_yaml's message names the key path and line.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// File that was parsed.
+        path: PathBuf,
+        /// The parser's error (key path, problem, line and column).
+        source: serde_yaml::Error,
+    },
+    /// An environment variable override holds a bad value.
+    #[error("environment variable {var} (config key {key}): {reason}")]
+    Env {
+        /// Variable name, e.g. `WA_HUB_BASE_URL`.
+        var: &'static str,
+        /// Config key it overrides.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("config key {key}: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `webhook.signature`.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A secret string: masked in `Debug` and when serialized (`check-config` output).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret in clear, for the one place that needs it (signing, an outgoing header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("********")
+    }
+}
+
+/// How webhook signatures are enforced (`webhook.signature`; webhook issue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignaturePolicy {
+    /// An invalid or missing signature is rejected with 401. Default when a secret is set.
+    Required,
+    /// Events with a bad signature are kept with `signatureValid: false` (the dashboard's way).
+    Optional,
+    /// No checking; allowed only without a secret. Default when no secret is set.
+    Off,
+}
+
+/// Log output format (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The YAML document as written. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Address of the public HTTP listener. Default `127.0.0.1:3001` (loopback: an open sidecar
+    /// is an open wa-hub).
+    pub listen: SocketAddr,
+    /// Extra listener serving only `/metrics`. Default none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Worker threads of the proxy. Default: the number of CPU cores.
+    pub threads: Option<NonZeroUsize>,
+    /// The wa-hub REST API.
+    pub upstream: UpstreamConfig,
+    /// The webhook receiver.
+    pub webhook: WebhookConfig,
+    /// What clients may send through the proxy.
+    pub proxy: ProxyConfig,
+    /// The API-call log.
+    pub api_log: ApiLogConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// URLs the dashboard shows for the webhook.
+    pub dashboard: DashboardConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            metrics_listen: None,
+            threads: None,
+            upstream: UpstreamConfig::default(),
+            webhook: WebhookConfig::default(),
+            proxy: ProxyConfig::default(),
+            api_log: ApiLogConfig::default(),
+            auth: AuthConfig::default(),
+            dashboard: DashboardConfig::default(),
+            log: LogConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+/// `upstream.*`: where wa-hub is and how to talk to it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// wa-hub base URL, `http://host:port[/prefix]`. Env `WA_HUB_BASE_URL`.
+    /// Default `http://127.0.0.1:3000`.
+    pub base_url: Url,
+    /// wa-hub API key, sent as `Authorization: Bearer <token>`. Env `WA_HUB_TOKEN`.
+    pub token: Secret,
+    /// TCP connect timeout, ms. Default 2000.
+    pub connect_timeout_ms: NonZeroU64,
+    /// Longest wait for each read of the upstream response, ms; past it the client gets 504.
+    /// Default 30000.
+    pub read_timeout_ms: NonZeroU64,
+    /// Longest wait for each write to the upstream, ms. Default 30000.
+    pub write_timeout_ms: NonZeroU64,
+    /// How long an idle keep-alive connection to wa-hub is kept, ms. Default 4000: below
+    /// Node's default `keepAliveTimeout` (5000 ms), so wa-hub never closes a connection the
+    /// sidecar is about to reuse.
+    pub idle_timeout_ms: NonZeroU64,
+    /// Timeout of the `/readyz` probe of `<base_url>/health`, ms. Default 2000.
+    pub health_timeout_ms: NonZeroU64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: Url::parse("http://127.0.0.1:3000").expect("static URL"),
+            token: Secret::default(),
+            connect_timeout_ms: nz(2000),
+            read_timeout_ms: nz(30_000),
+            write_timeout_ms: nz(30_000),
+            idle_timeout_ms: nz(4000),
+            health_timeout_ms: nz(2000),
+        }
+    }
+}
+
+/// `webhook.*`: the receiver of wa-hub's signed webhooks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// HMAC-SHA256 secret. Env `WA_HUB_WEBHOOK_SIGNATURE_SECRET`.
+    pub secret: Option<Secret>,
+    /// Signature policy. Default `required` with a secret, `off` without.
+    pub signature: Option<SignaturePolicy>,
+    /// Bearer token wa-hub must send. Env `WEBHOOK_AUTH_TOKEN`.
+    pub auth_token: Option<Secret>,
+    /// Largest accepted body, bytes; larger gets 413. Default 1 MiB.
+    pub max_body_bytes: NonZeroUsize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            signature: None,
+            auth_token: None,
+            max_body_bytes: nzu(1024 * 1024),
+        }
+    }
+}
+
+/// `proxy.*`: limits on what clients send through `/api/wahub/*`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Largest request body passed upstream, bytes; larger gets 413. Default 10 MiB.
+    pub max_body_bytes: NonZeroUsize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: nzu(10 * 1024 * 1024),
+        }
+    }
+}
+
+/// `api_log.*`: the record of proxied calls.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiLogConfig {
+    /// Entries kept in the newest-first history. Default 5000.
+    pub history: NonZeroUsize,
+    /// Bytes of each request and response body kept for the log. A body over this is logged
+    /// as `{"raw": <first 500 chars>, "truncated": true}`. Default 64 KiB.
+    pub max_body_bytes: NonZeroUsize,
+}
+
+impl Default for ApiLogConfig {
+    fn default() -> Self {
+        Self {
+            history: nzu(5000),
+            max_body_bytes: nzu(64 * 1024),
+        }
+    }
+}
+
+/// `auth.*`: who may use the sidecar.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted client tokens. Empty (default): no client authentication. When set, the proxy,
+    /// the stream and the read routes need `Authorization: Bearer <token>` (or, for browsers'
+    /// `EventSource`, an `access_token` query parameter on local routes).
+    pub client_tokens: Vec<Secret>,
+}
+
+/// `dashboard.*`: what `GET /api/config` reports as the webhook URL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Env `DASHBOARD_WEBHOOK_INTERNAL_URL`; preferred when set.
+    pub webhook_internal_url: Option<String>,
+    /// Env `DASHBOARD_WEBHOOK_PUBLIC_URL`.
+    pub webhook_public_url: Option<String>,
+}
+
+/// `log.*`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `wa_hub_sidecar=debug`. `RUST_LOG` wins when set.
+    /// Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `shutdown.*`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, longest wait for in-flight requests to finish, ms. Default 5000.
+    pub grace_period_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: 5000,
+        }
+    }
+}
+
+/// The validated configuration. Only [`RawConfig::validate`] builds one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The configuration as given, with overrides applied (for `check-config`).
+    pub raw: RawConfig,
+    /// Resolved address of wa-hub, from `upstream.base_url` (resolved once, at start-up).
+    pub upstream_addr: SocketAddr,
+    /// `Host` header value sent upstream (`host[:port]` of the base URL).
+    pub upstream_authority: String,
+    /// Path prefix of the base URL without trailing slash (often empty).
+    pub upstream_path_prefix: String,
+    /// Effective signature policy.
+    pub signature: SignaturePolicy,
+    /// Effective worker threads.
+    pub threads: usize,
+}
+
+impl Config {
+    /// Connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        ms(self.raw.upstream.connect_timeout_ms)
+    }
+    /// Per-read timeout.
+    pub fn read_timeout(&self) -> Duration {
+        ms(self.raw.upstream.read_timeout_ms)
+    }
+    /// Per-write timeout.
+    pub fn write_timeout(&self) -> Duration {
+        ms(self.raw.upstream.write_timeout_ms)
+    }
+    /// Pool idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        ms(self.raw.upstream.idle_timeout_ms)
+    }
+    /// `/readyz` probe timeout.
+    pub fn health_timeout(&self) -> Duration {
+        ms(self.raw.upstream.health_timeout_ms)
+    }
+    /// Shutdown grace period.
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_millis(self.raw.shutdown.grace_period_ms)
+    }
+
+    /// The webhook URL `GET /api/config` reports: `dashboard.webhook_internal_url`, else the
+    /// public one, else `http://<listen>/api/wahub/webhook`.
+    pub fn webhook_url(&self) -> String {
+        let d = &self.raw.dashboard;
+        d.webhook_internal_url
+            .clone()
+            .or_else(|| d.webhook_public_url.clone())
+            .unwrap_or_else(|| format!("http://{}/api/wahub/webhook", self.raw.listen))
+    }
+
+    /// The effective configuration as YAML, secrets masked.
+    pub fn to_masked_yaml(&self) -> String {
+        let mut raw = self.raw.clone();
+        raw.webhook.signature = Some(self.signature);
+        raw.threads = NonZeroUsize::new(self.threads);
+        serde_yaml::to_string(&raw).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Environment variables that override config keys (names users already have).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("WA_HUB_BASE_URL", "upstream.base_url"),
+    ("WA_HUB_TOKEN", "upstream.token"),
+    ("WA_HUB_WEBHOOK_SIGNATURE_SECRET", "webhook.secret"),
+    ("WEBHOOK_AUTH_TOKEN", "webhook.auth_token"),
+    ("DASHBOARD_WEBHOOK_INTERNAL_URL", "dashboard.webhook_internal_url"),
+    ("DASHBOARD_WEBHOOK_PUBLIC_URL", "dashboard.webhook_public_url"),
+];
+
+impl RawConfig {
+    /// Reads and parses a YAML file. An empty file gives the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Parse`] for unknown
+    /// keys, wrong types or bad values (the message names the key and the line).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Parses YAML text. Blank or comment-only text gives the defaults.
+    ///
+    /// # Errors
+    /// serde_yaml's error, which names the key path and line.
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text)
+    }
+
+    /// Applies the environment overrides in [`ENV_OVERRIDES`] from `vars` (normally
+    /// `std::env::vars()`). An empty variable counts as unset, as `process.env.X || …` does
+    /// in the dashboard.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] when `WA_HUB_BASE_URL` is not a URL.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, v)| !v.is_empty() && ENV_OVERRIDES.iter().any(|(n, _)| n == k))
+            .collect();
+        if let Some(v) = vars.get("WA_HUB_BASE_URL") {
+            self.upstream.base_url = Url::parse(v).map_err(|e| ConfigError::Env {
+                var: "WA_HUB_BASE_URL",
+                key: "upstream.base_url",
+                reason: format!("not a URL: {e}"),
+            })?;
+        }
+        if let Some(v) = vars.get("WA_HUB_TOKEN") {
+            self.upstream.token = Secret(v.clone());
+        }
+        if let Some(v) = vars.get("WA_HUB_WEBHOOK_SIGNATURE_SECRET") {
+            self.webhook.secret = Some(Secret(v.clone()));
+        }
+        if let Some(v) = vars.get("WEBHOOK_AUTH_TOKEN") {
+            self.webhook.auth_token = Some(Secret(v.clone()));
+        }
+        if let Some(v) = vars.get("DASHBOARD_WEBHOOK_INTERNAL_URL") {
+            self.dashboard.webhook_internal_url = Some(v.clone());
+        }
+        if let Some(v) = vars.get("DASHBOARD_WEBHOOK_PUBLIC_URL") {
+            self.dashboard.webhook_public_url = Some(v.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks the values together and resolves what start-up needs (the upstream address).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key: an upstream URL that is not plain `http` with a
+    /// host, a host that does not resolve, `webhook.signature: off` with a secret set,
+    /// `required`/`optional` without one, an empty token, or a zero-length client token.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let url = &self.upstream.base_url;
+        if url.scheme() != "http" {
+            return Err(invalid(
+                "upstream.base_url",
+                format!(
+                    "scheme `{}` is not supported: use http:// (wa-hub runs beside the sidecar)",
+                    url.scheme()
+                ),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "upstream.base_url",
+                "must not carry credentials; set upstream.token (WA_HUB_TOKEN) instead",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                "upstream.base_url",
+                "must not have a query or fragment",
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("upstream.base_url", "has no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let upstream_addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+            .to_socket_addrs()
+            .map_err(|e| invalid("upstream.base_url", format!("cannot resolve `{host}`: {e}")))?
+            .next()
+            .ok_or_else(|| {
+                invalid(
+                    "upstream.base_url",
+                    format!("`{host}` resolves to no address"),
+                )
+            })?;
+        let upstream_authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let upstream_path_prefix = url.path().trim_end_matches('/').to_owned();
+
+        let secret_set = self.webhook.secret.as_ref().is_some_and(|s| !s.is_empty());
+        let signature = match (self.webhook.signature, secret_set) {
+            (None, true) => SignaturePolicy::Required,
+            (None, false) => SignaturePolicy::Off,
+            (Some(SignaturePolicy::Off), true) => {
+                return Err(invalid(
+                    "webhook.signature",
+                    "`off` is allowed only when no webhook.secret \
+                     (WA_HUB_WEBHOOK_SIGNATURE_SECRET) is set",
+                ))
+            }
+            (Some(p @ (SignaturePolicy::Required | SignaturePolicy::Optional)), false) => {
+                return Err(invalid(
+                    "webhook.signature",
+                    format!(
+                        "`{}` needs webhook.secret (WA_HUB_WEBHOOK_SIGNATURE_SECRET)",
+                        if p == SignaturePolicy::Required {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    ),
+                ))
+            }
+            (Some(p), _) => p,
+        };
+        if self.webhook.auth_token.as_ref().is_some_and(Secret::is_empty) {
+            return Err(invalid(
+                "webhook.auth_token",
+                "is empty; remove the key to disable bearer checking",
+            ));
+        }
+        if self.auth.client_tokens.iter().any(Secret::is_empty) {
+            return Err(invalid("auth.client_tokens", "contains an empty token"));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "is empty"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", format!("not a tracing filter: {e}")));
+        }
+        if self.metrics_listen.is_some_and(|m| m == self.listen) {
+            return Err(invalid(
+                "metrics_listen",
+                "must differ from listen (/metrics is served on listen anyway)",
+            ));
+        }
+        let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(NonZeroUsize::get)
+                .unwrap_or(1)
+        });
+        Ok(Config {
+            raw: self,
+            upstream_addr,
+            upstream_authority,
+            upstream_path_prefix,
+            signature,
+            threads,
+        })
+    }
+}
+
+/// Loads `path`, applies the process environment and validates: what `main` calls.
+///
+/// # Errors
+/// Any [`ConfigError`].
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let mut raw = RawConfig::from_file(path)?;
+    raw.apply_env(std::env::vars())?;
+    raw.validate()
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn nz(v: u64) -> NonZeroU64 {
+    NonZeroU64::new(v).expect("non-zero default")
+}
+
+fn nzu(v: usize) -> NonZeroUsize {
+    NonZeroUsize::new(v).expect("non-zero default")
+}
+
+fn ms(v: NonZeroU64) -> Duration {
+    Duration::from_millis(v.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_that_validate() {
+        let c = RawConfig::from_yaml("# nothing\n").unwrap().validate().unwrap();
+        assert_eq!(c.raw.listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.upstream_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.signature, SignaturePolicy::Off);
+        assert_eq!(c.raw.api_log.history.get(), 5000);
+    }
+
+    #[test]
+    fn unknown_key_error_names_key_and_line() {
+        let err = RawConfig::from_yaml("listen: 127.0.0.1:1\nupstream:\n  base_ur: http://x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("base_ur"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn zero_timeout_is_rejected_with_key_and_line() {
+        let err = RawConfig::from_yaml("upstream:\n  read_timeout_ms: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upstream.read_timeout_ms"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_empty_env_is_ignored() {
+        let mut raw = RawConfig::from_yaml("upstream:\n  token: file-token\n").unwrap();
+        raw.apply_env(env(&[
+            ("WA_HUB_BASE_URL", "http://127.0.0.1:4000/base/"),
+            ("WA_HUB_TOKEN", ""),
+            ("WA_HUB_WEBHOOK_SIGNATURE_SECRET", "s3cret"),
+            ("UNRELATED", "x"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.upstream_addr.port(), 4000);
+        assert_eq!(c.upstream_path_prefix, "/base");
+        assert_eq!(c.raw.upstream.token.expose(), "file-token");
+        assert_eq!(c.signature, SignaturePolicy::Required);
+    }
+
+    #[test]
+    fn bad_base_url_in_env_names_variable() {
+        let mut raw = RawConfig::default();
+        let err = raw
+            .apply_env(env(&[("WA_HUB_BASE_URL", "not a url")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WA_HUB_BASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn signature_off_with_secret_is_refused() {
+        let raw = RawConfig::from_yaml("webhook:\n  secret: x\n  signature: off\n").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("webhook.signature"), "{err}");
+    }
+
+    #[test]
+    fn https_upstream_is_refused_clearly() {
+        let raw = RawConfig::from_yaml("upstream:\n  base_url: https://127.0.0.1:3000\n").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("upstream.base_url"), "{err}");
+    }
+
+    #[test]
+    fn masked_yaml_never_shows_secrets() {
+        let mut raw = RawConfig::from_yaml("auth:\n  client_tokens: [client-secret]\n").unwrap();
+        raw.apply_env(env(&[
+            ("WA_HUB_TOKEN", "api-secret"),
+            ("WA_HUB_WEBHOOK_SIGNATURE_SECRET", "hmac-secret"),
+            ("WEBHOOK_AUTH_TOKEN", "bearer-secret"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let text = format!("{}{:?}", c.to_masked_yaml(), c);
+        for s in ["client-secret", "api-secret", "hmac-secret", "bearer-secret"] {
+            assert!(!text.contains(s), "{s} leaked in {text}");
+        }
+        assert!(text.contains("********"));
+    }
+
+    #[test]
+    fn webhook_url_prefers_internal_then_public_then_listen() {
+        let mut raw = RawConfig::default();
+        assert_eq!(
+            raw.clone().validate().unwrap().webhook_url(),
+            "http://127.0.0.1:3001/api/wahub/webhook"
+        );
+        raw.dashboard.webhook_public_url = Some("https://pub/hook".into());
+        assert_eq!(raw.clone().validate().unwrap().webhook_url(), "https://pub/hook");
+        raw.dashboard.webhook_internal_url = Some("http://int/hook".into());
+        assert_eq!(raw.validate().unwrap().webhook_url(), "http://int/hook");
+    }
+}

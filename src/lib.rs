@@ -1,0 +1,19 @@
+//! wa-hub-sidecar: a Pingora sidecar in front of wa-hub.
+//!
+//! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
+//! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
+//! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`apilog`]
+//! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM.
+#![warn(missing_docs)]
+
+pub mod apilog;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod local;
+pub mod logging;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod shutdown;
+pub mod store;

@@ -1,0 +1,96 @@
+//! Handlers of the sidecar's own routes (everything that is not proxied). They take plain
+//! inputs and return a [`LocalResponse`], so they are testable without Pingora; `proxy` writes
+//! the response.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::app::App;
+
+/// A complete response to write to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Bytes,
+    /// Extra headers beyond `Content-Type: application/json` and `Content-Length`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl LocalResponse {
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The error shape every rejection uses: `{"error": <what>, "message": <detail>}`.
+    pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
+        Self::json(
+            status,
+            &json!({ "error": error, "message": message.into() }),
+        )
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// `GET /healthz`: the process is up. Always 200 `{"status":"ok"}`.
+pub fn healthz() -> LocalResponse {
+    LocalResponse::json(200, &json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 `{"ready":true}` when `<base_url>/health` answers 200 within
+/// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`.
+pub async fn readyz(app: &App) -> LocalResponse {
+    let cfg = &app.config;
+    let url = format!(
+        "http://{}{}/health",
+        cfg.upstream_addr, cfg.upstream_path_prefix
+    );
+    let result = app
+        .http
+        .get(&url)
+        .header("host", &cfg.upstream_authority)
+        .bearer_auth(cfg.raw.upstream.token.expose())
+        .timeout(cfg.health_timeout())
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => {
+            LocalResponse::json(200, &json!({ "ready": true }))
+        }
+        Ok(r) => not_ready(format!("wa-hub /health answered {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => not_ready("wa-hub /health timed out".into()),
+        Err(_) => not_ready("wa-hub is unreachable".into()),
+    }
+}
+
+fn not_ready(error: String) -> LocalResponse {
+    tracing::warn!(%error, "readiness check failed");
+    LocalResponse::json(503, &json!({ "ready": false, "error": error }))
+}
+
+/// `GET /api/config`: `{"webhookUrl": ...}` as the dashboard's route answers.
+pub fn config(app: &App) -> LocalResponse {
+    LocalResponse::json(200, &json!({ "webhookUrl": app.config.webhook_url() }))
+}
+
+/// 404 for paths the sidecar does not serve.
+pub fn not_found() -> LocalResponse {
+    LocalResponse::error(404, "Not found", "no such route")
+}
+
+/// 405 for a known route with the wrong method.
+pub fn method_not_allowed(allow: &'static str) -> LocalResponse {
+    LocalResponse::error(405, "Method not allowed", format!("use {allow}"))
+        .with_header("allow", allow)
+}

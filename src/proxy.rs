@@ -1,0 +1,455 @@
+//! The thin Pingora `ProxyHttp`: routes each request, serves local routes from
+//! `request_filter`, and proxies `/api/wahub/*` to wa-hub with the API key injected, recording
+//! every proxied call as an ApiLog (DESIGN.md "Engineering notes on Pingora 0.9").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use http::header::{self, HeaderName};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use wa_hub_sinks::envelope::iso_timestamp;
+use wa_hub_sinks::{ApiLog, Payload};
+
+use crate::apilog::BodyCapture;
+use crate::app::{App, InflightGuard};
+use crate::auth;
+use crate::local::{self, LocalResponse};
+use crate::routes::{self, Route};
+
+/// Hop-by-hop headers never forwarded upstream (RFC 9110 §7.6.1), besides those `Connection`
+/// names.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "proxy-authorization",
+    "proxy-connection",
+    "upgrade",
+];
+
+/// Headers a `Connection` list may not remove: message framing and what the sidecar sets.
+const PROTECTED: &[&str] = &["content-length", "transfer-encoding", "host", "authorization"];
+
+/// The Pingora service: one instance serves every request.
+pub struct SidecarProxy {
+    app: Arc<App>,
+}
+
+impl SidecarProxy {
+    /// A proxy over the shared state.
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+/// Per-request state (Pingora's `CTX`).
+pub struct Ctx {
+    _inflight: InflightGuard,
+    start: Instant,
+    started_at: chrono::DateTime<Utc>,
+    /// Set for proxied calls once the request passed every check.
+    call: Option<ProxiedCall>,
+}
+
+/// What the ApiLog needs of a proxied call.
+struct ProxiedCall {
+    upstream_path: String,
+    instance_id: Option<String>,
+    request_body: BodyCapture,
+    response_body: BodyCapture,
+    error: Option<String>,
+}
+
+#[async_trait]
+impl ProxyHttp for SidecarProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            _inflight: self.app.inflight_guard(),
+            start: Instant::now(),
+            started_at: Utc::now(),
+            call: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.app.is_shutting_down() {
+            session.set_keepalive(None);
+            let resp = LocalResponse::error(503, "Shutting down", "the sidecar is draining");
+            return write_local(session, resp).await;
+        }
+        let req = session.req_header();
+        let method = req.method.clone();
+        let raw_path = req.uri.path().to_owned();
+        let query = req.uri.query().map(str::to_owned);
+
+        let route = match routes::route(&raw_path) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(path = %raw_path, "refused: {e}");
+                session.set_keepalive(None);
+                return write_local(session, LocalResponse::error(400, "Bad request", e.to_string()))
+                    .await;
+            }
+        };
+        let resp = match route {
+            Route::Healthz if method == http::Method::GET => local::healthz(),
+            Route::Readyz if method == http::Method::GET => local::readyz(&self.app).await,
+            Route::Config if method == http::Method::GET => local::config(&self.app),
+            Route::Healthz | Route::Readyz | Route::Config => local::method_not_allowed("GET"),
+            Route::Webhook => {
+                // The webhook receiver arrives with the webhook issue; until then the route is
+                // reserved so wa-hub's deliveries are never proxied back to wa-hub.
+                LocalResponse::error(404, "Not found", "webhook receiver is not enabled")
+            }
+            Route::NotFound => local::not_found(),
+            Route::Proxy(upstream_path) => {
+                if let Some(resp) = self.admit_proxied(session) {
+                    resp
+                } else {
+                    let path_and_query = match &query {
+                        Some(q) => format!("{upstream_path}?{q}"),
+                        None => upstream_path,
+                    };
+                    let cap = self.app.config.raw.api_log.max_body_bytes.get();
+                    ctx.call = Some(ProxiedCall {
+                        instance_id: routes::instance_id(&path_and_query),
+                        upstream_path: path_and_query,
+                        request_body: BodyCapture::new(cap),
+                        response_body: BodyCapture::new(cap),
+                        error: None,
+                    });
+                    return Ok(false);
+                }
+            }
+        };
+        write_local(session, resp).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(call), Some(chunk)) = (ctx.call.as_mut(), body.as_ref()) {
+            call.request_body.push(chunk);
+            let limit = self.app.config.raw.proxy.max_body_bytes.get();
+            if call.request_body.total() > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over proxy.max_body_bytes",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let cfg = &self.app.config;
+        let mut peer = HttpPeer::new(cfg.upstream_addr, false, String::new());
+        peer.options.connection_timeout = Some(cfg.connect_timeout());
+        peer.options.read_timeout = Some(cfg.read_timeout());
+        peer.options.write_timeout = Some(cfg.write_timeout());
+        peer.options.idle_timeout = Some(cfg.idle_timeout());
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let cfg = &self.app.config;
+        let Some(call) = ctx.call.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "proxying without a route");
+        };
+        let uri: http::Uri = format!("{}{}", cfg.upstream_path_prefix, call.upstream_path)
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;
+        upstream.set_uri(uri);
+        strip_hop_by_hop_request(upstream);
+        // `insert_header` replaces every existing value, whatever its letter case.
+        upstream.insert_header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", cfg.raw.upstream.token.expose()),
+        )?;
+        upstream.insert_header(header::HOST, cfg.upstream_authority.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        strip_hop_by_hop_response(upstream_response);
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(call), Some(chunk)) = (ctx.call.as_mut(), body.as_ref()) {
+            call.response_body.push(chunk);
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let failure = classify_failure(e, self.app.config.read_timeout());
+        if let Some(call) = ctx.call.as_mut() {
+            call.error = Some(failure.message.clone());
+        }
+        tracing::warn!(
+            status = failure.status,
+            error = %failure.message,
+            path = %ctx.call.as_ref().map(|c| c.upstream_path.as_str()).unwrap_or("-"),
+            "proxy request failed"
+        );
+        if failure.status > 0 {
+            let resp = LocalResponse::error(failure.status, failure.error, failure.message);
+            if let Err(we) = write_response(session, resp).await {
+                tracing::debug!("could not write error response: {we}");
+            }
+        }
+        FailToProxy {
+            error_code: failure.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// `fail_to_proxy` logs every failure once, with what the client got; Pingora's own error
+    /// line would log it a second time (DESIGN.md style rule 7).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let Some(call) = ctx.call.take() else {
+            return;
+        };
+        let status_code = session.response_written().map(|h| h.status.as_u16());
+        let log = ApiLog {
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: iso_timestamp(ctx.started_at),
+            method: session.req_header().method.to_string(),
+            path: call.upstream_path,
+            status_code,
+            latency_ms: u64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            request_body: call.request_body.to_value(),
+            response_body: call.response_body.to_value(),
+            instance_id: call.instance_id,
+            error: call.error,
+        };
+        tracing::info!(
+            method = %log.method,
+            path = %log.path,
+            status = log.status_code.unwrap_or(0),
+            latency_ms = log.latency_ms,
+            "proxied"
+        );
+        let event = self.app.bus.publish(Payload::ApiLog(log));
+        self.app.api_logs.push(event);
+    }
+}
+
+impl SidecarProxy {
+    /// Checks a proxied request before anything is sent upstream: client token (401) and a
+    /// declared body over the limit (413). `None` admits it.
+    fn admit_proxied(&self, session: &mut Session) -> Option<LocalResponse> {
+        let cfg = &self.app.config.raw;
+        let req = session.req_header();
+        let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if !auth::client_allowed(&cfg.auth.client_tokens, authz, None) {
+            return Some(
+                LocalResponse::error(401, "Unauthorized", "a valid client token is required")
+                    .with_header("www-authenticate", "Bearer"),
+            );
+        }
+        let declared = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cfg.proxy.max_body_bytes.get() as u64) {
+            session.set_keepalive(None);
+            return Some(too_large(cfg.proxy.max_body_bytes.get()));
+        }
+        None
+    }
+}
+
+fn too_large(limit: usize) -> LocalResponse {
+    LocalResponse::error(
+        413,
+        "Request body too large",
+        format!("the limit is {limit} bytes"),
+    )
+}
+
+/// An upstream failure as the client sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Status to answer; 0 when the client is gone and nothing can be written.
+    pub status: u16,
+    /// The `error` field.
+    pub error: &'static str,
+    /// The `message` field: what happened, no internals.
+    pub message: String,
+}
+
+/// Maps a Pingora error to the response the client gets: 502 when wa-hub cannot be reached or
+/// broke the exchange, 504 when it accepted but did not answer in time, the status itself for
+/// rejections raised by the sidecar's filters (413), 0 when the client went away.
+pub fn classify_failure(e: &Error, read_timeout: Duration) -> Failure {
+    use ErrorType::*;
+    let failed = "wa-hub request failed";
+    let (status, error, message) = match &e.etype {
+        HTTPStatus(413) => (413, "Request body too large", "request body over the limit".into()),
+        HTTPStatus(400) => (400, "Bad request", "invalid request".into()),
+        HTTPStatus(code) => (*code, failed, format!("status {code}")),
+        ConnectRefused => (502, failed, "connection refused by wa-hub".into()),
+        ConnectTimedout => (502, failed, "connecting to wa-hub timed out".into()),
+        ConnectNoRoute | ConnectError | SocketError | BindError => {
+            (502, failed, "cannot connect to wa-hub".into())
+        }
+        ReadTimedout | WriteTimedout if e.esource == ErrorSource::Upstream => (
+            504,
+            "wa-hub request timed out",
+            format!("no answer within {} ms", read_timeout.as_millis()),
+        ),
+        ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
+            if e.esource == ErrorSource::Downstream =>
+        {
+            (0, failed, "client went away".into())
+        }
+        _ if e.esource == ErrorSource::Downstream => (400, "Bad request", "invalid request".into()),
+        _ if e.esource == ErrorSource::Upstream => {
+            (502, failed, "wa-hub closed or broke the connection".into())
+        }
+        _ => (500, "Internal error", "the sidecar failed to proxy the request".into()),
+    };
+    Failure {
+        status,
+        error,
+        message,
+    }
+}
+
+/// Names listed in the `Connection` header(s), lower-cased.
+fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn strip_hop_by_hop_request(req: &mut RequestHeader) {
+    for name in connection_tokens(&req.headers) {
+        if !PROTECTED.contains(&name.as_str()) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                req.remove_header(&n);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+}
+
+fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
+    for name in connection_tokens(&resp.headers) {
+        if !PROTECTED.contains(&name.as_str()) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                resp.remove_header(&n);
+            }
+        }
+    }
+    for name in ["connection", "keep-alive", "proxy-connection"] {
+        resp.remove_header(name);
+    }
+}
+
+/// Writes a local response and ends request handling (`request_filter` returns `Ok(true)`).
+async fn write_local(session: &mut Session, resp: LocalResponse) -> Result<bool> {
+    write_response(session, resp).await?;
+    Ok(true)
+}
+
+async fn write_response(session: &mut Session, resp: LocalResponse) -> Result<()> {
+    let mut header = ResponseHeader::build(resp.status, Some(4 + resp.headers.len()))?;
+    header.insert_header(header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(header::CONTENT_LENGTH, resp.body.len().to_string())?;
+    header.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in resp.headers {
+        header.insert_header(name, value)?;
+    }
+    session.write_response_header(Box::new(header), false).await?;
+    session.write_response_body(Some(resp.body), true).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_refused_is_502_with_dashboard_error() {
+        let e = Error::new(ErrorType::ConnectRefused);
+        let f = classify_failure(&e, Duration::from_secs(1));
+        assert_eq!(f.status, 502);
+        assert_eq!(f.error, "wa-hub request failed");
+    }
+
+    #[test]
+    fn upstream_read_timeout_is_504() {
+        let mut e = Error::new(ErrorType::ReadTimedout);
+        e.esource = ErrorSource::Upstream;
+        assert_eq!(classify_failure(&e, Duration::from_secs(1)).status, 504);
+    }
+
+    #[test]
+    fn client_gone_writes_nothing() {
+        let mut e = Error::new(ErrorType::WriteError);
+        e.esource = ErrorSource::Downstream;
+        assert_eq!(classify_failure(&e, Duration::from_secs(1)).status, 0);
+    }
+
+    #[test]
+    fn connection_header_cannot_remove_protected_headers() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("connection", "close, x-drop, Content-Length, host")
+            .unwrap();
+        req.insert_header("x-drop", "1").unwrap();
+        req.insert_header("x-keep", "1").unwrap();
+        req.insert_header("content-length", "0").unwrap();
+        req.insert_header("host", "h").unwrap();
+        req.insert_header("te", "trailers").unwrap();
+        strip_hop_by_hop_request(&mut req);
+        assert!(req.headers.get("x-drop").is_none());
+        assert!(req.headers.get("te").is_none());
+        assert!(req.headers.get("connection").is_none());
+        assert!(req.headers.get("x-keep").is_some());
+        assert!(req.headers.get("content-length").is_some());
+        assert!(req.headers.get("host").is_some());
+    }
+}

@@ -1,0 +1,134 @@
+//! Routing: which of the sidecar's routes a request path names, and, for the proxy, the
+//! upstream path it maps to. Plain functions over the raw (still percent-encoded) path, testable
+//! without Pingora (DESIGN.md "Public interface").
+
+use percent_encoding::percent_decode_str;
+
+/// Prefix of the proxied wa-hub API.
+pub const PROXY_PREFIX: &str = "/api/wahub";
+
+/// The route a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`: liveness.
+    Healthz,
+    /// `GET /readyz`: upstream `/health` reachable.
+    Readyz,
+    /// `GET /api/config`: the dashboard's `{"webhookUrl"}`.
+    Config,
+    /// `/api/wahub/webhook`: the webhook receiver, never proxied.
+    Webhook,
+    /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
+    /// always starting with `/`).
+    Proxy(String),
+    /// Anything else.
+    NotFound,
+}
+
+/// Why a proxied path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A segment is `.` or `..`, literally or percent-encoded (also inside an encoded `%2F`).
+    #[error("path escapes the /api/wahub prefix")]
+    Traversal,
+}
+
+/// Maps a raw request path (no query) to its [`Route`].
+///
+/// # Errors
+/// [`PathError::Traversal`] for a proxied path with a dot segment.
+pub fn route(raw_path: &str) -> Result<Route, PathError> {
+    Ok(match raw_path {
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        "/api/config" => Route::Config,
+        "/api/wahub/webhook" | "/api/wahub/webhook/" => Route::Webhook,
+        _ => match raw_path.strip_prefix(PROXY_PREFIX) {
+            Some("") => Route::Proxy("/".to_owned()),
+            Some(rest) if rest.starts_with('/') => {
+                check_no_dot_segments(rest)?;
+                Route::Proxy(rest.to_owned())
+            }
+            _ => Route::NotFound,
+        },
+    })
+}
+
+/// Refuses any segment that decodes to `.` or `..`, including segments hidden behind an encoded
+/// slash or backslash (`..%2F`, `%2e%2e%5c`), which some upstreams treat as separators.
+fn check_no_dot_segments(raw: &str) -> Result<(), PathError> {
+    for segment in raw.split('/') {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        if decoded
+            .split(['/', '\\'])
+            .any(|part| part == ".." || part == ".")
+        {
+            return Err(PathError::Traversal);
+        }
+    }
+    Ok(())
+}
+
+/// The wa-hub instance id in a wa-hub path `/instances/<id>` or `/instances/<id>/...`,
+/// percent-decoded. Query strings are ignored.
+pub fn instance_id(upstream_path: &str) -> Option<String> {
+    let path = upstream_path.split('?').next().unwrap_or_default();
+    let rest = path.strip_prefix("/instances/")?;
+    let raw = rest.split('/').next().filter(|s| !s.is_empty())?;
+    Some(percent_decode_str(raw).decode_utf8_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_routes_are_recognised() {
+        assert_eq!(route("/healthz"), Ok(Route::Healthz));
+        assert_eq!(route("/readyz"), Ok(Route::Readyz));
+        assert_eq!(route("/api/config"), Ok(Route::Config));
+        assert_eq!(route("/api/wahub/webhook"), Ok(Route::Webhook));
+        assert_eq!(route("/nope"), Ok(Route::NotFound));
+        assert_eq!(route("/api/wahubx/instances"), Ok(Route::NotFound));
+    }
+
+    #[test]
+    fn proxy_prefix_is_stripped_keeping_percent_encoding() {
+        assert_eq!(
+            route("/api/wahub/instances/a%2Fb/client/status"),
+            Ok(Route::Proxy("/instances/a%2Fb/client/status".into()))
+        );
+        assert_eq!(route("/api/wahub"), Ok(Route::Proxy("/".into())));
+        assert_eq!(route("/api/wahub/"), Ok(Route::Proxy("/".into())));
+    }
+
+    #[test]
+    fn dot_segments_in_any_spelling_are_traversal() {
+        for p in [
+            "/api/wahub/../admin",
+            "/api/wahub/instances/..",
+            "/api/wahub/%2e%2e/x",
+            "/api/wahub/%2E%2e/x",
+            "/api/wahub/.%2e/x",
+            "/api/wahub/..%2fadmin",
+            "/api/wahub/x/%2e%2e%5cadmin",
+            "/api/wahub/./x",
+        ] {
+            assert_eq!(route(p), Err(PathError::Traversal), "{p}");
+        }
+        assert!(route("/api/wahub/instances/a..b/x").is_ok());
+        assert!(route("/api/wahub/instances/%252e%252e").is_ok());
+    }
+
+    #[test]
+    fn instance_id_is_taken_from_instances_paths() {
+        assert_eq!(
+            instance_id("/instances/WASP-x/client/status").as_deref(),
+            Some("WASP-x")
+        );
+        assert_eq!(instance_id("/instances/a%2Fb?x=1").as_deref(), Some("a/b"));
+        assert_eq!(instance_id("/instances"), None);
+        assert_eq!(instance_id("/instances/"), None);
+        assert_eq!(instance_id("/health"), None);
+    }
+}
