@@ -32,8 +32,7 @@ impl BodyCapture {
         self.total += chunk.len();
         let room = self.cap.saturating_sub(self.kept.len());
         if room > 0 {
-            self.kept
-                .extend_from_slice(&chunk[..chunk.len().min(room)]);
+            self.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
     }
 

@@ -21,10 +21,11 @@ pub fn client_allowed(
         .or(query_token.map(str::as_bytes));
     match presented {
         // Check every token so the time taken does not depend on which one matched.
-        Some(p) => tokens
-            .iter()
-            .fold(0u8, |acc, t| acc | t.expose().as_bytes().ct_eq(p).unwrap_u8())
-            == 1,
+        Some(p) => {
+            tokens.iter().fold(0u8, |acc, t| {
+                acc | t.expose().as_bytes().ct_eq(p).unwrap_u8()
+            }) == 1
+        }
         None => false,
     }
 }

@@ -385,8 +385,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("WA_HUB_TOKEN", "upstream.token"),
     ("WA_HUB_WEBHOOK_SIGNATURE_SECRET", "webhook.secret"),
     ("WEBHOOK_AUTH_TOKEN", "webhook.auth_token"),
-    ("DASHBOARD_WEBHOOK_INTERNAL_URL", "dashboard.webhook_internal_url"),
-    ("DASHBOARD_WEBHOOK_PUBLIC_URL", "dashboard.webhook_public_url"),
+    (
+        "DASHBOARD_WEBHOOK_INTERNAL_URL",
+        "dashboard.webhook_internal_url",
+    ),
+    (
+        "DASHBOARD_WEBHOOK_PUBLIC_URL",
+        "dashboard.webhook_public_url",
+    ),
 ];
 
 impl RawConfig {
@@ -534,7 +540,12 @@ impl RawConfig {
             }
             (Some(p), _) => p,
         };
-        if self.webhook.auth_token.as_ref().is_some_and(Secret::is_empty) {
+        if self
+            .webhook
+            .auth_token
+            .as_ref()
+            .is_some_and(Secret::is_empty)
+        {
             return Err(invalid(
                 "webhook.auth_token",
                 "is empty; remove the key to disable bearer checking",
@@ -613,7 +624,10 @@ mod tests {
 
     #[test]
     fn empty_file_gives_defaults_that_validate() {
-        let c = RawConfig::from_yaml("# nothing\n").unwrap().validate().unwrap();
+        let c = RawConfig::from_yaml("# nothing\n")
+            .unwrap()
+            .validate()
+            .unwrap();
         assert_eq!(c.raw.listen.to_string(), "127.0.0.1:3001");
         assert_eq!(c.upstream_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.signature, SignaturePolicy::Off);
@@ -690,7 +704,12 @@ mod tests {
         .unwrap();
         let c = raw.validate().unwrap();
         let text = format!("{}{:?}", c.to_masked_yaml(), c);
-        for s in ["client-secret", "api-secret", "hmac-secret", "bearer-secret"] {
+        for s in [
+            "client-secret",
+            "api-secret",
+            "hmac-secret",
+            "bearer-secret",
+        ] {
             assert!(!text.contains(s), "{s} leaked in {text}");
         }
         assert!(text.contains("********"));
@@ -704,7 +723,10 @@ mod tests {
             "http://127.0.0.1:3001/api/wahub/webhook"
         );
         raw.dashboard.webhook_public_url = Some("https://pub/hook".into());
-        assert_eq!(raw.clone().validate().unwrap().webhook_url(), "https://pub/hook");
+        assert_eq!(
+            raw.clone().validate().unwrap().webhook_url(),
+            "https://pub/hook"
+        );
         raw.dashboard.webhook_internal_url = Some("http://int/hook".into());
         assert_eq!(raw.validate().unwrap().webhook_url(), "http://int/hook");
     }

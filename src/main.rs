@@ -11,7 +11,13 @@ use wa_hub_sidecar::{config, logging, server};
 #[command(version, about)]
 struct Cli {
     /// YAML config file.
-    #[arg(long, short, global = true, default_value = "config.yaml", env = "WA_HUB_SIDECAR_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config.yaml",
+        env = "WA_HUB_SIDECAR_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,

@@ -11,7 +11,7 @@ use chrono::Utc;
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::{ApiLog, Payload};
@@ -22,19 +22,8 @@ use crate::auth;
 use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
 
-/// Hop-by-hop headers never forwarded upstream (RFC 9110 §7.6.1), besides those `Connection`
-/// names.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "proxy-authorization",
-    "proxy-connection",
-    "upgrade",
-];
-
-/// Headers a `Connection` list may not remove: message framing and what the sidecar sets.
-const PROTECTED: &[&str] = &["content-length", "transfer-encoding", "host", "authorization"];
+/// Headers an upstream response's `Connection` list may not remove: message framing.
+const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
 
 /// The Pingora service: one instance serves every request.
 pub struct SidecarProxy {
@@ -95,8 +84,11 @@ impl ProxyHttp for SidecarProxy {
             Err(e) => {
                 tracing::warn!(path = %raw_path, "refused: {e}");
                 session.set_keepalive(None);
-                return write_local(session, LocalResponse::error(400, "Bad request", e.to_string()))
-                    .await;
+                return write_local(
+                    session,
+                    LocalResponse::error(400, "Bad request", e.to_string()),
+                )
+                .await;
             }
         };
         let resp = match route {
@@ -160,6 +152,9 @@ impl ProxyHttp for SidecarProxy {
         peer.options.read_timeout = Some(cfg.read_timeout());
         peer.options.write_timeout = Some(cfg.write_timeout());
         peer.options.idle_timeout = Some(cfg.idle_timeout());
+        // Pingora strips hop-by-hop request headers (and those `Connection` names); wa-hub has
+        // no WebSocket routes, so no upgrade is forwarded either.
+        peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::deny_upgrades();
         Ok(Box::new(peer))
     }
 
@@ -177,7 +172,6 @@ impl ProxyHttp for SidecarProxy {
             .parse()
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;
         upstream.set_uri(uri);
-        strip_hop_by_hop_request(upstream);
         // `insert_header` replaces every existing value, whatever its letter case.
         upstream.insert_header(
             header::AUTHORIZATION,
@@ -320,7 +314,11 @@ pub fn classify_failure(e: &Error, read_timeout: Duration) -> Failure {
     use ErrorType::*;
     let failed = "wa-hub request failed";
     let (status, error, message) = match &e.etype {
-        HTTPStatus(413) => (413, "Request body too large", "request body over the limit".into()),
+        HTTPStatus(413) => (
+            413,
+            "Request body too large",
+            "request body over the limit".into(),
+        ),
         HTTPStatus(400) => (400, "Bad request", "invalid request".into()),
         HTTPStatus(code) => (*code, failed, format!("status {code}")),
         ConnectRefused => (502, failed, "connection refused by wa-hub".into()),
@@ -342,7 +340,11 @@ pub fn classify_failure(e: &Error, read_timeout: Duration) -> Failure {
         _ if e.esource == ErrorSource::Upstream => {
             (502, failed, "wa-hub closed or broke the connection".into())
         }
-        _ => (500, "Internal error", "the sidecar failed to proxy the request".into()),
+        _ => (
+            500,
+            "Internal error",
+            "the sidecar failed to proxy the request".into(),
+        ),
     };
     Failure {
         status,
@@ -363,19 +365,6 @@ fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn strip_hop_by_hop_request(req: &mut RequestHeader) {
-    for name in connection_tokens(&req.headers) {
-        if !PROTECTED.contains(&name.as_str()) {
-            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                req.remove_header(&n);
-            }
-        }
-    }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
-    }
-}
-
 fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     for name in connection_tokens(&resp.headers) {
         if !PROTECTED.contains(&name.as_str()) {
@@ -384,6 +373,8 @@ fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
             }
         }
     }
+    // Pingora forwards an upstream response's fields as they came; these describe the
+    // sidecar-to-wa-hub connection, not the client's (RFC 9110 §7.6.1).
     for name in ["connection", "keep-alive", "proxy-connection"] {
         resp.remove_header(name);
     }
@@ -403,7 +394,9 @@ async fn write_response(session: &mut Session, resp: LocalResponse) -> Result<()
     for (name, value) in resp.headers {
         header.insert_header(name, value)?;
     }
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     session.write_response_body(Some(resp.body), true).await?;
     Ok(())
 }
@@ -432,24 +425,5 @@ mod tests {
         let mut e = Error::new(ErrorType::WriteError);
         e.esource = ErrorSource::Downstream;
         assert_eq!(classify_failure(&e, Duration::from_secs(1)).status, 0);
-    }
-
-    #[test]
-    fn connection_header_cannot_remove_protected_headers() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("connection", "close, x-drop, Content-Length, host")
-            .unwrap();
-        req.insert_header("x-drop", "1").unwrap();
-        req.insert_header("x-keep", "1").unwrap();
-        req.insert_header("content-length", "0").unwrap();
-        req.insert_header("host", "h").unwrap();
-        req.insert_header("te", "trailers").unwrap();
-        strip_hop_by_hop_request(&mut req);
-        assert!(req.headers.get("x-drop").is_none());
-        assert!(req.headers.get("te").is_none());
-        assert!(req.headers.get("connection").is_none());
-        assert!(req.headers.get("x-keep").is_some());
-        assert!(req.headers.get("content-length").is_some());
-        assert!(req.headers.get("host").is_some());
     }
 }

@@ -1,7 +1,6 @@
 //! Server assembly: builds the Pingora server from a validated [`Config`] and runs it until
 //! shutdown.
 
-
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 

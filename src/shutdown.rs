@@ -46,7 +46,10 @@ impl ShutdownSignalWatch for DrainOnSignal {
             _ = term.recv() => {}
         }
         let grace = self.app.config.grace_period();
-        tracing::info!(grace_ms = grace.as_millis() as u64, "SIGTERM received, draining");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "SIGTERM received, draining"
+        );
         self.app.begin_shutdown();
         let deadline = Instant::now() + grace;
         loop {
@@ -56,7 +59,10 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 break;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(inflight, "grace period over, exiting with requests in flight");
+                tracing::warn!(
+                    inflight,
+                    "grace period over, exiting with requests in flight"
+                );
                 break;
             }
             tokio::select! {

@@ -31,7 +31,12 @@ impl History {
     /// Up to `limit` newest entries for which `keep` holds, newest first.
     pub fn newest(&self, limit: usize, keep: impl Fn(&Event) -> bool) -> Vec<Arc<Event>> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        items.iter().filter(|e| keep(e)).take(limit).cloned().collect()
+        items
+            .iter()
+            .filter(|e| keep(e))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Number of entries held.

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building and testing wa-hub-sidecar needs on a fresh Debian machine, and
+# nothing that is already there. Safe to run repeatedly.
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi

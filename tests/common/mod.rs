@@ -1,0 +1,367 @@
+//! Shared test harness: the wa-hub fixtures, a real HTTP upstream that answers from them and
+//! records what it received, and the real `wa-hub-sidecar` binary started on a free port.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// The API key the fixtures were recorded with (fixtures README).
+pub const API_KEY: &str = "testkey";
+/// Webhook signing secret of the fixtures (fixtures README).
+pub const WEBHOOK_SECRET: &str = "wa-hub-fixture-secret";
+/// Webhook bearer token of the fixtures (fixtures README).
+pub const WEBHOOK_TOKEN: &str = "fixture-bearer-token";
+
+/// `../shared/fixtures/wa-hub`, or `$WA_HUB_FIXTURES`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("WA_HUB_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/wa-hub")
+        })
+}
+
+/// One recorded wa-hub REST exchange.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiFixture {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// Every line of `api-responses.jsonl`.
+pub fn api_fixtures() -> Vec<ApiFixture> {
+    read_jsonl("api-responses.jsonl")
+}
+
+/// One recorded webhook delivery.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookFixture {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+/// Every line of `webhooks.jsonl`.
+pub fn webhook_fixtures() -> Vec<WebhookFixture> {
+    read_jsonl("webhooks.jsonl")
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
+    let path = fixtures_dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("fixture line is JSON"))
+        .collect()
+}
+
+/// A request as the fake upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Raw path and query, percent-encoding as received.
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    /// Every value of header `name`.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    fixtures: Arc<Vec<ApiFixture>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// A wa-hub-shaped HTTP upstream on a loopback port.
+///
+/// - Requires `Authorization: Bearer testkey` like wa-hub (401 with wa-hub's body otherwise).
+/// - Answers `(method, path)` pairs recorded in the fixtures with the recorded status and body.
+/// - `/hang` never answers; `/slow?ms=N` answers after N ms.
+/// - Anything else: 200 echoing `{method, path, headers, body}` as JSON.
+/// - Records every request for assertions ([`FakeUpstream::received`]).
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeUpstream {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let state = UpstreamState {
+            fixtures: Arc::new(api_fixtures()),
+            received: Arc::default(),
+        };
+        let received = state.received.clone();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(answer).with_state(state);
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything received so far, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Received {
+        self.received().pop().expect("upstream received a request")
+    }
+}
+
+async fn answer(State(state): State<UpstreamState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let received = Received {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    state.received.lock().unwrap().push(received);
+
+    let path = parts.uri.path();
+    if path == "/hang" {
+        std::future::pending::<()>().await;
+    }
+    if path == "/slow" {
+        let ms: u64 = parts
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let authorized = parts
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Bearer {API_KEY}").as_bytes());
+    let method = parts.method.as_str();
+    let find = |want_401: bool| {
+        state
+            .fixtures
+            .iter()
+            .find(|f| f.method == method && f.path == path && (f.status == 401) == want_401)
+    };
+    if !authorized {
+        let body = state
+            .fixtures
+            .iter()
+            .find(|f| f.status == 401)
+            .map(|f| f.body.clone())
+            .unwrap_or_default();
+        return json_response(401, body);
+    }
+    if let Some(f) = find(false) {
+        return json_response(f.status, f.body.clone());
+    }
+    let echo = serde_json::json!({
+        "method": method,
+        "path": path_and_query,
+        "headers": parts.headers.iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect::<Vec<_>>(),
+        "body": String::from_utf8_lossy(&body),
+    });
+    json_response(200, echo.to_string())
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json; charset=utf-8")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Path of the built `wa-hub-sidecar` binary.
+pub fn sidecar_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wa-hub-sidecar")
+}
+
+/// Environment variables that would override the test config; cleared for every child.
+pub const OVERRIDE_VARS: &[&str] = &[
+    "WA_HUB_BASE_URL",
+    "WA_HUB_TOKEN",
+    "WA_HUB_WEBHOOK_SIGNATURE_SECRET",
+    "WEBHOOK_AUTH_TOKEN",
+    "DASHBOARD_WEBHOOK_INTERNAL_URL",
+    "DASHBOARD_WEBHOOK_PUBLIC_URL",
+    "RUST_LOG",
+    "WA_HUB_SIDECAR_CONFIG",
+];
+
+/// A running sidecar process; killed on drop.
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Starts the binary with `listen` on a free port, `upstream.base_url` pointing at
+    /// `upstream` and the API key of the fixtures, plus `extra_yaml` (top-level keys other than
+    /// `listen` and `upstream`, which may be given through `upstream_yaml`).
+    pub fn start(upstream: &str, extra_yaml: &str) -> Self {
+        Self::start_with(upstream, "", extra_yaml, &[])
+    }
+
+    /// Like [`Sidecar::start`], with extra `upstream:` keys and environment variables.
+    pub fn start_with(
+        upstream: &str,
+        upstream_yaml: &str,
+        extra_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "listen: 127.0.0.1:{port}\nthreads: 2\nupstream:\n  base_url: {upstream}\n  token: {API_KEY}\n{upstream_yaml}{extra_yaml}\nshutdown:\n  grace_period_ms: 2000\n"
+        );
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let log = std::fs::File::create(dir.path().join("sidecar.log")).expect("log file");
+        let mut cmd = Command::new(sidecar_bin());
+        cmd.arg("--config").arg(&config);
+        for v in OVERRIDE_VARS {
+            cmd.env_remove(v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("dup log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sidecar");
+        let mut s = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            dir,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sidecar exited early ({status}):\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sidecar did not listen within 20 s:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for tests (no proxies, no redirects).
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}

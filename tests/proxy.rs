@@ -1,0 +1,499 @@
+//! The proxy against a real wa-hub-shaped upstream, through the real binary (core issue).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Sends raw request bytes and returns the whole response as text (the connection is closed
+/// by the request's `Connection: close`).
+fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+#[test]
+fn fixture_call_is_proxied_with_prefix_stripped_and_api_key_injected() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let fixture = api_fixtures()
+        .into_iter()
+        .find(|f| f.path == "/instances/WASP-test_shop/client/status")
+        .unwrap();
+    let r = client()
+        .get(sc.url("/api/wahub/instances/WASP-test_shop/client/status"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(r.text().unwrap(), fixture.body);
+    let got = up.last();
+    assert_eq!(
+        got.path_and_query,
+        "/instances/WASP-test_shop/client/status"
+    );
+    assert_eq!(
+        got.header_values("authorization"),
+        vec![format!("Bearer {API_KEY}")]
+    );
+}
+
+#[test]
+fn query_string_and_encoded_slash_reach_upstream_unchanged() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let r = client()
+        .get(sc.url("/api/wahub/instances/a%2Fb/client/status?x=1&y=%20z"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        up.last().path_and_query,
+        "/instances/a%2Fb/client/status?x=1&y=%20z"
+    );
+}
+
+#[test]
+fn client_authorization_in_any_letter_case_is_replaced_by_exactly_one() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let resp = raw(
+        sc.addr,
+        b"GET /api/wahub/instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer client-guess\r\n\
+          authorization: Basic Zm9vOmJhcg==\r\nAUTHORIZATION: other\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(
+        up.last().header_values("authorization"),
+        vec![format!("Bearer {API_KEY}")]
+    );
+}
+
+#[test]
+fn hop_by_hop_headers_never_reach_upstream() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let resp = raw(
+        sc.addr,
+        b"GET /api/wahub/echo HTTP/1.1\r\nHost: x\r\nConnection: close, X-Private-Hop\r\n\
+          X-Private-Hop: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
+          Proxy-Authorization: Basic abc\r\nUpgrade: h2c\r\nX-End-To-End: kept\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let got = up.last();
+    for h in [
+        "connection",
+        "x-private-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+    ] {
+        assert!(got.header_values(h).is_empty(), "{h} reached upstream");
+    }
+    assert_eq!(got.header_values("x-end-to-end"), vec!["kept"]);
+}
+
+#[test]
+fn post_body_is_passed_byte_for_byte_and_answer_returned_as_is() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let body: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let r = client()
+        .post(sc.url("/api/wahub/instances/WASP-test_shop/client/action/send-message"))
+        .header("content-type", "application/octet-stream")
+        .body(body.clone())
+        .send()
+        .unwrap();
+    let fixture = api_fixtures()
+        .into_iter()
+        .find(|f| f.path.ends_with("/send-message"))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(r.text().unwrap(), fixture.body);
+    let got = up.last();
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.body.as_ref(), body.as_slice());
+    assert_eq!(
+        got.header_values("content-type"),
+        vec!["application/octet-stream"]
+    );
+}
+
+#[test]
+fn put_patch_delete_pass_through_with_upstream_status() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let c = client();
+    let r = c
+        .put(sc.url("/api/wahub/instances/WASP-test_shop"))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .patch(sc.url("/api/wahub/p"))
+        .body("patched")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(up.last().body.as_ref(), b"patched");
+    let r = c.delete(sc.url("/api/wahub/d")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(up.last().method, "DELETE");
+    let r = c.get(sc.url("/api/wahub/no/such/route")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.text().unwrap(), r#"{"error":"Not found","status":404}"#);
+}
+
+#[test]
+fn nothing_listening_upstream_gives_502_json() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sc = Sidecar::start(&dead, "");
+    let r = client().get(sc.url("/api/wahub/instances")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["error"], "wa-hub request failed");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(sc.log().contains("proxy request failed"));
+}
+
+#[test]
+fn hanging_upstream_gives_504_after_read_timeout() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start_with(&up.base_url(), "  read_timeout_ms: 400\n", "", &[]);
+    let t = Instant::now();
+    let r = client().get(sc.url("/api/wahub/hang")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 504);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["error"], "wa-hub request timed out");
+}
+
+#[test]
+fn traversal_in_any_encoding_gives_400_and_never_reaches_upstream() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    for path in [
+        "/api/wahub/../healthz",
+        "/api/wahub/%2e%2e/secret",
+        "/api/wahub/instances/%2E%2E/%2e%2e/x",
+        "/api/wahub/..%2Fadmin",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let resp = raw(sc.addr, req.as_bytes());
+        assert_eq!(status_of(&resp), 400, "{path}: {resp}");
+        assert!(resp.contains("application/json"), "{resp}");
+    }
+    assert!(up.received().is_empty());
+}
+
+#[test]
+fn body_over_limit_gives_413_declared_or_chunked() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "proxy:\n  max_body_bytes: 1024\n");
+    let r = client()
+        .post(sc.url("/api/wahub/instances"))
+        .body(vec![b'a'; 4096])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert!(
+        up.received().is_empty(),
+        "declared oversize body was proxied"
+    );
+
+    let mut chunked = b"POST /api/wahub/instances HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        Transfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for _ in 0..4 {
+        chunked.extend_from_slice(b"200\r\n");
+        chunked.extend_from_slice(&[b'b'; 512]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let resp = raw(sc.addr, &chunked);
+    assert_eq!(status_of(&resp), 413, "{resp}");
+
+    // Within the limit still works.
+    let r = client()
+        .post(sc.url("/api/wahub/echo"))
+        .body(vec![b'c'; 1000])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn client_tokens_are_required_when_configured() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(
+        &up.base_url(),
+        "auth:\n  client_tokens: [client-one, client-two]\n",
+    );
+    let c = client();
+    let r = c.get(sc.url("/api/wahub/instances")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["error"], "Unauthorized");
+    let r = c
+        .get(sc.url("/api/wahub/instances"))
+        .bearer_auth("wrong")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(up.received().is_empty());
+
+    let r = c
+        .get(sc.url("/api/wahub/instances"))
+        .bearer_auth("client-two")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        up.last().header_values("authorization"),
+        vec![format!("Bearer {API_KEY}")]
+    );
+    // Liveness stays open for orchestrators.
+    assert_eq!(
+        c.get(sc.url("/healthz")).send().unwrap().status().as_u16(),
+        200
+    );
+}
+
+#[test]
+fn local_routes_answer_json() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start_with(
+        &up.base_url(),
+        "",
+        "",
+        &[(
+            "DASHBOARD_WEBHOOK_INTERNAL_URL",
+            "http://sidecar:3001/api/wahub/webhook",
+        )],
+    );
+    let c = client();
+    let r = c.get(sc.url("/healthz")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c.get(sc.url("/readyz")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(up.last().path_and_query, "/health");
+    let v: serde_json::Value = c.get(sc.url("/api/config")).send().unwrap().json().unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"webhookUrl": "http://sidecar:3001/api/wahub/webhook"})
+    );
+    let r = c.get(sc.url("/nope")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let _: serde_json::Value = r.json().unwrap();
+}
+
+#[test]
+fn readyz_is_503_when_upstream_is_down() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sc = Sidecar::start(&dead, "");
+    let r = client().get(sc.url("/readyz")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["ready"], false);
+}
+
+/// An upstream that, like Node's HTTP server, keeps connections alive but closes them after
+/// `idle` without a request. Answers every request with 200 `ok`.
+fn closing_upstream(
+    idle: Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve_keepalive(stream, idle));
+        }
+    });
+    (addr, connections)
+}
+
+fn serve_keepalive(mut s: TcpStream, idle: Duration) {
+    s.set_read_timeout(Some(idle)).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Read one request head (and its Content-Length body).
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return, // closed or idle too long: close like Node
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + len);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
+                     Connection: keep-alive\r\nKeep-Alive: timeout=1\r\n\r\nok";
+        if s.write_all(resp).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn upstream_closing_idle_keepalive_connections_causes_no_502() {
+    let (addr, connections) = closing_upstream(Duration::from_millis(150));
+    // The sidecar's own idle timeout is longer than the upstream's on purpose: it must still
+    // notice connections the upstream closed and never hand a client a 502 for them.
+    let sc = Sidecar::start_with(
+        &format!("http://{addr}"),
+        "  idle_timeout_ms: 60000\n",
+        "",
+        &[],
+    );
+    let c = client();
+    for i in 0..12 {
+        let r = if i % 2 == 0 {
+            c.get(sc.url("/api/wahub/x")).send().unwrap()
+        } else {
+            c.post(sc.url("/api/wahub/x"))
+                .body("payload")
+                .send()
+                .unwrap()
+        };
+        assert_eq!(r.status().as_u16(), 200, "request {i}: {}", sc.log());
+        assert_eq!(
+            r.headers().get("keep-alive"),
+            None,
+            "upstream Keep-Alive leaked"
+        );
+        // Alternate between reusing a live connection and waiting past the upstream's close.
+        std::thread::sleep(Duration::from_millis(if i % 3 == 0 { 10 } else { 250 }));
+    }
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn config_error_names_the_key_and_line_and_exits_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:3999\nupstream:\n  base_url: http://127.0.0.1:3000\n  read_timeout: 5\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read_timeout"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+
+    std::fs::write(&path, "upstream:\n  connect_timeout_ms: -1\n").unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upstream.connect_timeout_ms"), "{err}");
+
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
+
+#[test]
+fn check_config_prints_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "auth:\n  client_tokens: [tok-client]\n").unwrap();
+    let mut cmd = std::process::Command::new(sidecar_bin());
+    for v in OVERRIDE_VARS {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .env("WA_HUB_TOKEN", "tok-api")
+        .env("WA_HUB_WEBHOOK_SIGNATURE_SECRET", "tok-hmac")
+        .env("WA_HUB_BASE_URL", "http://127.0.0.1:3555")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("http://127.0.0.1:3555"), "{text}");
+    assert!(text.contains("signature: required"), "{text}");
+    for secret in ["tok-client", "tok-api", "tok-hmac"] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_promptly() {
+    let up = FakeUpstream::start();
+    let mut sc = Sidecar::start(&up.base_url(), "");
+    let url = sc.url("/api/wahub/slow?ms=600");
+    let inflight =
+        std::thread::spawn(move || client().get(url).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    sc.terminate();
+    assert_eq!(inflight.join().unwrap().unwrap(), 200);
+    let status = sc.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status}: {}", sc.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!sc.log().contains("token: testkey"));
+}
