@@ -1,12 +1,13 @@
 //! The state every request handler and background task shares, built once at start-up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 use wa_hub_sinks::Bus;
 
 use crate::config::Config;
+use crate::status::StatusEngine;
 use crate::store::History;
 
 /// Shared process state: validated config, the bus, the histories and the shutdown signal.
@@ -18,8 +19,11 @@ pub struct App {
     pub bus: Bus,
     /// Newest-first ApiLog history (`api_log.history` entries).
     pub api_logs: History,
+    /// Newest-first webhook history (`webhook.history` entries).
+    pub webhooks: History,
     /// HTTP client for the sidecar's own calls to wa-hub (`/readyz`).
     pub http: reqwest::Client,
+    engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     inflight: Arc<AtomicUsize>,
 }
@@ -36,12 +40,20 @@ impl App {
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Self {
             api_logs: History::new(config.raw.api_log.history.get()),
+            webhooks: History::new(config.raw.webhook.history.get()),
+            engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
             bus: Bus::new(1024),
             http,
             shutdown,
             inflight: Arc::new(AtomicUsize::new(0)),
             config,
         }))
+    }
+
+    /// The status engine, locked. Hold the guard while publishing what it decided, so bus ids
+    /// follow the order of decisions.
+    pub fn engine(&self) -> MutexGuard<'_, StatusEngine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A receiver that turns `true` when the process starts draining (first step of SIGTERM).

@@ -130,6 +130,8 @@ pub struct RawConfig {
     pub upstream: UpstreamConfig,
     /// The webhook receiver.
     pub webhook: WebhookConfig,
+    /// The display-status engine.
+    pub status: StatusConfig,
     /// What clients may send through the proxy.
     pub proxy: ProxyConfig,
     /// The API-call log.
@@ -152,6 +154,7 @@ impl Default for RawConfig {
             threads: None,
             upstream: UpstreamConfig::default(),
             webhook: WebhookConfig::default(),
+            status: StatusConfig::default(),
             proxy: ProxyConfig::default(),
             api_log: ApiLogConfig::default(),
             auth: AuthConfig::default(),
@@ -212,6 +215,8 @@ pub struct WebhookConfig {
     pub auth_token: Option<Secret>,
     /// Largest accepted body, bytes; larger gets 413. Default 1 MiB.
     pub max_body_bytes: NonZeroUsize,
+    /// Webhook records kept in the newest-first history. Default 5000.
+    pub history: NonZeroUsize,
 }
 
 impl Default for WebhookConfig {
@@ -221,6 +226,32 @@ impl Default for WebhookConfig {
             signature: None,
             auth_token: None,
             max_body_bytes: nzu(1024 * 1024),
+            history: nzu(5000),
+        }
+    }
+}
+
+/// `status.*`: the display-status engine and its API fallbacks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Instances tracked by the engine; events for more are stored and routed but not tracked.
+    /// Default 10000.
+    pub max_instances: NonZeroUsize,
+    /// QR fallback: while an instance needs a QR and no webhook brought one, fetch
+    /// `GET /instances/<id>/client/qr` this often, ms. 0 disables. Default 5000.
+    pub qr_poll_interval_ms: u64,
+    /// Reconcile poll: fetch `GET /instances` and each known instance's client status this
+    /// often, ms. 0 (default) disables.
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: nzu(10_000),
+            qr_poll_interval_ms: 5000,
+            reconcile_interval_ms: 0,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
 //! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
 //! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`apilog`]
-//! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM.
+//! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
+//! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
+//! pure display-status engine, [`poll`] runs its API fallbacks.
 #![warn(missing_docs)]
 
 pub mod apilog;
@@ -12,8 +14,12 @@ pub mod auth;
 pub mod config;
 pub mod local;
 pub mod logging;
+pub mod poll;
 pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod signature;
+pub mod status;
 pub mod store;
+pub mod webhook;

@@ -94,3 +94,51 @@ pub fn method_not_allowed(allow: &'static str) -> LocalResponse {
     LocalResponse::error(405, "Method not allowed", format!("use {allow}"))
         .with_header("allow", allow)
 }
+
+/// Default and largest `limit` of `GET /api/events`.
+pub const EVENTS_LIMIT_MAX: usize = 5000;
+
+/// `GET /api/instances`: `{"instances": [<InstanceStatus>...]}`, ordered by instance id.
+pub fn instances(app: &App) -> LocalResponse {
+    let statuses = app.engine().statuses();
+    LocalResponse::json(200, &json!({ "instances": statuses }))
+}
+
+/// `GET /api/instances/<id>/status`: the instance's status, or 404
+/// `{"error":"Unknown instance"}`.
+pub fn instance_status(app: &App, id: &str) -> LocalResponse {
+    match app.engine().status(id) {
+        Some(s) => LocalResponse::json(200, &json!(s)),
+        None => LocalResponse::error(404, "Unknown instance", format!("no status known for {id}")),
+    }
+}
+
+/// `GET /api/events?instanceId=&limit=`: `{"events": [<webhook record>...]}`, newest first.
+/// `limit` defaults to and is capped at [`EVENTS_LIMIT_MAX`]; a non-numeric one is a 400.
+pub fn events(app: &App, instance_id: Option<&str>, limit: Option<&str>) -> LocalResponse {
+    let limit = match limit.filter(|l| !l.is_empty()) {
+        None => EVENTS_LIMIT_MAX,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) => n.min(EVENTS_LIMIT_MAX),
+            Err(_) => {
+                return LocalResponse::error(
+                    400,
+                    "Bad request",
+                    "limit must be a non-negative integer",
+                )
+            }
+        },
+    };
+    let events: Vec<_> = app
+        .webhooks
+        .newest(limit, |e| {
+            instance_id.is_none_or(|want| e.payload.instance_id() == Some(want))
+        })
+        .iter()
+        .filter_map(|e| match &e.payload {
+            wa_hub_sinks::Payload::Webhook(w) => serde_json::to_value(w).ok(),
+            _ => None,
+        })
+        .collect();
+    LocalResponse::json(200, &json!({ "events": events }))
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -21,6 +21,9 @@ use crate::app::{App, InflightGuard};
 use crate::auth;
 use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
+use crate::signature::SIGNATURE_HEADER;
+use crate::status::ApiStatus;
+use crate::webhook::{self, WebhookHeaders};
 
 /// Headers an upstream response's `Connection` list may not remove: message framing.
 const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
@@ -96,11 +99,25 @@ impl ProxyHttp for SidecarProxy {
             Route::Readyz if method == http::Method::GET => local::readyz(&self.app).await,
             Route::Config if method == http::Method::GET => local::config(&self.app),
             Route::Healthz | Route::Readyz | Route::Config => local::method_not_allowed("GET"),
-            Route::Webhook => {
-                // The webhook receiver arrives with the webhook issue; until then the route is
-                // reserved so wa-hub's deliveries are never proxied back to wa-hub.
-                LocalResponse::error(404, "Not found", "webhook receiver is not enabled")
+            Route::Webhook if method == http::Method::POST => self.webhook(session).await,
+            Route::Webhook => local::method_not_allowed("POST"),
+            Route::Instances | Route::InstanceStatus(_) | Route::Events
+                if method != http::Method::GET =>
+            {
+                local::method_not_allowed("GET")
             }
+            Route::Instances | Route::InstanceStatus(_) | Route::Events
+                if !self.client_allowed(session, query.as_deref()) =>
+            {
+                unauthorized()
+            }
+            Route::Instances => local::instances(&self.app),
+            Route::InstanceStatus(id) => local::instance_status(&self.app, &id),
+            Route::Events => local::events(
+                &self.app,
+                routes::query_param(query.as_deref(), "instanceId").as_deref(),
+                routes::query_param(query.as_deref(), "limit").as_deref(),
+            ),
             Route::NotFound => local::not_found(),
             Route::Proxy(upstream_path) => {
                 if let Some(resp) = self.admit_proxied(session) {
@@ -257,12 +274,119 @@ impl ProxyHttp for SidecarProxy {
             latency_ms = log.latency_ms,
             "proxied"
         );
+        let learned = (log.method == "GET" && log.status_code == Some(200))
+            .then(|| api_knowledge(&log))
+            .flatten();
+        let mut engine = self.app.engine();
         let event = self.app.bus.publish(Payload::ApiLog(log));
         self.app.api_logs.push(event);
+        let now = Utc::now();
+        let changed = match learned {
+            Some(ApiKnowledge::ClientStatus(id, api)) => {
+                engine.apply_api_status(&id, api, now).into_iter().collect()
+            }
+            Some(ApiKnowledge::InstanceList(body)) => engine.apply_instance_list(&body, now),
+            None => Vec::new(),
+        };
+        for status in changed {
+            self.app.bus.publish(Payload::Status(status));
+        }
     }
 }
 
+/// What the status engine can learn from a successful proxied GET (webhook issue §5).
+enum ApiKnowledge {
+    /// `GET /instances/<id>/client/status`.
+    ClientStatus(String, ApiStatus),
+    /// `GET /instances`.
+    InstanceList(serde_json::Value),
+}
+
+fn api_knowledge(log: &ApiLog) -> Option<ApiKnowledge> {
+    let path = log.path.split('?').next().unwrap_or_default();
+    if path == "/instances" || path == "/instances/" {
+        return Some(ApiKnowledge::InstanceList(log.response_body.clone()));
+    }
+    if path.ends_with("/client/status") {
+        let id = log.instance_id.clone()?;
+        let rest = path.strip_prefix("/instances/")?;
+        // Exactly /instances/<id>/client/status.
+        if rest.split('/').count() != 3 {
+            return None;
+        }
+        return ApiStatus::from_response(&log.response_body)
+            .map(|api| ApiKnowledge::ClientStatus(id, api));
+    }
+    None
+}
+
 impl SidecarProxy {
+    /// Whether the request carries a valid client token (header, or `access_token` query
+    /// parameter on local routes).
+    fn client_allowed(&self, session: &Session, query: Option<&str>) -> bool {
+        let authz = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let query_token = routes::query_param(query, "access_token");
+        auth::client_allowed(
+            &self.app.config.raw.auth.client_tokens,
+            authz,
+            query_token.as_deref(),
+        )
+    }
+
+    /// `POST /api/wahub/webhook`: prechecks, bounded body read, then [`webhook::ingest`].
+    async fn webhook(&self, session: &mut Session) -> LocalResponse {
+        let req = session.req_header();
+        let all = |name: &str| -> Vec<Vec<u8>> {
+            req.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect()
+        };
+        let headers = WebhookHeaders {
+            authorization: all("authorization"),
+            signatures: all(SIGNATURE_HEADER),
+            content_type: req
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            content_length: req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+        };
+        if let Some(rejection) = webhook::precheck(&self.app, &headers) {
+            session.set_keepalive(None);
+            return rejection;
+        }
+        let limit = self.app.config.raw.webhook.max_body_bytes.get();
+        let mut body = BytesMut::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        session.set_keepalive(None);
+                        return webhook::too_large(&self.app);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(reason = "read", error = %e, "webhook rejected");
+                    session.set_keepalive(None);
+                    return LocalResponse::error(400, "Bad request", "could not read the body");
+                }
+            }
+        }
+        webhook::ingest(&self.app, &headers, body.freeze())
+    }
+
     /// Checks a proxied request before anything is sent upstream: client token (401) and a
     /// declared body over the limit (413). `None` admits it.
     fn admit_proxied(&self, session: &mut Session) -> Option<LocalResponse> {
@@ -270,10 +394,7 @@ impl SidecarProxy {
         let req = session.req_header();
         let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
         if !auth::client_allowed(&cfg.auth.client_tokens, authz, None) {
-            return Some(
-                LocalResponse::error(401, "Unauthorized", "a valid client token is required")
-                    .with_header("www-authenticate", "Bearer"),
-            );
+            return Some(unauthorized());
         }
         let declared = req
             .headers
@@ -286,6 +407,11 @@ impl SidecarProxy {
         }
         None
     }
+}
+
+fn unauthorized() -> LocalResponse {
+    LocalResponse::error(401, "Unauthorized", "a valid client token is required")
+        .with_header("www-authenticate", "Bearer")
 }
 
 fn too_large(limit: usize) -> LocalResponse {

@@ -18,6 +18,12 @@ pub enum Route {
     Config,
     /// `/api/wahub/webhook`: the webhook receiver, never proxied.
     Webhook,
+    /// `GET /api/instances`: every known instance's display status.
+    Instances,
+    /// `GET /api/instances/<id>/status`: one instance (id percent-decoded).
+    InstanceStatus(String),
+    /// `GET /api/events`: newest-first webhook history.
+    Events,
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -43,6 +49,20 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
         "/readyz" => Route::Readyz,
         "/api/config" => Route::Config,
         "/api/wahub/webhook" | "/api/wahub/webhook/" => Route::Webhook,
+        "/api/instances" => Route::Instances,
+        "/api/events" => Route::Events,
+        _ if raw_path.starts_with("/api/instances/") => {
+            match raw_path
+                .strip_prefix("/api/instances/")
+                .and_then(|r| r.strip_suffix("/status"))
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+            {
+                Some(id) => {
+                    Route::InstanceStatus(percent_decode_str(id).decode_utf8_lossy().into_owned())
+                }
+                None => Route::NotFound,
+            }
+        }
         _ => match raw_path.strip_prefix(PROXY_PREFIX) {
             Some("") => Route::Proxy("/".to_owned()),
             Some(rest) if rest.starts_with('/') => {
@@ -67,6 +87,18 @@ fn check_no_dot_segments(raw: &str) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// The value of query parameter `name` in a raw query string, percent-decoded (`+` as space).
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }
 
 /// The wa-hub instance id in a wa-hub path `/instances/<id>` or `/instances/<id>/...`,
@@ -118,6 +150,29 @@ mod tests {
         }
         assert!(route("/api/wahub/instances/a..b/x").is_ok());
         assert!(route("/api/wahub/instances/%252e%252e").is_ok());
+    }
+
+    #[test]
+    fn read_routes_are_recognised_with_decoded_ids() {
+        assert_eq!(route("/api/instances"), Ok(Route::Instances));
+        assert_eq!(route("/api/events"), Ok(Route::Events));
+        assert_eq!(
+            route("/api/instances/WASP-a%2Fb/status"),
+            Ok(Route::InstanceStatus("WASP-a/b".into()))
+        );
+        assert_eq!(route("/api/instances//status"), Ok(Route::NotFound));
+        assert_eq!(route("/api/instances/a/b/status"), Ok(Route::NotFound));
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(
+            query_param(Some("a=1&instanceId=x%20y+z"), "instanceId").as_deref(),
+            Some("x y z")
+        );
+        assert_eq!(query_param(Some("limit"), "limit").as_deref(), Some(""));
+        assert_eq!(query_param(None, "a"), None);
+        assert_eq!(query_param(Some("ab=1"), "a"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use pingora::server::{RunArgs, Server};
 
 use crate::app::App;
 use crate::config::Config;
+use crate::poll::Pollers;
 use crate::proxy::SidecarProxy;
 use crate::shutdown::DrainOnSignal;
 
@@ -52,6 +53,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         pingora::proxy::http_proxy_service(&server.configuration, SidecarProxy::new(app.clone()));
     proxy.add_tcp(&listen.to_string());
     server.add_service(proxy);
+    server.add_service(pingora::services::background::background_service(
+        "status pollers",
+        Pollers::new(app.clone()),
+    ));
 
     tracing::info!(
         %listen,

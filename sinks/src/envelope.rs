@@ -57,24 +57,121 @@ impl Event {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
 pub enum Payload {
+    /// One webhook delivery from wa-hub, as stored.
+    Webhook(WebhookRecord),
     /// One proxied wa-hub REST call.
     ApiLog(ApiLog),
+    /// A QR code arrived for an instance.
+    Qr(QrEvent),
+    /// An instance's display status changed.
+    Status(InstanceStatus),
 }
 
 impl Payload {
     /// Short name of the kind, as it appears in the `type` field.
     pub fn kind(&self) -> &'static str {
         match self {
+            Payload::Webhook(_) => "webhook",
             Payload::ApiLog(_) => "apiLog",
+            Payload::Qr(_) => "qr",
+            Payload::Status(_) => "status",
         }
     }
 
     /// The wa-hub instance the payload concerns, when it concerns one.
     pub fn instance_id(&self) -> Option<&str> {
         match self {
+            Payload::Webhook(w) => w.instance_id.as_deref(),
             Payload::ApiLog(log) => log.instance_id.as_deref(),
+            Payload::Qr(q) => Some(&q.instance_id),
+            Payload::Status(s) => Some(&s.instance_id),
         }
     }
+
+    /// The webhook event name, for webhook payloads.
+    pub fn webhook_event(&self) -> Option<&str> {
+        match self {
+            Payload::Webhook(w) => Some(&w.event),
+            _ => None,
+        }
+    }
+}
+
+/// One webhook delivery, with the dashboard's event-record fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookRecord {
+    /// Unique id of the record (UUID v4).
+    pub id: String,
+    /// When the sidecar received it, ISO 8601 UTC with milliseconds.
+    pub timestamp: String,
+    /// `instanceId` of the delivery; `null` when it had none (the summary then says `unknown`).
+    pub instance_id: Option<String>,
+    /// `event` of the delivery; `unknown` when it had none.
+    pub event: String,
+    /// The whole delivery, parsed.
+    pub payload: Value,
+    /// `true`/`false` when a secret is configured, `null` when signatures are `off`.
+    pub signature_valid: Option<bool>,
+    /// `change_state:<status> @ <id>` for `change_state`, else `<event> @ <id>`.
+    pub summary: String,
+    /// The exact request body, for sinks that forward it unchanged. Not serialized.
+    #[serde(skip)]
+    pub raw: Bytes,
+    /// The request's `Content-Type`, sent along with `raw`. Not serialized.
+    #[serde(skip)]
+    pub content_type: String,
+}
+
+/// A QR code for an instance (`type: "qr"`), as the dashboard's SSE route emits it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QrEvent {
+    /// The instance.
+    pub instance_id: String,
+    /// Base64 PNG as wa-hub sent it.
+    pub qr: String,
+    /// Always `READY` (the dashboard's classification of a usable QR).
+    pub classification: &'static str,
+}
+
+/// An instance's display status as the status engine decides it (dashboard reference §5,
+/// moved server-side). Sent as `type: "status"` on every change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// The instance.
+    pub instance_id: String,
+    /// Status word from the highest-precedence source (e.g. `ready`, `qr`, `CONNECTED`).
+    pub display_status: String,
+    /// 0 disconnected, 1 needs_qr, 2 syncing, 3 active.
+    pub rank: u8,
+    /// Name of the rank: `disconnected`, `needs_qr`, `syncing` or `active`.
+    pub label: &'static str,
+    /// Whether a QR should be shown (not ready, not authenticating/initializing, QR known).
+    pub show_qr: bool,
+    /// The QR to show (base64 PNG), when known.
+    pub qr: Option<String>,
+    /// The last QR failure reported by wa-hub (`qr` event with `data.error`).
+    pub qr_error: Option<String>,
+    /// True after `ready_timeout` until the next lifecycle event.
+    pub timed_out: bool,
+    /// Which source decided: `webhook`, `meta`, `api` or `unknown`.
+    pub source: &'static str,
+    /// When this status was decided, ISO 8601 UTC.
+    pub updated_at: String,
+    /// wa-hub's `readySource`, when the API reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_source: Option<Value>,
+    /// wa-hub's `authenticatedToReadyMs`, when the API reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated_to_ready_ms: Option<Value>,
+    /// wa-hub's `readyWatchdogStartAt`, when the API reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_watchdog_start_at: Option<Value>,
+    /// wa-hub's `readyWatchdogMs`, when the API reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_watchdog_ms: Option<Value>,
 }
 
 /// One proxied wa-hub REST call, with the dashboard's ApiLog fields.

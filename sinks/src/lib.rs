@@ -10,4 +10,4 @@ pub mod bus;
 pub mod envelope;
 
 pub use bus::Bus;
-pub use envelope::{ApiLog, Event, Payload};
+pub use envelope::{ApiLog, Event, InstanceStatus, Payload, QrEvent, WebhookRecord};

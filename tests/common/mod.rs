@@ -69,6 +69,76 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
         .collect()
 }
 
+/// The base64 PNG of the first `qr` webhook fixture.
+pub fn fixture_qr() -> String {
+    let first = webhook_fixtures()
+        .into_iter()
+        .find(|w| w.body.contains("\"qr\":\"iVBOR"))
+        .expect("a qr fixture");
+    let body: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    body["data"]["qr"].as_str().unwrap().to_owned()
+}
+
+/// Posts `body` to the sidecar's webhook route with the given extra headers.
+pub fn post_webhook(
+    sc: &Sidecar,
+    body: &str,
+    headers: &[(&str, &[u8])],
+) -> reqwest::blocking::Response {
+    let mut req = client()
+        .post(sc.url("/api/wahub/webhook"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(
+            *k,
+            reqwest::header::HeaderValue::from_bytes(v).expect("header value"),
+        );
+    }
+    req.send().expect("post webhook")
+}
+
+/// A webhook body signed with the fixture secret, as wa-hub's sender would post it.
+pub fn post_signed(sc: &Sidecar, body: &str) -> reqwest::blocking::Response {
+    let sig = wa_hub_sidecar::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    post_webhook(
+        sc,
+        body,
+        &[
+            ("x-wa-hub-signature", sig.as_bytes()),
+            (
+                "authorization",
+                format!("Bearer {WEBHOOK_TOKEN}").as_bytes(),
+            ),
+        ],
+    )
+}
+
+/// The YAML for a webhook receiver with the fixture secret and token.
+pub const FIXTURE_WEBHOOK_YAML: &str =
+    "webhook:\n  secret: wa-hub-fixture-secret\n  auth_token: fixture-bearer-token\n";
+
+/// GET a sidecar path and parse the JSON answer.
+pub fn get_json(sc: &Sidecar, path: &str) -> (u16, serde_json::Value) {
+    let r = client().get(sc.url(path)).send().expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().expect("json body"))
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A request as the fake upstream received it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -170,6 +240,11 @@ async fn answer(State(state): State<UpstreamState>, req: Request) -> Response {
     state.received.lock().unwrap().push(received);
 
     let path = parts.uri.path();
+    // Not recorded in the fixtures (the recorded instance never produced a QR): a QR answer for
+    // instances named `WASP-qr-*`, in the `{"qr": <base64 PNG>}` shape of wa-hub's webhooks.
+    if path.starts_with("/instances/WASP-qr-") && path.ends_with("/client/qr") {
+        return json_response(200, serde_json::json!({ "qr": fixture_qr() }).to_string());
+    }
     if path == "/hang" {
         std::future::pending::<()>().await;
     }

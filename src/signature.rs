@@ -1,0 +1,130 @@
+//! Webhook signatures: `x-wa-hub-signature` = hex(HMAC-SHA256(secret, raw body)), as wa-hub's
+//! sender computes it (Node `crypto.createHmac('sha256', WEBHOOK_SECRET).update(body)`).
+//!
+//! Verification runs on the raw request bytes, never on re-serialized JSON, and compares in
+//! constant time (`hmac`'s `verify_slice`).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
+
+/// Result of checking one request's signature header(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// The header is present once and matches.
+    Valid,
+    /// No header at all.
+    Absent,
+    /// Present but wrong: empty, not 64 hex characters, not ASCII, repeated, or a mismatch.
+    Invalid,
+}
+
+impl SignatureCheck {
+    /// `signature` label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureCheck::Valid => "valid",
+            SignatureCheck::Absent => "absent",
+            SignatureCheck::Invalid => "invalid",
+        }
+    }
+}
+
+/// Checks the values of every `x-wa-hub-signature` header of a request against `body`.
+///
+/// Hex is accepted in either case. Anything but exactly one well-formed, matching value is
+/// [`SignatureCheck::Invalid`] (or [`SignatureCheck::Absent`] when there is none); this never
+/// panics, whatever bytes the header holds.
+pub fn verify<'a>(
+    secret: &[u8],
+    header_values: impl IntoIterator<Item = &'a [u8]>,
+    body: &[u8],
+) -> SignatureCheck {
+    let mut values = header_values.into_iter();
+    let Some(value) = values.next() else {
+        return SignatureCheck::Absent;
+    };
+    if values.next().is_some() {
+        return SignatureCheck::Invalid;
+    }
+    let mut digest = [0u8; 32];
+    if value.len() != 64 || hex::decode_to_slice(value, &mut digest).is_err() {
+        return SignatureCheck::Invalid;
+    }
+    let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
+        return SignatureCheck::Invalid;
+    };
+    mac.update(body);
+    match mac.verify_slice(&digest) {
+        Ok(()) => SignatureCheck::Valid,
+        Err(_) => SignatureCheck::Invalid,
+    }
+}
+
+/// Lower-case hex HMAC-SHA256 of `body`: what a sender puts in `x-wa-hub-signature`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"wa-hub-fixture-secret";
+    const BODY: &[u8] = br#"{"event":"ready","instanceId":"x","data":{}}"#;
+
+    fn check(values: &[&[u8]]) -> SignatureCheck {
+        verify(SECRET, values.iter().copied(), BODY)
+    }
+
+    #[test]
+    fn correct_digest_is_valid_in_either_case() {
+        let good = sign(SECRET, BODY);
+        assert_eq!(check(&[good.as_bytes()]), SignatureCheck::Valid);
+        assert_eq!(
+            check(&[good.to_uppercase().as_bytes()]),
+            SignatureCheck::Valid
+        );
+    }
+
+    #[test]
+    fn every_malformed_header_is_invalid_not_a_panic() {
+        let good = sign(SECRET, BODY);
+        let mut ff = good.clone().into_bytes();
+        ff[10] = 0xFF;
+        let sixty_five = format!("{good}0");
+        let non_hex = format!("{}zz", &good[..62]);
+        for bad in [
+            &b""[..],
+            b"0123456789",
+            sixty_five.as_bytes(),
+            non_hex.as_bytes(),
+            &ff,
+        ] {
+            assert_eq!(check(&[bad]), SignatureCheck::Invalid, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_twice_is_invalid_even_when_both_match() {
+        let good = sign(SECRET, BODY);
+        assert_eq!(
+            check(&[good.as_bytes(), good.as_bytes()]),
+            SignatureCheck::Invalid
+        );
+    }
+
+    #[test]
+    fn missing_header_is_absent_and_other_body_is_invalid() {
+        assert_eq!(check(&[]), SignatureCheck::Absent);
+        let other = sign(SECRET, b"{}");
+        assert_eq!(check(&[other.as_bytes()]), SignatureCheck::Invalid);
+    }
+}

@@ -1,0 +1,717 @@
+//! The display-status engine: one trustworthy status per instance, decided server-side.
+//!
+//! Pure logic: no I/O, and no clock except the `now` each call is given. It encodes section 5 of
+//! the wa-hub dashboard reference as DESIGN.md ("Display status") summarises it:
+//!
+//! - Rank 0 disconnected (`disconnected`, `auth_failure`, `restricted`), 1 needs_qr (`qr`, and
+//!   the default), 2 syncing (`authenticated`), 3 active (`ready`, `change_state` with status
+//!   `CONNECTED`, or API status ready).
+//! - `ready_timeout` and `change_state` with another status keep the current rank;
+//!   `ready_timeout` marks the status as timed out.
+//! - Precedence of the status word: last lifecycle webhook → instance meta (the instance list,
+//!   `GET /instances`) → API `instanceStatus` → API `state` → `unknown`.
+//! - The QR is shown only while the instance needs one (rank 1) and is not authenticating or
+//!   initializing.
+//! - Beyond the dashboard: non-lifecycle events (`message`, `vote_update`, unknown names) never
+//!   change status or rank.
+//!
+//! Every change of the decided status is returned once, to be published as a `status` event;
+//! an unchanged status returns nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use wa_hub_sinks::envelope::iso_timestamp;
+use wa_hub_sinks::{InstanceStatus, QrEvent};
+
+/// Rank names, indexed by rank.
+pub const LABELS: [&str; 4] = ["disconnected", "needs_qr", "syncing", "active"];
+
+/// Rank when nothing says otherwise (needs_qr).
+pub const DEFAULT_RANK: u8 = 1;
+
+/// What one webhook does to an instance's lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Sets the rank; the string is the status word shown.
+    Rank(u8, String),
+    /// Keeps the rank, shows a new status word (`change_state` other than `CONNECTED`).
+    KeepRank(String),
+    /// `ready_timeout`: keeps rank and word, marks the status timed out.
+    TimedOut,
+    /// Not a lifecycle event: `message`, `vote_update`, unknown names.
+    None,
+}
+
+/// Classifies a webhook by its `event` name and `data` (dashboard reference §5).
+pub fn lifecycle(event: &str, data: &Value) -> Lifecycle {
+    match event {
+        "disconnected" | "auth_failure" | "restricted" => Lifecycle::Rank(0, event.to_owned()),
+        "qr" => Lifecycle::Rank(1, "qr".to_owned()),
+        "authenticated" => Lifecycle::Rank(2, "authenticated".to_owned()),
+        "ready" => Lifecycle::Rank(3, "ready".to_owned()),
+        "change_state" => match data.get("status").and_then(Value::as_str) {
+            Some("CONNECTED") => Lifecycle::Rank(3, "CONNECTED".to_owned()),
+            Some(other) => Lifecycle::KeepRank(other.to_owned()),
+            None => Lifecycle::KeepRank("change_state".to_owned()),
+        },
+        "ready_timeout" => Lifecycle::TimedOut,
+        _ => Lifecycle::None,
+    }
+}
+
+/// Rank of a status word reported by the API or the instance list.
+pub fn rank_of_word(word: &str) -> u8 {
+    match word.to_ascii_lowercase().as_str() {
+        "ready" | "connected" | "active" => 3,
+        "authenticated" | "syncing" | "authenticating" | "loading" => 2,
+        "disconnected" | "auth_failure" | "restricted" | "error" | "failed" | "logged_out"
+        | "stopped" => 0,
+        _ => DEFAULT_RANK,
+    }
+}
+
+/// Status words during which no QR is shown.
+fn is_busy(word: &str) -> bool {
+    matches!(
+        word.to_ascii_lowercase().as_str(),
+        "authenticating" | "initializing" | "authenticated" | "syncing" | "loading"
+    )
+}
+
+/// What `GET /instances/<id>/client/status` reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiStatus {
+    /// `instanceStatus`.
+    pub instance_status: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `readySource`.
+    pub ready_source: Option<Value>,
+    /// `authenticatedToReadyMs`.
+    pub authenticated_to_ready_ms: Option<Value>,
+    /// `readyWatchdogStartAt`.
+    pub ready_watchdog_start_at: Option<Value>,
+    /// `readyWatchdogMs`.
+    pub ready_watchdog_ms: Option<Value>,
+}
+
+impl ApiStatus {
+    /// Reads a client-status response body in either envelope: the documented
+    /// `{"success":true,"data":{"clientStatus":{...}}}` or the real wa-hub's
+    /// `{"clientStatus":{...},"status":"success"}` (fixtures README). `None` for anything else.
+    pub fn from_response(body: &Value) -> Option<Self> {
+        let cs = body
+            .get("clientStatus")
+            .or_else(|| body.get("data").and_then(|d| d.get("clientStatus")))?
+            .as_object()?;
+        let text = |k: &str| cs.get(k).and_then(Value::as_str).map(str::to_owned);
+        let present = |k: &str| cs.get(k).filter(|v| !v.is_null()).cloned();
+        Some(Self {
+            instance_status: text("instanceStatus"),
+            state: text("state"),
+            ready_source: present("readySource"),
+            authenticated_to_ready_ms: present("authenticatedToReadyMs"),
+            ready_watchdog_start_at: present("readyWatchdogStartAt"),
+            ready_watchdog_ms: present("readyWatchdogMs"),
+        })
+    }
+}
+
+/// Everything the engine knows of one instance.
+#[derive(Debug, Clone, Default)]
+struct Instance {
+    /// Status word and rank from the last lifecycle webhook.
+    webhook: Option<(String, u8)>,
+    /// `status` from the instance list.
+    meta_status: Option<String>,
+    api: Option<ApiStatus>,
+    qr: Option<String>,
+    qr_error: Option<String>,
+    timed_out: bool,
+    last_event_at: Option<DateTime<Utc>>,
+    /// The status last returned as a change.
+    decided: Option<InstanceStatus>,
+}
+
+/// What a webhook produced besides being stored.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// The new status, when it changed.
+    pub status: Option<InstanceStatus>,
+    /// A `qr` event, for a `qr` webhook carrying `data.qr`.
+    pub qr: Option<QrEvent>,
+}
+
+/// The engine: per-instance knowledge, bounded to `max_instances` instances.
+#[derive(Debug)]
+pub struct StatusEngine {
+    instances: BTreeMap<String, Instance>,
+    max_instances: usize,
+}
+
+impl StatusEngine {
+    /// An engine tracking at most `max_instances` instances; events for further instances are
+    /// ignored by the engine (they are still stored and routed by the caller).
+    pub fn new(max_instances: usize) -> Self {
+        Self {
+            instances: BTreeMap::new(),
+            max_instances,
+        }
+    }
+
+    fn entry(&mut self, id: &str) -> Option<&mut Instance> {
+        if !self.instances.contains_key(id) && self.instances.len() >= self.max_instances {
+            return None;
+        }
+        Some(self.instances.entry(id.to_owned()).or_default())
+    }
+
+    /// Applies one webhook `event` with its `data` for instance `id`, received at `now`.
+    pub fn apply_webhook(
+        &mut self,
+        id: &str,
+        event: &str,
+        data: &Value,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let Some(inst) = self.entry(id) else {
+            return Outcome::default();
+        };
+        inst.last_event_at = Some(now);
+        let mut qr_event = None;
+        match lifecycle(event, data) {
+            Lifecycle::None => return Outcome::default(),
+            Lifecycle::TimedOut => inst.timed_out = true,
+            Lifecycle::KeepRank(word) => {
+                let rank = current_rank(inst);
+                inst.webhook = Some((word, rank));
+                inst.timed_out = false;
+            }
+            Lifecycle::Rank(rank, word) => {
+                inst.webhook = Some((word, rank));
+                inst.timed_out = false;
+                if event == "qr" {
+                    if let Some(qr) = data.get("qr").and_then(Value::as_str) {
+                        inst.qr = Some(qr.to_owned());
+                        inst.qr_error = None;
+                        qr_event = Some(QrEvent {
+                            instance_id: id.to_owned(),
+                            qr: qr.to_owned(),
+                            classification: "READY",
+                        });
+                    }
+                    if let Some(err) = data.get("error") {
+                        inst.qr_error = Some(match err.as_str() {
+                            Some(s) => s.to_owned(),
+                            None => err.to_string(),
+                        });
+                    }
+                } else if rank >= 2 {
+                    // A QR is single-use: once authenticated it is stale.
+                    inst.qr = None;
+                    inst.qr_error = None;
+                }
+            }
+        }
+        Outcome {
+            status: self.decide(id, now),
+            qr: qr_event,
+        }
+    }
+
+    /// Learns from a client-status API response for instance `id`.
+    pub fn apply_api_status(
+        &mut self,
+        id: &str,
+        api: ApiStatus,
+        now: DateTime<Utc>,
+    ) -> Option<InstanceStatus> {
+        let inst = self.entry(id)?;
+        if inst.api.as_ref() == Some(&api) {
+            return None;
+        }
+        inst.api = Some(api);
+        self.decide(id, now)
+    }
+
+    /// Learns from an instance-list response (`GET /instances`: `[{"id","status",...}]`).
+    /// Returns the statuses that changed.
+    pub fn apply_instance_list(&mut self, body: &Value, now: DateTime<Utc>) -> Vec<InstanceStatus> {
+        let Some(list) = body
+            .as_array()
+            .or_else(|| body.get("instances").and_then(Value::as_array))
+            .or_else(|| body.get("data").and_then(Value::as_array))
+        else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for item in list {
+            let (Some(id), Some(status)) = (
+                item.get("id").and_then(Value::as_str),
+                item.get("status").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let Some(inst) = self.entry(id) else { continue };
+            if inst.meta_status.as_deref() == Some(status) {
+                continue;
+            }
+            inst.meta_status = Some(status.to_owned());
+            changed.extend(self.decide(id, now));
+        }
+        changed
+    }
+
+    /// Records a QR fetched from the API (QR fallback). Returns the `qr` event and the status
+    /// change it caused.
+    pub fn apply_fetched_qr(&mut self, id: &str, qr: &str, now: DateTime<Utc>) -> Outcome {
+        let Some(inst) = self.entry(id) else {
+            return Outcome::default();
+        };
+        if inst.qr.as_deref() == Some(qr) {
+            return Outcome::default();
+        }
+        inst.qr = Some(qr.to_owned());
+        Outcome {
+            status: self.decide(id, now),
+            qr: Some(QrEvent {
+                instance_id: id.to_owned(),
+                qr: qr.to_owned(),
+                classification: "READY",
+            }),
+        }
+    }
+
+    /// The decided status of `id`, if the instance is known.
+    pub fn status(&self, id: &str) -> Option<&InstanceStatus> {
+        self.instances.get(id)?.decided.as_ref()
+    }
+
+    /// Every decided status, ordered by instance id.
+    pub fn statuses(&self) -> Vec<InstanceStatus> {
+        self.instances
+            .values()
+            .filter_map(|i| i.decided.clone())
+            .collect()
+    }
+
+    /// Ids of known instances.
+    pub fn instance_ids(&self) -> Vec<String> {
+        self.instances.keys().cloned().collect()
+    }
+
+    /// Instances that need a QR and have none yet (the QR fallback's work list).
+    pub fn waiting_for_qr(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|(_, i)| {
+                i.qr.is_none()
+                    && i.decided
+                        .as_ref()
+                        .is_some_and(|s| s.rank == 1 && !is_busy(&s.display_status))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The dashboard's `instanceMeta` map: per instance `waStatus`, `lifecycleRank`,
+    /// `lastEventAt`, `lastQrBase64`, `qrError`. `only` restricts it to one instance.
+    pub fn instance_meta(&self, only: Option<&str>) -> Value {
+        let mut map = Map::new();
+        for (id, inst) in &self.instances {
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            map.insert(
+                id.clone(),
+                json!({
+                    "waStatus": inst.webhook.as_ref().map(|(w, _)| w),
+                    "lifecycleRank": inst.webhook.as_ref().map(|(_, r)| r),
+                    "lastEventAt": inst.last_event_at.map(iso_timestamp),
+                    "lastQrBase64": inst.qr,
+                    "qrError": inst.qr_error,
+                }),
+            );
+        }
+        Value::Object(map)
+    }
+
+    /// Recomputes the status of `id`; returns it when it differs from the last decided one.
+    fn decide(&mut self, id: &str, now: DateTime<Utc>) -> Option<InstanceStatus> {
+        let inst = self.instances.get_mut(id)?;
+        let mut next = compute(id, inst, now);
+        match &inst.decided {
+            Some(prev) if same_ignoring_time(prev, &next) => None,
+            _ => {
+                next.updated_at = iso_timestamp(now);
+                inst.decided = Some(next.clone());
+                Some(next)
+            }
+        }
+    }
+}
+
+fn same_ignoring_time(a: &InstanceStatus, b: &InstanceStatus) -> bool {
+    let mut b = b.clone();
+    b.updated_at.clone_from(&a.updated_at);
+    *a == b
+}
+
+/// Status word, rank and source by the precedence rule.
+fn word_rank_source(inst: &Instance) -> (String, u8, &'static str) {
+    if let Some((word, rank)) = &inst.webhook {
+        return (word.clone(), *rank, "webhook");
+    }
+    if let Some(word) = &inst.meta_status {
+        return (word.clone(), rank_of_word(word), "meta");
+    }
+    if let Some(api) = &inst.api {
+        if let Some(word) = api.instance_status.as_ref().or(api.state.as_ref()) {
+            return (word.clone(), rank_of_word(word), "api");
+        }
+    }
+    ("unknown".to_owned(), DEFAULT_RANK, "unknown")
+}
+
+fn current_rank(inst: &Instance) -> u8 {
+    word_rank_source(inst).1
+}
+
+fn compute(id: &str, inst: &Instance, now: DateTime<Utc>) -> InstanceStatus {
+    let (word, rank, source) = word_rank_source(inst);
+    let api_busy = inst
+        .api
+        .as_ref()
+        .and_then(|a| a.state.as_deref())
+        .is_some_and(is_busy);
+    let api = inst.api.clone().unwrap_or_default();
+    InstanceStatus {
+        instance_id: id.to_owned(),
+        show_qr: rank == 1 && inst.qr.is_some() && !is_busy(&word) && !api_busy,
+        display_status: word,
+        rank,
+        label: LABELS[usize::from(rank.min(3))],
+        qr: inst.qr.clone(),
+        qr_error: inst.qr_error.clone(),
+        timed_out: inst.timed_out,
+        source,
+        updated_at: iso_timestamp(now),
+        ready_source: api.ready_source,
+        authenticated_to_ready_ms: api.authenticated_to_ready_ms,
+        ready_watchdog_start_at: api.ready_watchdog_start_at,
+        ready_watchdog_ms: api.ready_watchdog_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_400_000 + s, 0).unwrap()
+    }
+
+    /// One row per rule of dashboard reference §5 plus the sidecar's extra rules: the events
+    /// applied in order to a fresh instance, then the expected rank, word, source, timed-out.
+    #[test]
+    fn rules_table() {
+        struct Row {
+            rule: &'static str,
+            events: &'static [(&'static str, &'static str)],
+            rank: u8,
+            word: &'static str,
+            timed_out: bool,
+        }
+        let rows = [
+            Row {
+                rule: "disconnected is rank 0",
+                events: &[("ready", "{}"), ("disconnected", "{}")],
+                rank: 0,
+                word: "disconnected",
+                timed_out: false,
+            },
+            Row {
+                rule: "auth_failure is rank 0",
+                events: &[("auth_failure", "{}")],
+                rank: 0,
+                word: "auth_failure",
+                timed_out: false,
+            },
+            Row {
+                rule: "restricted is rank 0",
+                events: &[("ready", "{}"), ("restricted", "{}")],
+                rank: 0,
+                word: "restricted",
+                timed_out: false,
+            },
+            Row {
+                rule: "qr is rank 1",
+                events: &[("qr", r#"{"qr":"abc"}"#)],
+                rank: 1,
+                word: "qr",
+                timed_out: false,
+            },
+            Row {
+                rule: "qr error is still needs_qr",
+                events: &[("qr", r#"{"error":"x"}"#)],
+                rank: 1,
+                word: "qr",
+                timed_out: false,
+            },
+            Row {
+                rule: "authenticated is rank 2",
+                events: &[("qr", "{}"), ("authenticated", "{}")],
+                rank: 2,
+                word: "authenticated",
+                timed_out: false,
+            },
+            Row {
+                rule: "ready is rank 3",
+                events: &[("ready", "{}")],
+                rank: 3,
+                word: "ready",
+                timed_out: false,
+            },
+            Row {
+                rule: "change_state CONNECTED is active",
+                events: &[
+                    ("disconnected", "{}"),
+                    ("change_state", r#"{"status":"CONNECTED"}"#),
+                ],
+                rank: 3,
+                word: "CONNECTED",
+                timed_out: false,
+            },
+            Row {
+                rule: "change_state other keeps rank",
+                events: &[
+                    ("authenticated", "{}"),
+                    ("change_state", r#"{"status":"OPENING"}"#),
+                ],
+                rank: 2,
+                word: "OPENING",
+                timed_out: false,
+            },
+            Row {
+                rule: "change_state without status keeps rank",
+                events: &[("ready", "{}"), ("change_state", "{}")],
+                rank: 3,
+                word: "change_state",
+                timed_out: false,
+            },
+            Row {
+                rule: "ready_timeout keeps rank and marks timed out",
+                events: &[("authenticated", "{}"), ("ready_timeout", "{}")],
+                rank: 2,
+                word: "authenticated",
+                timed_out: true,
+            },
+            Row {
+                rule: "next lifecycle event clears timed out",
+                events: &[
+                    ("authenticated", "{}"),
+                    ("ready_timeout", "{}"),
+                    ("ready", "{}"),
+                ],
+                rank: 3,
+                word: "ready",
+                timed_out: false,
+            },
+            Row {
+                rule: "message after ready keeps instance active",
+                events: &[("ready", "{}"), ("message", r#"{"message":{"body":"hi"}}"#)],
+                rank: 3,
+                word: "ready",
+                timed_out: false,
+            },
+            Row {
+                rule: "vote_update never changes status",
+                events: &[("authenticated", "{}"), ("vote_update", "{}")],
+                rank: 2,
+                word: "authenticated",
+                timed_out: false,
+            },
+            Row {
+                rule: "unknown event names never change status",
+                events: &[
+                    ("disconnected", "{}"),
+                    ("brand_new_event", r#"{"status":"CONNECTED"}"#),
+                ],
+                rank: 0,
+                word: "disconnected",
+                timed_out: false,
+            },
+        ];
+        for row in rows {
+            let mut e = StatusEngine::new(100);
+            for (i, (ev, data)) in row.events.iter().enumerate() {
+                let data: Value = serde_json::from_str(data).unwrap();
+                e.apply_webhook("i", ev, &data, t(i as i64));
+            }
+            let s = e
+                .status("i")
+                .unwrap_or_else(|| panic!("{}: no status", row.rule));
+            assert_eq!(s.rank, row.rank, "{}", row.rule);
+            assert_eq!(s.label, LABELS[row.rank as usize], "{}", row.rule);
+            assert_eq!(s.display_status, row.word, "{}", row.rule);
+            assert_eq!(s.source, "webhook", "{}", row.rule);
+            assert_eq!(s.timed_out, row.timed_out, "{}", row.rule);
+        }
+    }
+
+    #[test]
+    fn non_lifecycle_event_for_new_instance_decides_nothing() {
+        let mut e = StatusEngine::new(10);
+        let out = e.apply_webhook("i", "message", &json!({}), t(0));
+        assert_eq!(out, Outcome::default());
+        assert!(e.status("i").is_none());
+    }
+
+    #[test]
+    fn unchanged_status_emits_nothing() {
+        let mut e = StatusEngine::new(10);
+        assert!(e
+            .apply_webhook("i", "ready", &json!({}), t(0))
+            .status
+            .is_some());
+        assert!(e
+            .apply_webhook("i", "ready", &json!({}), t(1))
+            .status
+            .is_none());
+        assert!(e
+            .apply_webhook("i", "change_state", &json!({"status": "CONNECTED"}), t(2))
+            .status
+            .is_some());
+    }
+
+    #[test]
+    fn precedence_webhook_then_meta_then_api_instance_status_then_state() {
+        let mut e = StatusEngine::new(10);
+        let api = ApiStatus {
+            state: Some("error".into()),
+            ..Default::default()
+        };
+        let s = e.apply_api_status("i", api, t(0)).unwrap();
+        assert_eq!(
+            (s.source, s.display_status.as_str(), s.rank),
+            ("api", "error", 0)
+        );
+        let api = ApiStatus {
+            instance_status: Some("ready".into()),
+            state: Some("error".into()),
+            ..Default::default()
+        };
+        let s = e.apply_api_status("i", api, t(1)).unwrap();
+        assert_eq!(
+            (s.source, s.display_status.as_str(), s.rank),
+            ("api", "ready", 3)
+        );
+        let s = e
+            .apply_instance_list(&json!([{"id": "i", "status": "disconnected"}]), t(2))
+            .pop()
+            .unwrap();
+        assert_eq!((s.source, s.rank), ("meta", 0));
+        let s = e
+            .apply_webhook("i", "qr", &json!({"qr": "q"}), t(3))
+            .status
+            .unwrap();
+        assert_eq!((s.source, s.rank), ("webhook", 1));
+        let s = e
+            .apply_webhook("j", "ready_timeout", &json!({}), t(4))
+            .status
+            .unwrap();
+        assert_eq!((s.source, s.rank, s.timed_out), ("unknown", 1, true));
+    }
+
+    #[test]
+    fn api_status_accepts_both_envelopes_and_extras() {
+        let real = json!({"clientStatus": {"instanceStatus": "disconnected", "state": "error",
+            "readySource": null, "readyWatchdogMs": 600000}, "status": "success"});
+        let documented = json!({"success": true, "data": {"clientStatus": {"instanceStatus": "ready",
+            "readySource": "event", "authenticatedToReadyMs": 1234}}});
+        let a = ApiStatus::from_response(&real).unwrap();
+        assert_eq!(a.instance_status.as_deref(), Some("disconnected"));
+        assert_eq!(a.ready_source, None);
+        assert_eq!(a.ready_watchdog_ms, Some(json!(600000)));
+        let b = ApiStatus::from_response(&documented).unwrap();
+        assert_eq!(b.ready_source, Some(json!("event")));
+        assert_eq!(b.authenticated_to_ready_ms, Some(json!(1234)));
+        assert!(ApiStatus::from_response(&json!({"error": "x"})).is_none());
+        assert!(ApiStatus::from_response(&json!("text")).is_none());
+    }
+
+    #[test]
+    fn qr_is_shown_only_while_needing_one() {
+        let mut e = StatusEngine::new(10);
+        let out = e.apply_webhook("i", "qr", &json!({"qr": "QRDATA"}), t(0));
+        assert_eq!(out.qr.unwrap().qr, "QRDATA");
+        let s = out.status.unwrap();
+        assert!(s.show_qr);
+        assert_eq!(s.qr.as_deref(), Some("QRDATA"));
+        let s = e
+            .apply_webhook("i", "authenticated", &json!({}), t(1))
+            .status
+            .unwrap();
+        assert!(!s.show_qr);
+        assert_eq!(s.qr, None);
+        // Initializing according to the API: no QR even at rank 1.
+        let mut e = StatusEngine::new(10);
+        e.apply_api_status(
+            "k",
+            ApiStatus {
+                state: Some("initializing".into()),
+                ..Default::default()
+            },
+            t(0),
+        );
+        let out = e.apply_fetched_qr("k", "Q", t(1));
+        assert!(!out.status.unwrap().show_qr);
+    }
+
+    #[test]
+    fn qr_error_is_kept_in_meta_and_status() {
+        let mut e = StatusEngine::new(10);
+        let s = e
+            .apply_webhook(
+                "b",
+                "qr",
+                &json!({"error": "Failed to generate QR: timeout"}),
+                t(0),
+            )
+            .status
+            .unwrap();
+        assert_eq!(
+            s.qr_error.as_deref(),
+            Some("Failed to generate QR: timeout")
+        );
+        assert_eq!(
+            e.instance_meta(Some("b"))["b"]["qrError"],
+            "Failed to generate QR: timeout"
+        );
+    }
+
+    #[test]
+    fn instances_beyond_the_cap_are_not_tracked() {
+        let mut e = StatusEngine::new(1);
+        assert!(e
+            .apply_webhook("a", "ready", &json!({}), t(0))
+            .status
+            .is_some());
+        assert!(e
+            .apply_webhook("b", "ready", &json!({}), t(0))
+            .status
+            .is_none());
+        assert_eq!(e.instance_ids(), vec!["a".to_owned()]);
+    }
+
+    #[test]
+    fn waiting_for_qr_lists_needs_qr_instances_without_one() {
+        let mut e = StatusEngine::new(10);
+        e.apply_webhook("a", "qr", &json!({"error": "x"}), t(0));
+        e.apply_webhook("b", "qr", &json!({"qr": "q"}), t(0));
+        e.apply_webhook("c", "ready", &json!({}), t(0));
+        assert_eq!(e.waiting_for_qr(), vec!["a".to_owned()]);
+    }
+}
