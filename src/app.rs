@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
-use wa_hub_sinks::Bus;
+use wa_hub_sinks::config::SinksConfigError;
+use wa_hub_sinks::sse::SseHub;
+use wa_hub_sinks::{Bus, SinkTask};
 
 use crate::config::Config;
 use crate::status::StatusEngine;
@@ -21,33 +23,76 @@ pub struct App {
     pub api_logs: History,
     /// Newest-first webhook history (`webhook.history` entries).
     pub webhooks: History,
-    /// HTTP client for the sidecar's own calls to wa-hub (`/readyz`).
+    /// HTTP client for the sidecar's own calls to wa-hub (`/readyz`, status polls).
     pub http: reqwest::Client,
+    /// The SSE hub, when an `sse` sink is configured.
+    pub sse: Option<Arc<SseHub>>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
+    sinks_shutdown: watch::Sender<bool>,
+    sinks_running: Arc<AtomicUsize>,
     inflight: Arc<AtomicUsize>,
 }
 
+/// Why the shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The sink list is invalid.
+    #[error("config key sinks: {0}")]
+    Sinks(#[from] SinksConfigError),
+}
+
 impl App {
-    /// Builds the state for a validated config.
+    /// Builds the state for a validated config, and the sink tasks to run.
     ///
     /// # Errors
-    /// When the HTTP client cannot be built (TLS back-end initialisation).
-    pub fn new(config: Config) -> Result<Arc<Self>, reqwest::Error> {
+    /// [`AppError`] when the HTTP client or a sink cannot be built.
+    pub fn new(config: Config) -> Result<(Arc<Self>, Vec<SinkTask>), AppError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout())
             .build()?;
+        let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Self {
+        let (sinks_shutdown, _) = watch::channel(false);
+        let app = Arc::new(Self {
             api_logs: History::new(config.raw.api_log.history.get()),
             webhooks: History::new(config.raw.webhook.history.get()),
             engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
-            bus: Bus::new(1024),
+            bus: Bus::new(sinks.router),
             http,
+            sse: sinks.sse,
             shutdown,
+            sinks_shutdown,
+            sinks_running: Arc::new(AtomicUsize::new(0)),
             inflight: Arc::new(AtomicUsize::new(0)),
             config,
-        }))
+        });
+        Ok((app, sinks.tasks))
+    }
+
+    /// A receiver that turns `true` when the sinks must drain and stop (after in-flight
+    /// requests finished).
+    pub fn sinks_shutdown_watch(&self) -> watch::Receiver<bool> {
+        self.sinks_shutdown.subscribe()
+    }
+
+    /// Tells the sinks to drain and stop.
+    pub fn stop_sinks(&self) {
+        self.sinks_shutdown.send_replace(true);
+    }
+
+    /// A guard counting one running sink task until dropped.
+    pub fn sink_guard(&self) -> InflightGuard {
+        self.sinks_running.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.sinks_running.clone())
+    }
+
+    /// Sink tasks still running.
+    pub fn sinks_running(&self) -> usize {
+        self.sinks_running.load(Ordering::Acquire)
     }
 
     /// The status engine, locked. Hold the guard while publishing what it decided, so bus ids
@@ -83,7 +128,7 @@ impl App {
     }
 }
 
-/// Counts one in-flight request; see [`App::inflight_guard`].
+/// Counts one in-flight request or running task; see [`App::inflight_guard`].
 #[derive(Debug)]
 pub struct InflightGuard(Arc<AtomicUsize>);
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
+use wa_hub_sinks::{SinkConfig, SinkKind};
 
 /// Why the configuration was refused. Every variant names the key or variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,8 @@ pub struct RawConfig {
     pub log: LogConfig,
     /// Shutdown.
     pub shutdown: ShutdownConfig,
+    /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
+    pub sinks: Vec<SinkConfig>,
 }
 
 impl Default for RawConfig {
@@ -161,6 +164,14 @@ impl Default for RawConfig {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            sinks: vec![SinkConfig {
+                name: None,
+                kinds: Vec::new(),
+                events: Vec::new(),
+                instances: Vec::new(),
+                queue_capacity: wa_hub_sinks::config::DEFAULT_QUEUE_CAPACITY,
+                kind: SinkKind::Sse(Default::default()),
+            }],
         }
     }
 }
@@ -596,6 +607,9 @@ impl RawConfig {
                 "metrics_listen",
                 "must differ from listen (/metrics is served on listen anyway)",
             ));
+        }
+        if let Err(e) = wa_hub_sinks::config::validate(&self.sinks) {
+            return Err(invalid("sinks", e.to_string()));
         }
         let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
             std::thread::available_parallelism()

@@ -5,7 +5,7 @@
 //! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`apilog`]
 //! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
 //! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
-//! pure display-status engine, [`poll`] runs its API fallbacks.
+//! pure display-status engine, [`poll`] runs its API fallbacks, [`stream`] serves SSE clients.
 #![warn(missing_docs)]
 
 pub mod apilog;
@@ -22,4 +22,5 @@ pub mod shutdown;
 pub mod signature;
 pub mod status;
 pub mod store;
+pub mod stream;
 pub mod webhook;

@@ -23,6 +23,7 @@ use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
 use crate::signature::SIGNATURE_HEADER;
 use crate::status::ApiStatus;
+use crate::stream;
 use crate::webhook::{self, WebhookHeaders};
 
 /// Headers an upstream response's `Connection` list may not remove: message framing.
@@ -101,16 +102,25 @@ impl ProxyHttp for SidecarProxy {
             Route::Healthz | Route::Readyz | Route::Config => local::method_not_allowed("GET"),
             Route::Webhook if method == http::Method::POST => self.webhook(session).await,
             Route::Webhook => local::method_not_allowed("POST"),
-            Route::Instances | Route::InstanceStatus(_) | Route::Events
+            Route::Instances | Route::InstanceStatus(_) | Route::Events | Route::Stream
                 if method != http::Method::GET =>
             {
                 local::method_not_allowed("GET")
             }
-            Route::Instances | Route::InstanceStatus(_) | Route::Events
+            Route::Instances | Route::InstanceStatus(_) | Route::Events | Route::Stream
                 if !self.client_allowed(session, query.as_deref()) =>
             {
                 unauthorized()
             }
+            Route::Stream => match &self.app.sse {
+                None => LocalResponse::error(404, "Not found", "no sink of type sse is configured"),
+                Some(hub) => {
+                    match stream::serve(&self.app, hub, session, query.as_deref()).await? {
+                        Some(refusal) => refusal,
+                        None => return Ok(true),
+                    }
+                }
+            },
             Route::Instances => local::instances(&self.app),
             Route::InstanceStatus(id) => local::instance_status(&self.app, &id),
             Route::Events => local::events(

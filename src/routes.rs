@@ -24,6 +24,8 @@ pub enum Route {
     InstanceStatus(String),
     /// `GET /api/events`: newest-first webhook history.
     Events,
+    /// `GET /api/stream`: Server-Sent Events.
+    Stream,
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -51,6 +53,7 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
         "/api/wahub/webhook" | "/api/wahub/webhook/" => Route::Webhook,
         "/api/instances" => Route::Instances,
         "/api/events" => Route::Events,
+        "/api/stream" => Route::Stream,
         _ if raw_path.starts_with("/api/instances/") => {
             match raw_path
                 .strip_prefix("/api/instances/")

@@ -4,7 +4,14 @@
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
-use crate::app::App;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use wa_hub_sinks::SinkTask;
+
+use crate::app::{App, AppError};
 use crate::config::Config;
 use crate::poll::Pollers;
 use crate::proxy::SidecarProxy;
@@ -14,8 +21,8 @@ use crate::shutdown::DrainOnSignal;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// Shared state could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    App(#[from] AppError),
     /// A listen address is already taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -38,7 +45,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         source,
     })?;
 
-    let app = App::new(config)?;
+    let (app, sink_tasks) = App::new(config)?;
     let conf = ServerConf {
         threads: app.config.threads,
         // Draining happens in `DrainOnSignal` before Pingora is told to stop.
@@ -57,6 +64,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         "status pollers",
         Pollers::new(app.clone()),
     ));
+    server.add_service(pingora::services::background::background_service(
+        "sinks",
+        SinkRunner {
+            app: app.clone(),
+            tasks: Mutex::new(sink_tasks),
+        },
+    ));
 
     tracing::info!(
         %listen,
@@ -68,4 +82,34 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         shutdown_signal: Box::new(DrainOnSignal::new(app)),
     });
     Ok(())
+}
+
+/// Runs every sink under the router's supervisor until the sinks are told to stop
+/// ([`App::stop_sinks`], after in-flight requests finished), then lets them drain.
+struct SinkRunner {
+    app: Arc<App>,
+    tasks: Mutex<Vec<SinkTask>>,
+}
+
+#[async_trait]
+impl BackgroundService for SinkRunner {
+    async fn start(&self, _pingora_shutdown: ShutdownWatch) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut running = tokio::task::JoinSet::new();
+        for task in tasks {
+            let guard = self.app.sink_guard();
+            let shutdown = self.app.sinks_shutdown_watch();
+            let drain = self.app.config.grace_period();
+            tracing::debug!(sink = task.name(), "sink started");
+            running.spawn(async move {
+                wa_hub_sinks::supervise(task, shutdown, drain).await;
+                drop(guard);
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "sink supervisor ended abnormally");
+            }
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! Shutdown: SIGTERM drains, SIGINT exits at once.
 //!
-//! On SIGTERM the sidecar first tells its own tasks (streams, sinks) through
-//! [`App::begin_shutdown`], answers new requests with 503, and waits until in-flight requests
-//! finish or `shutdown.grace_period_ms` passes. Only then does it hand Pingora a graceful
+//! On SIGTERM the sidecar first tells its own tasks through [`App::begin_shutdown`] (SSE
+//! streams close, new requests get 503), waits until in-flight requests finish, then tells the
+//! sinks to deliver what they hold ([`App::stop_sinks`]) and waits for them, all within
+//! `shutdown.grace_period_ms`. Only then does it hand Pingora a graceful
 //! terminate with no further grace, so an idle sidecar exits at once instead of sleeping out
 //! Pingora's fixed grace period (300 s by default).
 

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn history_is_newest_first_and_bounded() {
-        let bus = Bus::new(4);
+        let bus = Bus::new(wa_hub_sinks::Router::empty());
         let h = History::new(2);
         for p in ["/a", "/b", "/c"] {
             h.push(bus.publish(log(p)));

@@ -497,3 +497,79 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_promptly() {
     );
     assert!(!sc.log().contains("token: testkey"));
 }
+
+#[test]
+fn every_proxied_call_becomes_an_api_log_with_the_dashboard_fields() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "api_log:\n  max_body_bytes: 4096\n");
+    let sse = SseClient::connect(&sc.url("/api/stream"), &[]);
+    assert_eq!(sse.next_event(Duration::from_secs(10)).kind(), "connected");
+    assert_eq!(sse.next_event(Duration::from_secs(10)).kind(), "initial");
+    let fixture = api_fixtures()
+        .into_iter()
+        .find(|f| f.path.ends_with("/send-message"))
+        .unwrap();
+    let request = serde_json::json!({"to": "201000000001", "message": "hello"});
+    client()
+        .post(sc.url("/api/wahub/instances/WASP-test_shop/client/action/send-message"))
+        .json(&request)
+        .send()
+        .unwrap();
+    let e = sse.next_event(Duration::from_secs(10));
+    let v = e.json();
+    assert_eq!(v["type"], "apiLog");
+    let log = &v["data"];
+    assert!(log["id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(log["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(log["method"], "POST");
+    assert_eq!(
+        log["path"],
+        "/instances/WASP-test_shop/client/action/send-message"
+    );
+    assert_eq!(log["statusCode"], 202);
+    assert!(log["latencyMs"].as_u64().is_some());
+    assert_eq!(log["requestBody"], request);
+    let expected: serde_json::Value = serde_json::from_str(&fixture.body).unwrap();
+    assert_eq!(log["responseBody"], expected);
+    assert_eq!(log["instanceId"], "WASP-test_shop");
+    assert!(log.get("error").is_none());
+    assert!(
+        !e.data_text().contains(API_KEY),
+        "API key leaked into the log"
+    );
+
+    // Non-JSON and oversized bodies; a failed call carries `error`.
+    client()
+        .post(sc.url("/api/wahub/echo"))
+        .body("plain text body")
+        .send()
+        .unwrap();
+    let log = sse.next_event(Duration::from_secs(10)).json()["data"].clone();
+    assert_eq!(
+        log["requestBody"],
+        serde_json::json!({"raw": "plain text body"})
+    );
+    client()
+        .post(sc.url("/api/wahub/echo"))
+        .body(vec![b'z'; 10_000])
+        .send()
+        .unwrap();
+    let log = sse.next_event(Duration::from_secs(10)).json()["data"].clone();
+    assert_eq!(log["requestBody"]["truncated"], true);
+    assert_eq!(log["requestBody"]["bytes"], 10_000);
+    assert_eq!(log["requestBody"]["raw"].as_str().unwrap().len(), 500);
+}
+
+#[test]
+fn failed_call_api_log_carries_the_error() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sc = Sidecar::start(&dead, "");
+    let sse = SseClient::connect(&sc.url("/api/stream"), &[]);
+    sse.next_event(Duration::from_secs(10));
+    sse.next_event(Duration::from_secs(10));
+    client().get(sc.url("/api/wahub/instances")).send().unwrap();
+    let log = sse.next_event(Duration::from_secs(10)).json()["data"].clone();
+    assert_eq!(log["statusCode"], 502);
+    assert_eq!(log["error"], "connection refused by wa-hub");
+    assert_eq!(log["responseBody"], serde_json::Value::Null);
+}

@@ -1,53 +1,51 @@
-//! The bus: assigns every event its sequence id and timestamp, and hands it to subscribers.
+//! The bus: assigns every event its sequence id and timestamp and hands it to the router.
 //!
-//! Publishing never blocks and never waits on a subscriber: ingest and the proxy call
-//! [`Bus::publish`] on their hot path.
+//! Publishing never blocks on a sink: the router only `try_send`s into bounded queues. Ingest
+//! and the proxy call [`Bus::publish`] on their hot path.
 
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use tokio::sync::broadcast;
 
 use crate::envelope::{Event, Payload};
+use crate::router::Router;
 
 /// Sequence-numbering event bus.
 ///
 /// Ids start at 1 and increase by one per published event, in publication order, for the life
-/// of the process.
+/// of the process. Every sink sees its events in id order.
 #[derive(Debug)]
 pub struct Bus {
-    state: Mutex<u64>,
-    tx: broadcast::Sender<Arc<Event>>,
+    last_id: Mutex<u64>,
+    router: Router,
 }
 
 impl Bus {
-    /// Creates a bus whose live subscribers may fall at most `capacity` events behind before
-    /// they observe a lag.
-    ///
-    /// # Panics
-    /// If `capacity` is 0 (tokio's broadcast channel asserts it).
-    pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity);
+    /// A bus delivering to `router`.
+    pub fn new(router: Router) -> Self {
         Self {
-            state: Mutex::new(0),
-            tx,
+            last_id: Mutex::new(0),
+            router,
         }
     }
 
-    /// Numbers `payload`, stamps it with the current time and delivers it to live subscribers.
-    /// Returns the event as delivered.
+    /// Numbers `payload`, stamps it with the current time and routes it. Returns the event.
     pub fn publish(&self, payload: Payload) -> Arc<Event> {
-        // The lock keeps id order and delivery order the same.
-        let mut last = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // The lock keeps id order and queue order the same across producers.
+        let mut last = self.last_id.lock().unwrap_or_else(|p| p.into_inner());
         *last += 1;
         let event = Arc::new(Event::new(*last, Utc::now(), payload));
-        // No subscriber is not an error: events are still numbered.
-        let _ = self.tx.send(event.clone());
+        self.router.dispatch(&event);
         event
     }
 
-    /// A receiver of every event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+    /// The id of the last published event (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        *self.last_id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The router, for sink statistics.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 }

@@ -355,6 +355,7 @@ impl Sidecar {
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.path().join("sidecar.log")).expect("log file");
+        let stdout = std::fs::File::create(dir.path().join("stdout.ndjson")).expect("stdout file");
         let mut cmd = Command::new(sidecar_bin());
         cmd.arg("--config").arg(&config);
         for v in OVERRIDE_VARS {
@@ -365,7 +366,7 @@ impl Sidecar {
         }
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("dup log")))
+            .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn sidecar");
@@ -399,6 +400,11 @@ impl Sidecar {
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+
+    /// What the process wrote to standard output (the stdout sink's NDJSON).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.ndjson")).unwrap_or_default()
     }
 
     /// Sends SIGTERM.
@@ -439,4 +445,233 @@ pub fn client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
+}
+
+/// One item of an SSE stream as a client parses it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SseItem {
+    /// An event: its `id:` (if any) and `data:` (lines joined by `\n`).
+    Event { id: Option<String>, data: String },
+    /// A comment line (heartbeat).
+    Comment(String),
+    /// A `retry:` hint.
+    Retry(u64),
+    /// The server ended the stream.
+    End,
+}
+
+impl SseItem {
+    /// The event's data parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            SseItem::Event { data, .. } => serde_json::from_str(data).expect("event data is JSON"),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    /// The event's raw data text.
+    pub fn data_text(&self) -> String {
+        match self {
+            SseItem::Event { data, .. } => data.clone(),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    /// The event's `type`.
+    pub fn kind(&self) -> String {
+        self.json()["type"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The event's `id:` as a number.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            SseItem::Event { id, .. } => id.as_ref().and_then(|i| i.parse().ok()),
+            _ => None,
+        }
+    }
+}
+
+/// A reading SSE client over a plain HTTP/1.1 connection: a thread decodes the chunked body,
+/// parses it by the SSE spec's line rules and hands items over a channel. Dropping the client
+/// closes the connection.
+pub struct SseClient {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    rx: std::sync::mpsc::Receiver<SseItem>,
+    socket: std::net::TcpStream,
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Reads a chunked (or, without `Transfer-Encoding`, a plain) body into `tx` as raw bytes.
+fn pump_body(
+    mut reader: std::io::BufReader<std::net::TcpStream>,
+    chunked: bool,
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    use std::io::{BufRead, Read};
+    loop {
+        let data = if chunked {
+            let mut size_line = String::new();
+            if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
+                .unwrap_or(0);
+            if size == 0 {
+                return;
+            }
+            let mut data = vec![0u8; size + 2];
+            if reader.read_exact(&mut data).is_err() {
+                return;
+            }
+            data.truncate(size);
+            data
+        } else {
+            let mut data = vec![0u8; 8192];
+            match reader.read(&mut data) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    data.truncate(n);
+                    data
+                }
+            }
+        };
+        if tx.send(data).is_err() {
+            return;
+        }
+    }
+}
+
+impl SseClient {
+    /// Connects to `url` (an `http://127.0.0.1:port/path` URL) with extra request headers.
+    pub fn connect(url: &str, headers: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, Write};
+        let rest = url.strip_prefix("http://").expect("http URL");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let socket = std::net::TcpStream::connect(authority).expect("connect SSE");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        (&socket)
+            .write_all(request.as_bytes())
+            .expect("send request");
+        let mut reader = std::io::BufReader::new(socket.try_clone().unwrap());
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).expect("status line");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut map = reqwest::header::HeaderMap::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                map.append(
+                    reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                    reqwest::header::HeaderValue::from_str(v.trim()).unwrap(),
+                );
+            }
+        }
+        let chunked = map
+            .get("transfer-encoding")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("chunked"));
+        let (bytes_tx, bytes_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || pump_body(reader, chunked, bytes_tx));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pending: Vec<u8> = Vec::new();
+            let (mut id, mut data): (Option<String>, Option<String>) = (None, None);
+            loop {
+                let Ok(bytes) = bytes_rx.recv() else {
+                    let _ = tx.send(SseItem::End);
+                    return;
+                };
+                pending.extend_from_slice(&bytes);
+                while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                    let raw: Vec<u8> = pending.drain(..=pos).collect();
+                    let line = String::from_utf8_lossy(&raw);
+                    let l = line.trim_end_matches(['\n', '\r']);
+                    let item = if l.is_empty() {
+                        data.take().map(|d| SseItem::Event {
+                            id: id.take(),
+                            data: d,
+                        })
+                    } else if let Some(c) = l.strip_prefix(':') {
+                        Some(SseItem::Comment(c.trim().to_owned()))
+                    } else if let Some(v) = l.strip_prefix("retry:") {
+                        v.trim().parse().ok().map(SseItem::Retry)
+                    } else if let Some(v) = l.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                        None
+                    } else if let Some(v) = l.strip_prefix("data:") {
+                        let v = v.strip_prefix(' ').unwrap_or(v);
+                        data = Some(match data.take() {
+                            Some(d) => format!("{d}\n{v}"),
+                            None => v.to_owned(),
+                        });
+                        None
+                    } else {
+                        None
+                    };
+                    if let Some(item) = item {
+                        if tx.send(item).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            status,
+            headers: map,
+            rx,
+            socket,
+        }
+    }
+
+    /// The next item of any kind.
+    pub fn next_item(&self, timeout: Duration) -> Option<SseItem> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event (comments and retry hints skipped); panics after `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> SseItem {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(e @ SseItem::Event { .. }) => return e,
+                Ok(SseItem::End) => panic!("stream ended while waiting for an event"),
+                Ok(_) => continue,
+                Err(_) => panic!("no event within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Events until one of type `kind` arrives (inclusive).
+    pub fn events_until(&self, kind: &str, timeout: Duration) -> Vec<SseItem> {
+        let mut out = Vec::new();
+        loop {
+            let e = self.next_event(timeout);
+            let done = e.kind() == kind;
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+    }
 }

@@ -1,0 +1,458 @@
+//! The router: hands each event to every sink whose filter selects it, through one bounded
+//! queue per sink, and supervises the sink tasks.
+//!
+//! Dispatch never blocks: a full queue drops the event for that sink only, counts the drop and
+//! logs it at most once per [`DROP_LOG_INTERVAL`]. A sink that fails or panics is restarted
+//! with capped exponential backoff; it never takes the process down.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::envelope::Event;
+use crate::filter::Filter;
+use crate::sink::{Sink, SinkError};
+
+/// Minimum time between two "queue full" log lines of one sink.
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// First restart delay after a failure.
+pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Largest restart delay.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Counters of one sink, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Events delivered.
+    pub delivered: AtomicU64,
+    /// Events whose delivery failed.
+    pub failed: AtomicU64,
+    /// Events dropped because the sink's queue was full.
+    pub dropped: AtomicU64,
+    /// Times the sink was restarted after a failure or panic.
+    pub restarts: AtomicU64,
+}
+
+struct Route {
+    name: String,
+    filter: Filter,
+    tx: mpsc::Sender<Arc<Event>>,
+    capacity: usize,
+    stats: Arc<SinkStats>,
+    /// Milliseconds since `Router::epoch` of the last drop log line, plus one (0 = never).
+    last_drop_log_ms: AtomicU64,
+}
+
+/// Fan-out of bus events to sink queues.
+pub struct Router {
+    routes: Vec<Route>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field(
+                "sinks",
+                &self.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// One sink as configured, before it runs.
+pub struct SinkSpec {
+    /// Unique name (logs, metrics, routes).
+    pub name: String,
+    /// What it receives.
+    pub filter: Filter,
+    /// Queue capacity, events (at least 1).
+    pub queue_capacity: usize,
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+}
+
+/// A sink with its queue, ready to be run by [`supervise`].
+pub struct SinkTask {
+    name: String,
+    sink: Box<dyn Sink>,
+    rx: mpsc::Receiver<Arc<Event>>,
+    stats: Arc<SinkStats>,
+}
+
+impl SinkTask {
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Queue depth and counters of one sink.
+#[derive(Debug, Clone)]
+pub struct SinkSnapshot {
+    /// The sink's name.
+    pub name: String,
+    /// Events waiting in its queue.
+    pub queue_depth: usize,
+    /// Its counters.
+    pub stats: Arc<SinkStats>,
+}
+
+impl Router {
+    /// Builds the router and the tasks that will run the sinks.
+    pub fn new(specs: Vec<SinkSpec>) -> (Self, Vec<SinkTask>) {
+        let mut routes = Vec::with_capacity(specs.len());
+        let mut tasks = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let capacity = spec.queue_capacity.max(1);
+            let (tx, rx) = mpsc::channel(capacity);
+            let stats = Arc::new(SinkStats::default());
+            routes.push(Route {
+                name: spec.name.clone(),
+                filter: spec.filter,
+                tx,
+                capacity,
+                stats: stats.clone(),
+                last_drop_log_ms: AtomicU64::new(0),
+            });
+            tasks.push(SinkTask {
+                name: spec.name,
+                sink: spec.sink,
+                rx,
+                stats,
+            });
+        }
+        (
+            Self {
+                routes,
+                epoch: Instant::now(),
+            },
+            tasks,
+        )
+    }
+
+    /// A router with no sinks.
+    pub fn empty() -> Self {
+        Self::new(Vec::new()).0
+    }
+
+    /// Queues `event` for every sink that selects it. Never blocks.
+    pub fn dispatch(&self, event: &Arc<Event>) {
+        for route in &self.routes {
+            if !route.filter.matches(event) {
+                continue;
+            }
+            match route.tx.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let dropped = route.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.log_drop(route, dropped);
+                }
+                // The sink task has ended (shutdown): nothing to deliver to.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    route.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn log_drop(&self, route: &Route, dropped: u64) {
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let last = route.last_drop_log_ms.load(Ordering::Relaxed);
+        let interval = DROP_LOG_INTERVAL.as_millis() as u64;
+        if (last == 0 || now_ms.saturating_sub(last) >= interval)
+            && route
+                .last_drop_log_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                sink = %route.name,
+                dropped_total = dropped,
+                capacity = route.capacity,
+                "sink queue full, dropping events for this sink"
+            );
+        }
+    }
+
+    /// Queue depth and counters of every sink, in config order.
+    pub fn snapshot(&self) -> Vec<SinkSnapshot> {
+        self.routes
+            .iter()
+            .map(|r| SinkSnapshot {
+                name: r.name.clone(),
+                queue_depth: r.capacity - r.tx.capacity(),
+                stats: r.stats.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
+/// in order, restarts the sink with capped exponential backoff after an error or a panic, and at
+/// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
+pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
+    let mut backoff = RESTART_BACKOFF_MIN;
+    let mut started = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if !started {
+            match guarded(task.sink.start()).await {
+                Ok(()) => started = true,
+                Err(e) => {
+                    tracing::warn!(sink = %task.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink failed to start");
+                    task.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        let event = tokio::select! {
+            ev = task.rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        match guarded(task.sink.deliver(&event)).await {
+            Ok(()) => {
+                task.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                backoff = RESTART_BACKOFF_MIN;
+            }
+            Err(e) => {
+                task.stats.failed.fetch_add(1, Ordering::Relaxed);
+                task.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %task.name, event_id = event.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; restarting sink");
+                started = false;
+                if sleep_or_shutdown(backoff, &mut shutdown).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            }
+        }
+    }
+    // Deliver what is already queued, within the drain budget.
+    let deadline = tokio::time::Instant::now() + drain;
+    if started {
+        while let Ok(event) = task.rx.try_recv() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, guarded(task.sink.deliver(&event))).await {
+                Ok(Ok(())) => {
+                    task.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => {
+                    task.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = %task.name, error = %e, "sink failed while draining");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(sink = %task.name, left = task.rx.len() + 1, "drain time over; events left undelivered");
+                    break;
+                }
+            }
+        }
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = tokio::time::timeout(left.max(Duration::from_millis(100)), task.sink.stop()).await;
+}
+
+/// Runs a sink future, turning a panic into an error.
+async fn guarded<F>(fut: F) -> Result<(), SinkError>
+where
+    F: std::future::Future<Output = Result<(), SinkError>>,
+{
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(SinkError::Other(format!("sink panicked: {msg}")))
+        }
+    }
+}
+
+/// Sleeps `d`; returns true when shutdown came first.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::webhook;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// Records delivered ids; panics on ids in `panic_on`, fails on ids in `fail_on`, waits on
+    /// `gate` before each delivery when set.
+    struct Probe {
+        seen: Arc<Mutex<Vec<u64>>>,
+        panic_on: Vec<u64>,
+        fail_on: Vec<u64>,
+        gate: Option<Arc<tokio::sync::Semaphore>>,
+        starts: Arc<AtomicU64>,
+    }
+
+    #[async_trait]
+    impl Sink for Probe {
+        async fn start(&mut self) -> Result<(), SinkError> {
+            self.starts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError> {
+            if let Some(g) = &self.gate {
+                g.acquire().await.unwrap().forget();
+            }
+            if self.panic_on.contains(&event.id) {
+                panic!("boom {}", event.id);
+            }
+            if self.fail_on.contains(&event.id) {
+                return Err(SinkError::Other("refused".into()));
+            }
+            self.seen.lock().unwrap().push(event.id);
+            Ok(())
+        }
+    }
+
+    fn probe(
+        panic_on: Vec<u64>,
+        fail_on: Vec<u64>,
+        gate: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> (Probe, Arc<Mutex<Vec<u64>>>, Arc<AtomicU64>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let starts = Arc::new(AtomicU64::new(0));
+        (
+            Probe {
+                seen: seen.clone(),
+                panic_on,
+                fail_on,
+                gate,
+                starts: starts.clone(),
+            },
+            seen,
+            starts,
+        )
+    }
+
+    async fn wait_for(seen: &Arc<Mutex<Vec<u64>>>, n: usize) {
+        for _ in 0..400 {
+            if seen.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("only {:?} delivered", seen.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn panicking_or_failing_sink_is_restarted_and_others_are_unaffected() {
+        let (bad, bad_seen, bad_starts) = probe(vec![2], vec![4], None);
+        let (good, good_seen, _) = probe(vec![], vec![], None);
+        let (router, tasks) = Router::new(vec![
+            SinkSpec {
+                name: "bad".into(),
+                filter: Filter::default(),
+                queue_capacity: 16,
+                sink: Box::new(bad),
+            },
+            SinkSpec {
+                name: "good".into(),
+                filter: Filter::default(),
+                queue_capacity: 16,
+                sink: Box::new(good),
+            },
+        ]);
+        let (_tx, shutdown) = watch::channel(false);
+        for t in tasks {
+            tokio::spawn(supervise(t, shutdown.clone(), Duration::from_secs(1)));
+        }
+        for id in 1..=6 {
+            router.dispatch(&webhook(id, "ready", Some("a")));
+        }
+        wait_for(&good_seen, 6).await;
+        wait_for(&bad_seen, 4).await;
+        assert_eq!(*good_seen.lock().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(*bad_seen.lock().unwrap(), vec![1, 3, 5, 6]);
+        let snap = router.snapshot();
+        assert_eq!(snap[0].stats.failed.load(Ordering::SeqCst), 2);
+        assert_eq!(snap[0].stats.restarts.load(Ordering::SeqCst), 2);
+        assert_eq!(bad_starts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_for_that_sink_only_without_blocking() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (slow, slow_seen, _) = probe(vec![], vec![], Some(gate.clone()));
+        let (fast, fast_seen, _) = probe(vec![], vec![], None);
+        let (router, tasks) = Router::new(vec![
+            SinkSpec {
+                name: "slow".into(),
+                filter: Filter::default(),
+                queue_capacity: 4,
+                sink: Box::new(slow),
+            },
+            SinkSpec {
+                name: "fast".into(),
+                filter: Filter::default(),
+                queue_capacity: 1000,
+                sink: Box::new(fast),
+            },
+        ]);
+        let (_tx, shutdown) = watch::channel(false);
+        for t in tasks {
+            tokio::spawn(supervise(t, shutdown.clone(), Duration::from_secs(1)));
+        }
+        let started = Instant::now();
+        for id in 1..=100 {
+            router.dispatch(&webhook(id, "ready", None));
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "dispatch blocked"
+        );
+        wait_for(&fast_seen, 100).await;
+        let snap = router.snapshot();
+        let dropped = snap[0].stats.dropped.load(Ordering::SeqCst);
+        assert!(dropped >= 95, "dropped {dropped}");
+        assert_eq!(snap[1].stats.dropped.load(Ordering::SeqCst), 0);
+        gate.add_permits(1000);
+        wait_for(&slow_seen, (100 - dropped) as usize).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_what_is_queued() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (s, seen, _) = probe(vec![], vec![], Some(gate.clone()));
+        let (router, mut tasks) = Router::new(vec![SinkSpec {
+            name: "s".into(),
+            filter: Filter::default(),
+            queue_capacity: 100,
+            sink: Box::new(s),
+        }]);
+        let (tx, shutdown) = watch::channel(false);
+        let handle = tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(2)));
+        for id in 1..=10 {
+            router.dispatch(&webhook(id, "ready", None));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(true).unwrap();
+        gate.add_permits(100);
+        handle.await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 10);
+    }
+}

@@ -1,0 +1,311 @@
+//! The SSE hub: recent-event ring for resume, broadcast to clients, client limit.
+//!
+//! Wire format (DESIGN.md "Public interface"): unnamed events, each
+//! `id: <bus id>\ndata: <{"type","data"} JSON>\n\n`; heartbeats are comment lines.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::broadcast;
+
+use super::SseConfig;
+use crate::envelope::Event;
+use crate::filter::Filter;
+use crate::sink::{Sink, SinkError};
+
+/// One event as sent to every client: encoded once.
+#[derive(Debug)]
+pub struct SseFrame {
+    /// The event.
+    pub event: Arc<Event>,
+    /// `id: N\ndata: {...}\n\n`.
+    pub bytes: Bytes,
+}
+
+/// Counters of the hub, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct SseStats {
+    /// Events written to clients (one per client per event).
+    pub events_sent: AtomicU64,
+    /// Clients dropped because they fell behind or stopped reading.
+    pub clients_dropped_slow: AtomicU64,
+    /// Connections that resumed after a `Last-Event-ID`.
+    pub resumes: AtomicU64,
+    /// Connections whose `Last-Event-ID` was too old or unknown and got a `reset`.
+    pub resets: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    frames: VecDeque<Arc<SseFrame>>,
+    /// Highest id evicted from `frames` (0 = none).
+    evicted_up_to: u64,
+    /// Highest id published.
+    last_id: u64,
+}
+
+/// The hub. Shared between the SSE sink (publishing) and the stream endpoint (clients).
+#[derive(Debug)]
+pub struct SseHub {
+    config: SseConfig,
+    filter: Filter,
+    ring: Mutex<Ring>,
+    tx: broadcast::Sender<Arc<SseFrame>>,
+    clients: Arc<AtomicUsize>,
+    /// Counters.
+    pub stats: SseStats,
+}
+
+/// How a new connection starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// No `Last-Event-ID`: send `connected`, `initial`, then live events.
+    Fresh,
+    /// A known `Last-Event-ID`: these kept events follow it, then live ones.
+    Resumed(Vec<Arc<SseFrame>>),
+    /// A `Last-Event-ID` older than the kept history, or from another process: the client
+    /// must reload state (`reset`, then `initial`).
+    Reset,
+}
+
+/// A client's view of the hub at the moment it connected.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The last event id the client's starting state covers: `initial` holds events up to it,
+    /// live events come after it.
+    pub snapshot_id: u64,
+    /// How to start.
+    pub resume: Resume,
+    /// Live events after `snapshot_id`.
+    pub rx: broadcast::Receiver<Arc<SseFrame>>,
+}
+
+/// Holds one client slot until dropped.
+#[derive(Debug)]
+pub struct ClientGuard(Arc<AtomicUsize>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SseHub {
+    /// A hub with `config`, whose sink receives what `filter` selects.
+    pub fn new(config: SseConfig, filter: Filter) -> Self {
+        let (tx, _) = broadcast::channel(config.client_backlog.get());
+        Self {
+            config,
+            filter,
+            ring: Mutex::new(Ring::default()),
+            tx,
+            clients: Arc::new(AtomicUsize::new(0)),
+            stats: SseStats::default(),
+        }
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &SseConfig {
+        &self.config
+    }
+
+    /// Whether the SSE sink's filter selects `event` (used to filter `initial` the same way).
+    pub fn selects(&self, event: &Event) -> bool {
+        self.filter.matches(event)
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Acquire)
+    }
+
+    /// Takes a client slot, or `None` when `max_clients` are connected.
+    pub fn join(&self) -> Option<ClientGuard> {
+        let max = self.config.max_clients.get();
+        self.clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ClientGuard(self.clients.clone()))
+    }
+
+    /// Encodes `event` once, keeps it for resume and sends it to every client.
+    pub fn publish(&self, event: &Arc<Event>) {
+        let frame = Arc::new(SseFrame {
+            bytes: encode_frame(Some(event.id), event.envelope_json()),
+            event: event.clone(),
+        });
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.last_id = event.id;
+        ring.frames.push_back(frame.clone());
+        while ring.frames.len() > self.config.history.get() {
+            if let Some(old) = ring.frames.pop_front() {
+                ring.evicted_up_to = old.event.id;
+            }
+        }
+        // Sent under the lock so a subscriber sees each frame exactly once: either in its
+        // backlog or live.
+        let _ = self.tx.send(frame);
+    }
+
+    /// Subscribes a client that last saw `last_event_id` (from `Last-Event-ID`).
+    pub fn subscribe(&self, last_event_id: Option<u64>) -> Subscription {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.tx.subscribe();
+        let resume = match last_event_id {
+            None => Resume::Fresh,
+            Some(id) if id > ring.last_id || id < ring.evicted_up_to => Resume::Reset,
+            Some(id) => Resume::Resumed(
+                ring.frames
+                    .iter()
+                    .filter(|f| f.event.id > id)
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        match &resume {
+            Resume::Resumed(_) => self.stats.resumes.fetch_add(1, Ordering::Relaxed),
+            Resume::Reset => self.stats.resets.fetch_add(1, Ordering::Relaxed),
+            Resume::Fresh => 0,
+        };
+        Subscription {
+            snapshot_id: ring.last_id,
+            resume,
+            rx,
+        }
+    }
+}
+
+/// `id: <id>\ndata: <json>\n\n` (no `id:` line when `id` is `None`). `json` must be one line,
+/// as serde_json's compact output always is.
+pub fn encode_frame(id: Option<u64>, json: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 32);
+    if let Some(id) = id {
+        b.put_slice(b"id: ");
+        b.put_slice(id.to_string().as_bytes());
+        b.put_u8(b'\n');
+    }
+    b.put_slice(b"data: ");
+    b.put_slice(json);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+/// An SSE comment line (`: text\n\n`), used for heartbeats; ignored by `EventSource`.
+pub fn comment(text: &str) -> Bytes {
+    Bytes::from(format!(": {}\n\n", text.replace(['\n', '\r'], " ")))
+}
+
+/// The sink half: feeds routed events into the hub.
+pub struct SseSink {
+    hub: Arc<SseHub>,
+}
+
+impl SseSink {
+    /// A sink publishing into `hub`.
+    pub fn new(hub: Arc<SseHub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Sink for SseSink {
+    async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError> {
+        self.hub.publish(event);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::webhook;
+    use std::num::NonZeroUsize;
+
+    fn hub(history: usize) -> SseHub {
+        let config = SseConfig {
+            history: NonZeroUsize::new(history).unwrap(),
+            max_clients: NonZeroUsize::new(2).unwrap(),
+            ..SseConfig::default()
+        };
+        SseHub::new(config, Filter::default())
+    }
+
+    fn ids(frames: &[Arc<SseFrame>]) -> Vec<u64> {
+        frames.iter().map(|f| f.event.id).collect()
+    }
+
+    #[test]
+    fn frame_is_id_then_one_data_line() {
+        let e = webhook(7, "message", Some("a"));
+        let f = encode_frame(Some(7), e.envelope_json());
+        let text = std::str::from_utf8(&f).unwrap();
+        assert!(text.starts_with("id: 7\ndata: {\"type\":\"webhook\",\"data\":{"));
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(
+            text.matches('\n').count(),
+            3,
+            "newlines in text are escaped"
+        );
+        assert_eq!(comment("hb\nx"), Bytes::from_static(b": hb x\n\n"));
+    }
+
+    #[test]
+    fn resume_returns_exactly_the_events_after_the_id() {
+        let h = hub(10);
+        for id in 1..=5 {
+            h.publish(&webhook(id, "ready", None));
+        }
+        let sub = h.subscribe(Some(2));
+        assert_eq!(sub.snapshot_id, 5);
+        match sub.resume {
+            Resume::Resumed(f) => assert_eq!(ids(&f), vec![3, 4, 5]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(h.subscribe(Some(5)).resume, Resume::Resumed(ref f) if f.is_empty()));
+        assert!(matches!(h.subscribe(None).resume, Resume::Fresh));
+    }
+
+    #[test]
+    fn id_older_than_history_or_from_the_future_resets() {
+        let h = hub(3);
+        for id in 1..=6 {
+            h.publish(&webhook(id, "ready", None));
+        }
+        assert!(matches!(h.subscribe(Some(1)).resume, Resume::Reset));
+        assert!(
+            matches!(h.subscribe(Some(3)).resume, Resume::Resumed(ref f) if ids(f) == vec![4, 5, 6])
+        );
+        assert!(matches!(h.subscribe(Some(99)).resume, Resume::Reset));
+        assert_eq!(h.stats.resets.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn live_events_follow_the_snapshot_without_gap_or_duplicate() {
+        let h = hub(10);
+        h.publish(&webhook(1, "ready", None));
+        let mut sub = h.subscribe(Some(0));
+        h.publish(&webhook(2, "ready", None));
+        let backlog = match sub.resume {
+            Resume::Resumed(f) => ids(&f),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(backlog, vec![1]);
+        assert_eq!(sub.rx.try_recv().unwrap().event.id, 2);
+        assert!(sub.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn client_limit_is_enforced_and_released() {
+        let h = hub(1);
+        let a = h.join().unwrap();
+        let _b = h.join().unwrap();
+        assert!(h.join().is_none());
+        drop(a);
+        assert!(h.join().is_some());
+    }
+}

@@ -1,0 +1,11 @@
+//! The SSE sink: a hub that keeps recent events for resume and fans each one out to connected
+//! browsers, serialized once. The HTTP endpoint (`GET /api/stream`) that drives a client lives
+//! in the service; this module owns the hub, the wire format and the config.
+
+mod config;
+mod hub;
+
+pub use config::SseConfig;
+pub use hub::{
+    comment, encode_frame, ClientGuard, Resume, SseFrame, SseHub, SseSink, SseStats, Subscription,
+};
