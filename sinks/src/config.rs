@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::{Filter, Kind, PatternError};
-use crate::router::{Router, SinkSpec, SinkTask};
+use crate::router::{Router, SinkSpec, SinkStats, SinkTask};
 use crate::sse::{SseConfig, SseHub, SseSink};
 use crate::stdout::{StdoutConfig, StdoutSink};
 
@@ -167,6 +167,7 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
                 source,
             }
         })?;
+        let stats = Arc::new(SinkStats::default());
         let sink: Box<dyn crate::Sink> = match &c.kind {
             SinkKind::Sse(cfg) => {
                 let hub = Arc::new(SseHub::new(cfg.clone(), filter.clone()));
@@ -180,6 +181,7 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
             filter,
             queue_capacity: c.queue_capacity,
             sink,
+            stats,
         });
     }
     let (router, tasks) = Router::new(specs);

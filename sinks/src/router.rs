@@ -24,17 +24,43 @@ pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Largest restart delay.
 pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Counters of one sink, for logs and metrics.
+/// Counters of one sink, for logs and metrics. The router counts `delivered`, `failed`,
+/// `dropped` and `restarts`; a sink with its own retry logic, dead letters or a connection
+/// updates the rest through the `Arc` it is built with (see [`SinkSpec::stats`]).
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Events delivered.
+    /// Events handed to the sink successfully (`Sink::deliver` returned `Ok`).
     pub delivered: AtomicU64,
     /// Events whose delivery failed.
     pub failed: AtomicU64,
-    /// Events dropped because the sink's queue was full.
+    /// Events dropped: queue full, or dropped by the sink itself (e.g. too large).
     pub dropped: AtomicU64,
     /// Times the sink was restarted after a failure or panic.
     pub restarts: AtomicU64,
+    /// Delivery attempts retried by the sink itself.
+    pub retries: AtomicU64,
+    /// Events moved to a dead-letter list.
+    pub dead_letters: AtomicU64,
+    /// Events waiting inside the sink (buffer, outbox), beyond its router queue.
+    pub pending: AtomicU64,
+    /// Connection state: 0 not applicable, 1 down, 2 up.
+    connection: std::sync::atomic::AtomicU8,
+}
+
+impl SinkStats {
+    /// Records the sink's connection state (for sinks that hold a connection).
+    pub fn set_connected(&self, up: bool) {
+        self.connection
+            .store(if up { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// The connection state: `None` for sinks without a connection.
+    pub fn connected(&self) -> Option<bool> {
+        match self.connection.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v == 2),
+        }
+    }
 }
 
 struct Route {
@@ -74,6 +100,8 @@ pub struct SinkSpec {
     pub queue_capacity: usize,
     /// The sink.
     pub sink: Box<dyn Sink>,
+    /// Its counters; the sink may hold a clone to count what only it sees.
+    pub stats: Arc<SinkStats>,
 }
 
 /// A sink with its queue, ready to be run by [`supervise`].
@@ -110,7 +138,7 @@ impl Router {
         for spec in specs {
             let capacity = spec.queue_capacity.max(1);
             let (tx, rx) = mpsc::channel(capacity);
-            let stats = Arc::new(SinkStats::default());
+            let stats = spec.stats;
             routes.push(Route {
                 name: spec.name.clone(),
                 filter: spec.filter,
@@ -369,12 +397,14 @@ mod tests {
                 filter: Filter::default(),
                 queue_capacity: 16,
                 sink: Box::new(bad),
+                stats: Default::default(),
             },
             SinkSpec {
                 name: "good".into(),
                 filter: Filter::default(),
                 queue_capacity: 16,
                 sink: Box::new(good),
+                stats: Default::default(),
             },
         ]);
         let (_tx, shutdown) = watch::channel(false);
@@ -405,12 +435,14 @@ mod tests {
                 filter: Filter::default(),
                 queue_capacity: 4,
                 sink: Box::new(slow),
+                stats: Default::default(),
             },
             SinkSpec {
                 name: "fast".into(),
                 filter: Filter::default(),
                 queue_capacity: 1000,
                 sink: Box::new(fast),
+                stats: Default::default(),
             },
         ]);
         let (_tx, shutdown) = watch::channel(false);
@@ -443,6 +475,7 @@ mod tests {
             filter: Filter::default(),
             queue_capacity: 100,
             sink: Box::new(s),
+            stats: Default::default(),
         }]);
         let (tx, shutdown) = watch::channel(false);
         let handle = tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(2)));
