@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+[ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -139,6 +139,8 @@ pub struct RawConfig {
     pub api_log: ApiLogConfig,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// Cross-origin browsers.
+    pub cors: CorsConfig,
     /// URLs the dashboard shows for the webhook.
     pub dashboard: DashboardConfig,
     /// Logging.
@@ -161,6 +163,7 @@ impl Default for RawConfig {
             proxy: ProxyConfig::default(),
             api_log: ApiLogConfig::default(),
             auth: AuthConfig::default(),
+            cors: CorsConfig::default(),
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
@@ -311,6 +314,15 @@ pub struct AuthConfig {
     /// the stream and the read routes need `Authorization: Bearer <token>` (or, for browsers'
     /// `EventSource`, an `access_token` query parameter on local routes).
     pub client_tokens: Vec<Secret>,
+}
+
+/// `cors.*`: browsers on other origins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins (`scheme://host[:port]`) allowed to call the sidecar from a browser, or `*`.
+    /// Empty (default): no CORS headers.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `dashboard.*`: what `GET /api/config` reports as the webhook URL.
@@ -595,6 +607,17 @@ impl RawConfig {
         }
         if self.auth.client_tokens.iter().any(Secret::is_empty) {
             return Err(invalid("auth.client_tokens", "contains an empty token"));
+        }
+        if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
+            o.as_str() != "*"
+                && Url::parse(o)
+                    .map(|u| u.origin().ascii_serialization() != o.trim_end_matches('/'))
+                    .unwrap_or(true)
+        }) {
+            return Err(invalid(
+                "cors.allowed_origins",
+                format!("`{bad}` is not an origin like http://host:port (or `*`)"),
+            ));
         }
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "is empty"));

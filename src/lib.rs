@@ -2,7 +2,7 @@
 //!
 //! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
 //! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
-//! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`apilog`]
+//! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`cors`] answers cross-origin browsers, [`apilog`]
 //! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
 //! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
 //! pure display-status engine, [`poll`] runs its API fallbacks, [`stream`] serves SSE clients.
@@ -12,6 +12,7 @@ pub mod apilog;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod local;
 pub mod logging;
 pub mod poll;

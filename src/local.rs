@@ -28,6 +28,15 @@ impl LocalResponse {
         }
     }
 
+    /// A response with no body (e.g. 204).
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            body: Bytes::new(),
+            headers: Vec::new(),
+        }
+    }
+
     /// The error shape every rejection uses: `{"error": <what>, "message": <detail>}`.
     pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
         Self::json(

@@ -19,6 +19,7 @@ use wa_hub_sinks::{ApiLog, Payload};
 use crate::apilog::BodyCapture;
 use crate::app::{App, InflightGuard};
 use crate::auth;
+use crate::cors;
 use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
 use crate::signature::SIGNATURE_HEADER;
@@ -73,15 +74,25 @@ impl ProxyHttp for SidecarProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let origins = &self.app.config.raw.cors.allowed_origins;
         if self.app.is_shutting_down() {
             session.set_keepalive(None);
             let resp = LocalResponse::error(503, "Shutting down", "the sidecar is draining");
-            return write_local(session, resp).await;
+            return write_local(session, resp, origins).await;
         }
         let req = session.req_header();
         let method = req.method.clone();
         let raw_path = req.uri.path().to_owned();
         let query = req.uri.query().map(str::to_owned);
+        let cors_origin =
+            cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
+        if let Some(origin) = &cors_origin {
+            if cors::is_preflight(&method, &req.headers) {
+                let mut resp = LocalResponse::empty(204);
+                resp.headers = cors::preflight_headers(origin, &req.headers);
+                return write_local(session, resp, origins).await;
+            }
+        }
 
         let route = match routes::route(&raw_path) {
             Ok(r) => r,
@@ -91,6 +102,7 @@ impl ProxyHttp for SidecarProxy {
                 return write_local(
                     session,
                     LocalResponse::error(400, "Bad request", e.to_string()),
+                    origins,
                 )
                 .await;
             }
@@ -115,7 +127,15 @@ impl ProxyHttp for SidecarProxy {
             Route::Stream => match &self.app.sse {
                 None => LocalResponse::error(404, "Not found", "no sink of type sse is configured"),
                 Some(hub) => {
-                    match stream::serve(&self.app, hub, session, query.as_deref()).await? {
+                    match stream::serve(
+                        &self.app,
+                        hub,
+                        session,
+                        query.as_deref(),
+                        cors_origin.as_deref(),
+                    )
+                    .await?
+                    {
                         Some(refusal) => refusal,
                         None => return Ok(true),
                     }
@@ -149,7 +169,7 @@ impl ProxyHttp for SidecarProxy {
                 }
             }
         };
-        write_local(session, resp).await
+        write_local(session, resp, origins).await
     }
 
     async fn request_body_filter(
@@ -210,11 +230,18 @@ impl ProxyHttp for SidecarProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
         strip_hop_by_hop_response(upstream_response);
+        if let Some(origin) = cors::allow_origin(
+            &self.app.config.raw.cors.allowed_origins,
+            &session.req_header().headers,
+        ) {
+            upstream_response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
+            upstream_response.append_header(header::VARY, "Origin")?;
+        }
         Ok(())
     }
 
@@ -244,7 +271,8 @@ impl ProxyHttp for SidecarProxy {
         );
         if failure.status > 0 {
             let resp = LocalResponse::error(failure.status, failure.error, failure.message);
-            if let Err(we) = write_response(session, resp).await {
+            let origins = &self.app.config.raw.cors.allowed_origins;
+            if let Err(we) = write_response(session, resp, origins).await {
                 tracing::debug!("could not write error response: {we}");
             }
         }
@@ -517,18 +545,38 @@ fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
 }
 
 /// Writes a local response and ends request handling (`request_filter` returns `Ok(true)`).
-async fn write_local(session: &mut Session, resp: LocalResponse) -> Result<bool> {
-    write_response(session, resp).await?;
+async fn write_local(
+    session: &mut Session,
+    resp: LocalResponse,
+    allowed_origins: &[String],
+) -> Result<bool> {
+    write_response(session, resp, allowed_origins).await?;
     Ok(true)
 }
 
-async fn write_response(session: &mut Session, resp: LocalResponse) -> Result<()> {
-    let mut header = ResponseHeader::build(resp.status, Some(4 + resp.headers.len()))?;
-    header.insert_header(header::CONTENT_TYPE, "application/json")?;
+async fn write_response(
+    session: &mut Session,
+    resp: LocalResponse,
+    allowed_origins: &[String],
+) -> Result<()> {
+    let mut header = ResponseHeader::build(resp.status, Some(6 + resp.headers.len()))?;
+    if !resp.body.is_empty() {
+        header.insert_header(header::CONTENT_TYPE, "application/json")?;
+    }
     header.insert_header(header::CONTENT_LENGTH, resp.body.len().to_string())?;
     header.insert_header(header::CACHE_CONTROL, "no-store")?;
+    let has_cors = resp
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "access-control-allow-origin");
     for (name, value) in resp.headers {
         header.insert_header(name, value)?;
+    }
+    if !has_cors {
+        if let Some(origin) = cors::allow_origin(allowed_origins, &session.req_header().headers) {
+            header.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
+            header.insert_header(header::VARY, "Origin")?;
+        }
     }
     session
         .write_response_header(Box::new(header), false)

@@ -133,7 +133,9 @@ enum Step {
 }
 
 /// Serves one SSE client until it leaves, falls behind, or the sidecar shuts down.
-/// The caller has checked the client token. Always handles the request (`Ok(true)`).
+/// The caller has checked the client token. `cors_origin` is the allowed `Origin` to echo, if
+/// any. Returns a refusal to write as JSON (bad scope, client limit), or `None` when the stream
+/// ran.
 ///
 /// # Errors
 /// Only Pingora errors writing the response header.
@@ -142,6 +144,7 @@ pub async fn serve(
     hub: &Arc<SseHub>,
     session: &mut Session,
     query: Option<&str>,
+    cors_origin: Option<&str>,
 ) -> pingora::Result<Option<LocalResponse>> {
     let scope = match Scope::from_query(query) {
         Ok(s) => s,
@@ -172,6 +175,10 @@ pub async fn serve(
     resp.insert_header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")?;
     resp.insert_header(header::CACHE_CONTROL, "no-cache, no-store, no-transform")?;
     resp.insert_header("x-accel-buffering", "no")?;
+    if let Some(origin) = cors_origin {
+        resp.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
+        resp.insert_header(header::VARY, "Origin")?;
+    }
     if !session.is_http2() {
         resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     }

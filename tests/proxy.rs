@@ -573,3 +573,57 @@ fn failed_call_api_log_carries_the_error() {
     assert_eq!(log["error"], "connection refused by wa-hub");
     assert_eq!(log["responseBody"], serde_json::Value::Null);
 }
+
+#[test]
+fn cors_allows_listed_origins_only() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(
+        &up.base_url(),
+        "cors:\n  allowed_origins: [\"http://dash.example:8080\"]\n",
+    );
+    let c = client();
+    let r = c
+        .request(reqwest::Method::OPTIONS, sc.url("/api/wahub/instances"))
+        .header("origin", "http://dash.example:8080")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.example:8080"
+    );
+    assert_eq!(r.headers()["access-control-allow-headers"], "content-type");
+    assert!(
+        up.received().is_empty(),
+        "preflight answered by the sidecar"
+    );
+
+    let r = c
+        .get(sc.url("/api/wahub/instances"))
+        .header("origin", "http://dash.example:8080")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.example:8080"
+    );
+    let r = c
+        .get(sc.url("/api/config"))
+        .header("origin", "http://dash.example:8080")
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.example:8080"
+    );
+
+    let r = c
+        .get(sc.url("/api/wahub/instances"))
+        .header("origin", "http://evil.example")
+        .send()
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
