@@ -7,6 +7,7 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics and the alert rules
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

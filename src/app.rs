@@ -9,6 +9,7 @@ use wa_hub_sinks::sse::SseHub;
 use wa_hub_sinks::{Bus, SinkTask};
 
 use crate::config::Config;
+use crate::metrics::{InstanceSample, Metrics};
 use crate::status::StatusEngine;
 use crate::store::History;
 
@@ -27,6 +28,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// The SSE hub, when an `sse` sink is configured.
     pub sse: Option<Arc<SseHub>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -64,6 +67,7 @@ impl App {
             bus: Bus::new(sinks.router),
             http,
             sse: sinks.sse,
+            metrics: Metrics::new(config.raw.metrics.max_instances),
             shutdown,
             sinks_shutdown,
             sinks_running: Arc::new(AtomicUsize::new(0)),
@@ -71,6 +75,14 @@ impl App {
             config,
         });
         Ok((app, sinks.tasks))
+    }
+
+    /// The `/metrics` text: refreshes scrape-time values from sinks, the SSE hub and the
+    /// status engine, then encodes everything.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        let samples: Vec<InstanceSample> = self.engine().samples(chrono::Utc::now());
+        self.metrics
+            .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples)
     }
 
     /// A receiver that turns `true` when the sinks must drain and stop (after in-flight

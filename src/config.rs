@@ -123,7 +123,8 @@ pub struct RawConfig {
     /// Address of the public HTTP listener. Default `127.0.0.1:3001` (loopback: an open sidecar
     /// is an open wa-hub).
     pub listen: SocketAddr,
-    /// Extra listener serving only `/metrics`. Default none.
+    /// Extra listener serving only `/metrics` (no client token needed there). Default
+    /// `127.0.0.1:9464`; `null` disables it.
     pub metrics_listen: Option<SocketAddr>,
     /// Worker threads of the proxy. Default: the number of CPU cores.
     pub threads: Option<NonZeroUsize>,
@@ -141,6 +142,8 @@ pub struct RawConfig {
     pub auth: AuthConfig,
     /// Cross-origin browsers.
     pub cors: CorsConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
     /// URLs the dashboard shows for the webhook.
     pub dashboard: DashboardConfig,
     /// Logging.
@@ -155,7 +158,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
-            metrics_listen: None,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             threads: None,
             upstream: UpstreamConfig::default(),
             webhook: WebhookConfig::default(),
@@ -164,6 +167,7 @@ impl Default for RawConfig {
             api_log: ApiLogConfig::default(),
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
+            metrics: MetricsConfig::default(),
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
@@ -314,6 +318,23 @@ pub struct AuthConfig {
     /// the stream and the read routes need `Authorization: Bearer <token>` (or, for browsers'
     /// `EventSource`, an `access_token` query parameter on local routes).
     pub client_tokens: Vec<Secret>,
+}
+
+/// `metrics.*`: Prometheus metrics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Instances with their own series (rank, time since last event); more are counted in
+    /// `wa_hub_sidecar_instances` only. Default 1000.
+    pub max_instances: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+        }
+    }
 }
 
 /// `cors.*`: browsers on other origins.
@@ -697,6 +718,7 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(c.raw.listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.raw.metrics_listen.unwrap().to_string(), "127.0.0.1:9464");
         assert_eq!(c.upstream_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.signature, SignaturePolicy::Off);
         assert_eq!(c.raw.api_log.history.get(), 5000);

@@ -5,7 +5,7 @@
 //! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`cors`] answers cross-origin browsers, [`apilog`]
 //! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
 //! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
-//! pure display-status engine, [`poll`] runs its API fallbacks, [`stream`] serves SSE clients.
+//! pure display-status engine, [`poll`] runs its API fallbacks, [`metrics`] exposes Prometheus metrics, [`stream`] serves SSE clients.
 #![warn(missing_docs)]
 
 pub mod apilog;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod cors;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod poll;
 pub mod proxy;
 pub mod routes;

@@ -14,8 +14,10 @@ pub struct LocalResponse {
     pub status: u16,
     /// Body bytes.
     pub body: Bytes,
-    /// Extra headers beyond `Content-Type: application/json` and `Content-Length`.
+    /// Extra headers beyond `Content-Type` and `Content-Length`.
     pub headers: Vec<(&'static str, String)>,
+    /// `Content-Type` of a non-empty body.
+    pub content_type: &'static str,
 }
 
 impl LocalResponse {
@@ -25,6 +27,7 @@ impl LocalResponse {
             status,
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
             headers: Vec::new(),
+            content_type: "application/json",
         }
     }
 
@@ -34,6 +37,7 @@ impl LocalResponse {
             status,
             body: Bytes::new(),
             headers: Vec::new(),
+            content_type: "application/json",
         }
     }
 
@@ -102,6 +106,16 @@ pub fn not_found() -> LocalResponse {
 pub fn method_not_allowed(allow: &'static str) -> LocalResponse {
     LocalResponse::error(405, "Method not allowed", format!("use {allow}"))
         .with_header("allow", allow)
+}
+
+/// `GET /metrics`: Prometheus text exposition format.
+pub fn metrics(app: &App) -> LocalResponse {
+    LocalResponse {
+        status: 200,
+        body: Bytes::from(app.render_metrics()),
+        headers: Vec::new(),
+        content_type: crate::metrics::CONTENT_TYPE,
+    }
 }
 
 /// Default and largest `limit` of `GET /api/events`.

@@ -33,12 +33,24 @@ const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
 /// The Pingora service: one instance serves every request.
 pub struct SidecarProxy {
     app: Arc<App>,
+    metrics_only: bool,
 }
 
 impl SidecarProxy {
-    /// A proxy over the shared state.
+    /// The main listener's service over the shared state.
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        Self {
+            app,
+            metrics_only: false,
+        }
+    }
+
+    /// The `metrics_listen` service: serves `GET /metrics` (no client token) and 404 otherwise.
+    pub fn metrics_only(app: Arc<App>) -> Self {
+        Self {
+            app,
+            metrics_only: true,
+        }
     }
 }
 
@@ -84,6 +96,14 @@ impl ProxyHttp for SidecarProxy {
         let method = req.method.clone();
         let raw_path = req.uri.path().to_owned();
         let query = req.uri.query().map(str::to_owned);
+        if self.metrics_only {
+            let resp = match (raw_path.as_str(), method == http::Method::GET) {
+                ("/metrics", true) => local::metrics(&self.app),
+                ("/metrics", false) => local::method_not_allowed("GET"),
+                _ => local::not_found(),
+            };
+            return write_local(session, resp, &[]).await;
+        }
         let cors_origin =
             cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
         if let Some(origin) = &cors_origin {
@@ -148,6 +168,9 @@ impl ProxyHttp for SidecarProxy {
                 routes::query_param(query.as_deref(), "instanceId").as_deref(),
                 routes::query_param(query.as_deref(), "limit").as_deref(),
             ),
+            Route::Metrics if method != http::Method::GET => local::method_not_allowed("GET"),
+            Route::Metrics if !self.client_allowed(session, query.as_deref()) => unauthorized(),
+            Route::Metrics => local::metrics(&self.app),
             Route::NotFound => local::not_found(),
             Route::Proxy(upstream_path) => {
                 if let Some(resp) = self.admit_proxied(session) {
@@ -263,6 +286,13 @@ impl ProxyHttp for SidecarProxy {
         if let Some(call) = ctx.call.as_mut() {
             call.error = Some(failure.message.clone());
         }
+        if let Some(kind) = failure.upstream_kind {
+            self.app
+                .metrics
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc();
+        }
         tracing::warn!(
             status = failure.status,
             error = %failure.message,
@@ -312,6 +342,10 @@ impl ProxyHttp for SidecarProxy {
             latency_ms = log.latency_ms,
             "proxied"
         );
+        let route = self.app.metrics.route_label(&log.path);
+        self.app
+            .metrics
+            .observe_proxy(&log.method, &route, log.status_code, ctx.start.elapsed());
         let learned = (log.method == "GET" && log.status_code == Some(200))
             .then(|| api_knowledge(&log))
             .flatten();
@@ -416,7 +450,8 @@ impl SidecarProxy {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(reason = "read", error = %e, "webhook rejected");
+                    tracing::warn!(reason = "read_error", error = %e, "webhook rejected");
+                    self.app.metrics.webhook_rejected("read_error");
                     session.set_keepalive(None);
                     return LocalResponse::error(400, "Bad request", "could not read the body");
                 }
@@ -469,6 +504,9 @@ pub struct Failure {
     pub error: &'static str,
     /// The `message` field: what happened, no internals.
     pub message: String,
+    /// For failures of wa-hub, the metric kind: `connect_refused`, `connect_timeout`,
+    /// `read_timeout` or `other`.
+    pub upstream_kind: Option<&'static str>,
 }
 
 /// Maps a Pingora error to the response the client gets: 502 when wa-hub cannot be reached or
@@ -477,43 +515,65 @@ pub struct Failure {
 pub fn classify_failure(e: &Error, read_timeout: Duration) -> Failure {
     use ErrorType::*;
     let failed = "wa-hub request failed";
-    let (status, error, message) = match &e.etype {
+    let (status, error, message, upstream_kind) = match &e.etype {
         HTTPStatus(413) => (
             413,
             "Request body too large",
             "request body over the limit".into(),
+            None,
         ),
-        HTTPStatus(400) => (400, "Bad request", "invalid request".into()),
-        HTTPStatus(code) => (*code, failed, format!("status {code}")),
-        ConnectRefused => (502, failed, "connection refused by wa-hub".into()),
-        ConnectTimedout => (502, failed, "connecting to wa-hub timed out".into()),
-        ConnectNoRoute | ConnectError | SocketError | BindError => {
-            (502, failed, "cannot connect to wa-hub".into())
-        }
+        HTTPStatus(400) => (400, "Bad request", "invalid request".into(), None),
+        HTTPStatus(code) => (*code, failed, format!("status {code}"), None),
+        ConnectRefused => (
+            502,
+            failed,
+            "connection refused by wa-hub".into(),
+            Some("connect_refused"),
+        ),
+        ConnectTimedout => (
+            502,
+            failed,
+            "connecting to wa-hub timed out".into(),
+            Some("connect_timeout"),
+        ),
+        ConnectNoRoute | ConnectError | SocketError | BindError => (
+            502,
+            failed,
+            "cannot connect to wa-hub".into(),
+            Some("other"),
+        ),
         ReadTimedout | WriteTimedout if e.esource == ErrorSource::Upstream => (
             504,
             "wa-hub request timed out",
             format!("no answer within {} ms", read_timeout.as_millis()),
+            Some("read_timeout"),
         ),
         ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
             if e.esource == ErrorSource::Downstream =>
         {
-            (0, failed, "client went away".into())
+            (0, failed, "client went away".into(), None)
         }
-        _ if e.esource == ErrorSource::Downstream => (400, "Bad request", "invalid request".into()),
-        _ if e.esource == ErrorSource::Upstream => {
-            (502, failed, "wa-hub closed or broke the connection".into())
+        _ if e.esource == ErrorSource::Downstream => {
+            (400, "Bad request", "invalid request".into(), None)
         }
+        _ if e.esource == ErrorSource::Upstream => (
+            502,
+            failed,
+            "wa-hub closed or broke the connection".into(),
+            Some("other"),
+        ),
         _ => (
             500,
             "Internal error",
             "the sidecar failed to proxy the request".into(),
+            None,
         ),
     };
     Failure {
         status,
         error,
         message,
+        upstream_kind,
     }
 }
 
@@ -561,7 +621,7 @@ async fn write_response(
 ) -> Result<()> {
     let mut header = ResponseHeader::build(resp.status, Some(6 + resp.headers.len()))?;
     if !resp.body.is_empty() {
-        header.insert_header(header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(header::CONTENT_TYPE, resp.content_type)?;
     }
     header.insert_header(header::CONTENT_LENGTH, resp.body.len().to_string())?;
     header.insert_header(header::CACHE_CONTROL, "no-store")?;

@@ -26,6 +26,8 @@ pub enum Route {
     Events,
     /// `GET /api/stream`: Server-Sent Events.
     Stream,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -54,6 +56,7 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
         "/api/instances" => Route::Instances,
         "/api/events" => Route::Events,
         "/api/stream" => Route::Stream,
+        "/metrics" => Route::Metrics,
         _ if raw_path.starts_with("/api/instances/") => {
             match raw_path
                 .strip_prefix("/api/instances/")

@@ -40,10 +40,9 @@ pub enum ServerError {
 pub fn run(config: Config) -> Result<(), ServerError> {
     // Pingora reports a taken port only by panicking in a worker; check first for a clear error.
     let listen = config.raw.listen;
-    std::net::TcpListener::bind(listen).map_err(|source| ServerError::Bind {
-        addr: listen,
-        source,
-    })?;
+    for addr in std::iter::once(listen).chain(config.raw.metrics_listen) {
+        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    }
 
     let (app, sink_tasks) = App::new(config)?;
     let conf = ServerConf {
@@ -60,6 +59,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         pingora::proxy::http_proxy_service(&server.configuration, SidecarProxy::new(app.clone()));
     proxy.add_tcp(&listen.to_string());
     server.add_service(proxy);
+    if let Some(metrics_listen) = app.config.raw.metrics_listen {
+        let mut metrics = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            SidecarProxy::metrics_only(app.clone()),
+            "metrics",
+        );
+        metrics.add_tcp(&metrics_listen.to_string());
+        metrics.threads = Some(1);
+        server.add_service(metrics);
+    }
     server.add_service(pingora::services::background::background_service(
         "status pollers",
         Pollers::new(app.clone()),

@@ -302,6 +302,24 @@ impl StatusEngine {
         self.instances.keys().cloned().collect()
     }
 
+    /// Rank and seconds since the last event of every instance with a decided status, for
+    /// metrics, ordered by id.
+    pub fn samples(&self, now: DateTime<Utc>) -> Vec<crate::metrics::InstanceSample> {
+        self.instances
+            .iter()
+            .filter_map(|(id, i)| {
+                let rank = i.decided.as_ref()?.rank;
+                Some(crate::metrics::InstanceSample {
+                    id: id.clone(),
+                    rank,
+                    since_last_event: i
+                        .last_event_at
+                        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+                })
+            })
+            .collect()
+    }
+
     /// Instances that need a QR and have none yet (the QR fallback's work list).
     pub fn waiting_for_qr(&self) -> Vec<String> {
         self.instances

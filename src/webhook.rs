@@ -44,6 +44,7 @@ pub fn precheck(app: &App, headers: &WebhookHeaders) -> Option<LocalResponse> {
         };
         if !ok {
             tracing::warn!(reason = "auth_token", "webhook rejected");
+            app.metrics.webhook_rejected("auth_token");
             return Some(
                 LocalResponse::error(
                     401,
@@ -67,6 +68,7 @@ pub fn precheck(app: &App, headers: &WebhookHeaders) -> Option<LocalResponse> {
 pub fn too_large(app: &App) -> LocalResponse {
     let limit = app.config.raw.webhook.max_body_bytes.get();
     tracing::warn!(reason = "too_large", limit, "webhook rejected");
+    app.metrics.webhook_rejected("too_large");
     LocalResponse::error(
         413,
         "Payload too large",
@@ -77,6 +79,7 @@ pub fn too_large(app: &App) -> LocalResponse {
 /// Verifies, stores and routes one delivery whose body was read in full.
 pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse {
     let cfg = &app.config;
+    app.metrics.webhook_body_bytes.observe(body.len() as f64);
     let signature_valid = match (cfg.signature, &cfg.raw.webhook.secret) {
         (SignaturePolicy::Off, _) | (_, None) => None,
         (policy, Some(secret)) => {
@@ -86,11 +89,12 @@ pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse
                 &body,
             );
             if check != SignatureCheck::Valid && policy == SignaturePolicy::Required {
-                tracing::warn!(
-                    reason = "signature",
-                    signature = check.as_str(),
-                    "webhook rejected"
-                );
+                let reason = match check {
+                    SignatureCheck::Absent => "signature_absent",
+                    _ => "signature_invalid",
+                };
+                tracing::warn!(reason, "webhook rejected");
+                app.metrics.webhook_rejected(reason);
                 return LocalResponse::error(
                     401,
                     "Invalid signature",
@@ -104,6 +108,7 @@ pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(reason = "invalid_json", error = %e, "webhook rejected");
+            app.metrics.webhook_rejected("invalid_json");
             return LocalResponse::json(400, &json!({ "error": "Invalid JSON" }));
         }
     };
@@ -136,6 +141,13 @@ pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse
             .unwrap_or_else(|| "application/json".to_owned()),
     };
     tracing::debug!(summary = %record.summary, "webhook accepted");
+    let signature_label = match record.signature_valid {
+        None => "unchecked",
+        Some(true) => "valid",
+        Some(false) if headers.signatures.is_empty() => "absent",
+        Some(false) => "invalid",
+    };
+    app.metrics.webhook_received(&record.event, signature_label);
 
     // Engine, history and bus move together so event ids follow the order of decisions.
     let mut engine = app.engine();

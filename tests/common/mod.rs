@@ -349,8 +349,15 @@ impl Sidecar {
     ) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
+        // The default metrics port is fixed; tests run in parallel, so only a test that asks
+        // for a metrics listener gets one.
+        let metrics = if extra_yaml.contains("metrics_listen:") {
+            ""
+        } else {
+            "metrics_listen: null\n"
+        };
         let yaml = format!(
-            "listen: 127.0.0.1:{port}\nthreads: 2\nupstream:\n  base_url: {upstream}\n  token: {API_KEY}\n{upstream_yaml}{extra_yaml}\nshutdown:\n  grace_period_ms: 2000\n"
+            "listen: 127.0.0.1:{port}\n{metrics}threads: 2\nupstream:\n  base_url: {upstream}\n  token: {API_KEY}\n{upstream_yaml}{extra_yaml}\nshutdown:\n  grace_period_ms: 2000\n"
         );
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).expect("write config");

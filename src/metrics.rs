@@ -1,0 +1,577 @@
+//! Prometheus metrics (`GET /metrics`, text exposition format 0.0.4).
+//!
+//! Hot-path counters (proxy, webhooks) are incremented where the event happens, by the code that
+//! also logs it. Everything that already has a counter elsewhere (sinks, the SSE hub, the status
+//! engine) is read at scrape time, so logs, stats and metrics never disagree.
+//!
+//! Labels stay bounded: routes are templates (`/instances/:id/client/status`) capped at
+//! [`MAX_ROUTE_TEMPLATES`], webhook event names outside [`KNOWN_EVENTS`] count as `other`, and
+//! per-instance series are capped by `metrics.max_instances`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use wa_hub_sinks::sse::SseHub;
+use wa_hub_sinks::SinkSnapshot;
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "wa_hub_sidecar";
+
+/// Distinct proxy route templates tracked; further ones count as `other`.
+pub const MAX_ROUTE_TEMPLATES: usize = 64;
+
+/// Webhook event names wa-hub sends (whatsapp-web.js client events); others count as `other`.
+pub const KNOWN_EVENTS: &[&str] = &[
+    "qr",
+    "authenticated",
+    "auth_failure",
+    "ready",
+    "ready_timeout",
+    "disconnected",
+    "change_state",
+    "restricted",
+    "loading_screen",
+    "message",
+    "message_create",
+    "message_ack",
+    "message_revoke_everyone",
+    "message_reaction",
+    "vote_update",
+    "group_join",
+    "group_leave",
+    "call",
+    "unknown",
+];
+
+/// Content-Type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    route_templates: Mutex<HashSet<String>>,
+    max_instances: usize,
+    /// Proxied requests by `method`, `route` template and `status_class` (`2xx`…`5xx`, `none`).
+    pub proxy_requests: IntCounterVec,
+    /// Proxied request duration by `route`, seconds.
+    pub proxy_duration: HistogramVec,
+    /// Upstream failures by `kind`: `connect_refused`, `connect_timeout`, `read_timeout`,
+    /// `other`.
+    pub upstream_errors: IntCounterVec,
+    /// Accepted webhooks by `event` and `signature` (`valid`, `invalid`, `absent`, `unchecked`).
+    pub webhooks_received: IntCounterVec,
+    /// Rejected webhooks by `reason`.
+    pub webhooks_rejected: IntCounterVec,
+    /// Webhook body sizes, bytes.
+    pub webhook_body_bytes: Histogram,
+    sink_deliveries: IntCounterVec,
+    sink_dropped: IntCounterVec,
+    sink_retries: IntCounterVec,
+    sink_dead_letters: IntCounterVec,
+    sink_restarts: IntCounterVec,
+    sink_queue_depth: IntGaugeVec,
+    sink_pending: IntGaugeVec,
+    sink_connected: IntGaugeVec,
+    sse_clients: IntGauge,
+    sse_events_sent: IntCounter,
+    sse_dropped_slow: IntCounter,
+    sse_resumes: IntCounter,
+    sse_resets: IntCounter,
+    instances: IntGauge,
+    instance_rank: IntGaugeVec,
+    instance_since_event: GaugeVec,
+}
+
+/// What the scrape reads from one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceSample {
+    /// Instance id (a label: bounded by `metrics.max_instances`).
+    pub id: String,
+    /// Lifecycle rank 0–3.
+    pub rank: u8,
+    /// Seconds since its last event, when it had one.
+    pub since_last_event: Option<f64>,
+}
+
+fn name(n: &str) -> String {
+    format!("{PREFIX}_{n}")
+}
+
+macro_rules! reg {
+    ($registry:expr, $metric:expr) => {{
+        let m = $metric.expect("metric definition is valid");
+        $registry
+            .register(Box::new(m.clone()))
+            .expect("metric names are unique");
+        m
+    }};
+}
+
+impl Metrics {
+    /// Registers every metric, plus build info, start time and the standard process metrics.
+    /// `max_instances` caps the per-instance series.
+    ///
+    /// # Panics
+    /// Never for the static definitions here (names and labels are fixed and unique).
+    pub fn new(max_instances: usize) -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let build = reg!(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    name("build_info"),
+                    "Build of the running sidecar (always 1)."
+                ),
+                &["version", "git_sha"]
+            )
+        );
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("WA_HUB_SIDECAR_GIT_SHA")])
+            .set(1);
+        let start = reg!(
+            r,
+            Gauge::new(
+                name("start_time_seconds"),
+                "Start time of the process, Unix seconds."
+            )
+        );
+        start.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+        let latency_buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let size_buckets = prometheus::exponential_buckets(256.0, 4.0, 8).expect("valid buckets");
+        let sink = |n: &str, help: &str| IntCounterVec::new(Opts::new(name(n), help), &["sink"]);
+        let sink_gauge =
+            |n: &str, help: &str| IntGaugeVec::new(Opts::new(name(n), help), &["sink"]);
+        Self {
+            proxy_requests: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(name("proxy_requests_total"), "Requests proxied to wa-hub."),
+                    &["method", "route", "status_class"]
+                )
+            ),
+            proxy_duration: reg!(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        name("proxy_request_duration_seconds"),
+                        "Time from request start to the end of the response, seconds."
+                    )
+                    .buckets(latency_buckets),
+                    &["route"]
+                )
+            ),
+            upstream_errors: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        name("upstream_errors_total"),
+                        "Failed exchanges with wa-hub."
+                    ),
+                    &["kind"]
+                )
+            ),
+            webhooks_received: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        name("webhooks_received_total"),
+                        "Webhooks accepted and stored."
+                    ),
+                    &["event", "signature"]
+                )
+            ),
+            webhooks_rejected: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(name("webhooks_rejected_total"), "Webhooks refused."),
+                    &["reason"]
+                )
+            ),
+            webhook_body_bytes: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(name("webhook_body_bytes"), "Webhook body sizes, bytes.")
+                        .buckets(size_buckets)
+                )
+            ),
+            sink_deliveries: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        name("sink_deliveries_total"),
+                        "Events handed to sinks, by outcome."
+                    ),
+                    &["sink", "outcome"]
+                )
+            ),
+            sink_dropped: reg!(
+                r,
+                sink(
+                    "sink_dropped_total",
+                    "Events dropped by a sink (queue full, too large)."
+                )
+            ),
+            sink_retries: reg!(
+                r,
+                sink("sink_retries_total", "Delivery attempts a sink retried.")
+            ),
+            sink_dead_letters: reg!(
+                r,
+                sink(
+                    "sink_dead_letters_total",
+                    "Events moved to a dead-letter list."
+                )
+            ),
+            sink_restarts: reg!(
+                r,
+                sink(
+                    "sink_restarts_total",
+                    "Sink restarts after a failure or panic."
+                )
+            ),
+            sink_queue_depth: reg!(
+                r,
+                sink_gauge("sink_queue_depth", "Events waiting in a sink's queue.")
+            ),
+            sink_pending: reg!(
+                r,
+                sink_gauge(
+                    "sink_pending_events",
+                    "Events held inside a sink (buffer, outbox)."
+                )
+            ),
+            sink_connected: reg!(
+                r,
+                sink_gauge(
+                    "sink_connected",
+                    "1 when a connection-holding sink (MQTT) is connected, else 0."
+                )
+            ),
+            sse_clients: reg!(
+                r,
+                IntGauge::new(name("sse_clients"), "Connected SSE clients.")
+            ),
+            sse_events_sent: reg!(
+                r,
+                IntCounter::new(
+                    name("sse_events_sent_total"),
+                    "Events written to SSE clients."
+                )
+            ),
+            sse_dropped_slow: reg!(
+                r,
+                IntCounter::new(
+                    name("sse_clients_dropped_slow_total"),
+                    "SSE clients dropped for falling behind."
+                )
+            ),
+            sse_resumes: reg!(
+                r,
+                IntCounter::new(
+                    name("sse_resumes_total"),
+                    "SSE connections resumed after Last-Event-ID."
+                )
+            ),
+            sse_resets: reg!(
+                r,
+                IntCounter::new(
+                    name("sse_resets_total"),
+                    "SSE connections reset: Last-Event-ID not kept."
+                )
+            ),
+            instances: reg!(
+                r,
+                IntGauge::new(name("instances"), "Instances known to the status engine.")
+            ),
+            instance_rank: reg!(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        name("instance_lifecycle_rank"),
+                        "Display rank: 0 disconnected, 1 needs_qr, 2 syncing, 3 active."
+                    ),
+                    &["instance"]
+                )
+            ),
+            instance_since_event: reg!(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        name("instance_seconds_since_last_event"),
+                        "Seconds since the instance's last webhook."
+                    ),
+                    &["instance"]
+                )
+            ),
+            registry: r,
+            route_templates: Mutex::new(HashSet::new()),
+            max_instances,
+        }
+    }
+
+    /// The route label of a wa-hub path: its template, or `other` once
+    /// [`MAX_ROUTE_TEMPLATES`] distinct templates were seen.
+    pub fn route_label(&self, upstream_path: &str) -> String {
+        let template = route_template(upstream_path);
+        let mut seen = self
+            .route_templates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&template) {
+            return template;
+        }
+        if seen.len() < MAX_ROUTE_TEMPLATES {
+            seen.insert(template.clone());
+            template
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Counts one finished proxied request.
+    pub fn observe_proxy(&self, method: &str, route: &str, status: Option<u16>, took: Duration) {
+        let class = match status {
+            Some(s @ 100..=599) => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(s / 100 - 1)],
+            _ => "none",
+        };
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "other",
+        };
+        self.proxy_requests
+            .with_label_values(&[method, route, class])
+            .inc();
+        self.proxy_duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one accepted webhook.
+    pub fn webhook_received(&self, event: &str, signature: &str) {
+        let event = if KNOWN_EVENTS.contains(&event) {
+            event
+        } else {
+            "other"
+        };
+        self.webhooks_received
+            .with_label_values(&[event, signature])
+            .inc();
+    }
+
+    /// Counts one rejected webhook.
+    pub fn webhook_rejected(&self, reason: &str) {
+        self.webhooks_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Renders the exposition text after refreshing the scrape-time values.
+    pub fn render(
+        &self,
+        sinks: &[SinkSnapshot],
+        sse: Option<&SseHub>,
+        instances: &[InstanceSample],
+    ) -> Vec<u8> {
+        for s in sinks {
+            let st = &s.stats;
+            let name = s.name.as_str();
+            catch_up(
+                &self.sink_deliveries.with_label_values(&[name, "delivered"]),
+                st.delivered.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sink_deliveries.with_label_values(&[name, "failed"]),
+                st.failed.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sink_dropped.with_label_values(&[name]),
+                st.dropped.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sink_retries.with_label_values(&[name]),
+                st.retries.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sink_dead_letters.with_label_values(&[name]),
+                st.dead_letters.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sink_restarts.with_label_values(&[name]),
+                st.restarts.load(Ordering::Relaxed),
+            );
+            self.sink_queue_depth
+                .with_label_values(&[name])
+                .set(i64::try_from(s.queue_depth).unwrap_or(i64::MAX));
+            self.sink_pending
+                .with_label_values(&[name])
+                .set(i64::try_from(st.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+            if let Some(up) = st.connected() {
+                self.sink_connected
+                    .with_label_values(&[name])
+                    .set(i64::from(up));
+            }
+        }
+        if let Some(hub) = sse {
+            self.sse_clients
+                .set(i64::try_from(hub.clients()).unwrap_or(i64::MAX));
+            catch_up(
+                &self.sse_events_sent,
+                hub.stats.events_sent.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.sse_dropped_slow,
+                hub.stats.clients_dropped_slow.load(Ordering::Relaxed),
+            );
+            catch_up(&self.sse_resumes, hub.stats.resumes.load(Ordering::Relaxed));
+            catch_up(&self.sse_resets, hub.stats.resets.load(Ordering::Relaxed));
+        }
+        self.instances
+            .set(i64::try_from(instances.len()).unwrap_or(i64::MAX));
+        self.instance_rank.reset();
+        self.instance_since_event.reset();
+        for i in instances.iter().take(self.max_instances) {
+            self.instance_rank
+                .with_label_values(&[i.id.as_str()])
+                .set(i64::from(i.rank));
+            if let Some(s) = i.since_last_event {
+                self.instance_since_event
+                    .with_label_values(&[i.id.as_str()])
+                    .set(s);
+            }
+        }
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Raises a counter to `total` (sources are monotonic atomics).
+fn catch_up(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+/// The template of a wa-hub path: query dropped, the segment after `instances` replaced by
+/// `:id`, segments that look like values (digits, UUIDs, long or mixed-case tokens) by
+/// `:param`, at most six segments.
+pub fn route_template(upstream_path: &str) -> String {
+    let path = upstream_path.split('?').next().unwrap_or_default();
+    let mut out = String::with_capacity(path.len());
+    let mut after_instances = false;
+    for (i, seg) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
+        if i >= 6 {
+            out.push_str("/...");
+            break;
+        }
+        out.push('/');
+        if after_instances {
+            out.push_str(":id");
+        } else if looks_like_value(seg) {
+            out.push_str(":param");
+        } else {
+            out.push_str(seg);
+        }
+        after_instances = i == 0 && seg == "instances";
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn looks_like_value(seg: &str) -> bool {
+    seg.len() > 32
+        || !seg
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_templates_hide_ids_and_values() {
+        assert_eq!(
+            route_template("/instances/WASP-x/client/status?x=1"),
+            "/instances/:id/client/status"
+        );
+        assert_eq!(route_template("/instances"), "/instances");
+        assert_eq!(route_template("/instances/abc"), "/instances/:id");
+        assert_eq!(route_template("/health"), "/health");
+        assert_eq!(route_template("/"), "/");
+        assert_eq!(route_template("/queue/12345/items"), "/queue/:param/items");
+        assert_eq!(route_template("/a/b/c/d/e/f/g/h"), "/a/b/c/d/e/f/...");
+    }
+
+    #[test]
+    fn route_labels_are_capped() {
+        let m = Metrics::new(10);
+        for i in 0..200 {
+            let seg: String =
+                std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), 1 + i / 26).collect();
+            m.route_label(&format!("/{seg}"));
+        }
+        assert_eq!(m.route_label("/zzzzzzzzzzzzzzzzzz"), "other");
+        assert!(m.route_templates.lock().unwrap().len() <= MAX_ROUTE_TEMPLATES);
+    }
+
+    #[test]
+    fn unknown_event_names_count_as_other() {
+        let m = Metrics::new(10);
+        m.webhook_received("brand_new", "valid");
+        m.webhook_received("qr", "valid");
+        assert_eq!(
+            m.webhooks_received
+                .with_label_values(&["other", "valid"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            m.webhooks_received
+                .with_label_values(&["qr", "valid"])
+                .get(),
+            1
+        );
+    }
+
+    #[test]
+    fn render_is_text_exposition_with_prefix() {
+        let m = Metrics::new(10);
+        m.observe_proxy("GET", "/health", Some(200), Duration::from_millis(3));
+        let text = String::from_utf8(m.render(
+            &[],
+            None,
+            &[InstanceSample {
+                id: "a".into(),
+                rank: 3,
+                since_last_event: Some(1.5),
+            }],
+        ))
+        .unwrap();
+        assert!(text.contains("wa_hub_sidecar_proxy_requests_total{method=\"GET\",route=\"/health\",status_class=\"2xx\"} 1"));
+        assert!(text.contains("wa_hub_sidecar_instance_lifecycle_rank{instance=\"a\"} 3"));
+        assert!(text.contains("wa_hub_sidecar_build_info{"));
+    }
+}
