@@ -205,6 +205,9 @@ pub struct UpstreamConfig {
     pub idle_timeout_ms: NonZeroU64,
     /// Timeout of the `/readyz` probe of `<base_url>/health`, ms. Default 2000.
     pub health_timeout_ms: NonZeroU64,
+    /// Interval of the background `/health` probe behind `wa_hub_sidecar_upstream_up`, ms.
+    /// 0 disables it. Default 10000.
+    pub health_interval_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -217,6 +220,7 @@ impl Default for UpstreamConfig {
             write_timeout_ms: nz(30_000),
             idle_timeout_ms: nz(4000),
             health_timeout_ms: nz(2000),
+            health_interval_ms: 10_000,
         }
     }
 }

@@ -64,6 +64,18 @@ pub fn healthz() -> LocalResponse {
 /// `GET /readyz`: 200 `{"ready":true}` when `<base_url>/health` answers 200 within
 /// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`.
 pub async fn readyz(app: &App) -> LocalResponse {
+    match probe_upstream(app).await {
+        Ok(()) => LocalResponse::json(200, &json!({ "ready": true })),
+        Err(error) => LocalResponse::json(503, &json!({ "ready": false, "error": error })),
+    }
+}
+
+/// Asks wa-hub's `GET /health` (within `upstream.health_timeout_ms`) and records the answer in
+/// the `wa_hub_sidecar_upstream_up` gauge, logging when the state changes.
+///
+/// # Errors
+/// What went wrong, in words fit for a client (no addresses, no secrets).
+pub async fn probe_upstream(app: &App) -> Result<(), String> {
     let cfg = &app.config;
     let url = format!(
         "http://{}{}/health",
@@ -77,19 +89,21 @@ pub async fn readyz(app: &App) -> LocalResponse {
         .timeout(cfg.health_timeout())
         .send()
         .await;
-    match result {
-        Ok(r) if r.status() == reqwest::StatusCode::OK => {
-            LocalResponse::json(200, &json!({ "ready": true }))
-        }
-        Ok(r) => not_ready(format!("wa-hub /health answered {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => not_ready("wa-hub /health timed out".into()),
-        Err(_) => not_ready("wa-hub is unreachable".into()),
+    let outcome = match result {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
+        Ok(r) => Err(format!("wa-hub /health answered {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Err("wa-hub /health timed out".to_owned()),
+        Err(_) => Err("wa-hub is unreachable".to_owned()),
+    };
+    let up = i64::from(outcome.is_ok());
+    let was = app.metrics.upstream_up.get();
+    app.metrics.upstream_up.set(up);
+    match &outcome {
+        Err(error) if was != 0 => tracing::warn!(%error, "wa-hub health check failed"),
+        Ok(()) if was != 1 => tracing::info!("wa-hub health check passed"),
+        _ => {}
     }
-}
-
-fn not_ready(error: String) -> LocalResponse {
-    tracing::warn!(%error, "readiness check failed");
-    LocalResponse::json(503, &json!({ "ready": false, "error": error }))
+    outcome
 }
 
 /// `GET /api/config`: `{"webhookUrl": ...}` as the dashboard's route answers.

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub proxy_requests: IntCounterVec,
     /// Proxied request duration by `route`, seconds.
     pub proxy_duration: HistogramVec,
+    /// 1 when wa-hub's `/health` last answered 200, 0 when it failed, -1 before the first probe.
+    pub upstream_up: IntGauge,
     /// Upstream failures by `kind`: `connect_refused`, `connect_timeout`, `read_timeout`,
     /// `other`.
     pub upstream_errors: IntCounterVec,
@@ -179,6 +181,17 @@ impl Metrics {
                     &["route"]
                 )
             ),
+            upstream_up: {
+                let g = reg!(
+                    r,
+                    IntGauge::new(
+                        name("upstream_up"),
+                        "1 when wa-hub's /health last answered 200, 0 when not, -1 before the first probe."
+                    )
+                );
+                g.set(-1);
+                g
+            },
             upstream_errors: reg!(
                 r,
                 IntCounterVec::new(
@@ -309,7 +322,7 @@ impl Metrics {
                         name("instance_lifecycle_rank"),
                         "Display rank: 0 disconnected, 1 needs_qr, 2 syncing, 3 active."
                     ),
-                    &["instance"]
+                    &["instance_id"]
                 )
             ),
             instance_since_event: reg!(
@@ -319,7 +332,7 @@ impl Metrics {
                         name("instance_seconds_since_last_event"),
                         "Seconds since the instance's last webhook."
                     ),
-                    &["instance"]
+                    &["instance_id"]
                 )
             ),
             registry: r,
@@ -571,7 +584,7 @@ mod tests {
         ))
         .unwrap();
         assert!(text.contains("wa_hub_sidecar_proxy_requests_total{method=\"GET\",route=\"/health\",status_class=\"2xx\"} 1"));
-        assert!(text.contains("wa_hub_sidecar_instance_lifecycle_rank{instance=\"a\"} 3"));
+        assert!(text.contains("wa_hub_sidecar_instance_lifecycle_rank{instance_id=\"a\"} 3"));
         assert!(text.contains("wa_hub_sidecar_build_info{"));
     }
 }

@@ -1,13 +1,15 @@
-//! The status engine's API fallbacks, run as one background task:
+//! Background polls of wa-hub, run as one task: the status engine's API fallbacks and the
+//! health probe.
 //!
 //! - **QR fallback** (the dashboard's): while an instance needs a QR and no webhook brought
 //!   one, fetch `GET /instances/<id>/client/qr` every `status.qr_poll_interval_ms`; an instance
 //!   leaves the list as soon as it has a QR or its status leaves needs_qr.
 //! - **Reconcile poll** (off by default): every `status.reconcile_interval_ms`, fetch
 //!   `GET /instances` and each known instance's `GET /instances/<id>/client/status`.
+//! - **Health probe**: every `upstream.health_interval_ms`, `GET /health` for the
+//!   `wa_hub_sidecar_upstream_up` gauge.
 //!
-//! Both call wa-hub directly with the API key; failures are logged at debug level and retried
-//! on the next tick.
+//! All call wa-hub directly with the API key; failures are logged and retried on the next tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use url::Url;
 use wa_hub_sinks::Payload;
 
 use crate::app::App;
+use crate::local;
 use crate::status::ApiStatus;
 
 /// The background task; see the module docs.
@@ -59,6 +62,7 @@ impl BackgroundService for Pollers {
         let cfg = &self.app.config.raw.status;
         let mut qr = ticker(cfg.qr_poll_interval_ms);
         let mut reconcile = ticker(cfg.reconcile_interval_ms);
+        let mut health = ticker(self.app.config.raw.upstream.health_interval_ms);
         let mut drain = self.app.shutdown_watch();
         loop {
             tokio::select! {
@@ -66,6 +70,9 @@ impl BackgroundService for Pollers {
                 _ = drain.changed() => break,
                 _ = tick(&mut qr) => self.poll_qrs().await,
                 _ = tick(&mut reconcile) => self.reconcile().await,
+                _ = tick(&mut health) => {
+                    let _ = local::probe_upstream(&self.app).await;
+                }
             }
         }
     }

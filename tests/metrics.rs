@@ -127,7 +127,7 @@ fn counters_match_fixture_traffic() {
         value(
             &s,
             "wa_hub_sidecar_instance_lifecycle_rank",
-            &[("instance", "WASP-beta_shop")]
+            &[("instance_id", "WASP-beta_shop")]
         ),
         0.0
     );
@@ -136,7 +136,7 @@ fn counters_match_fixture_traffic() {
         value(
             &s,
             "wa_hub_sidecar_instance_seconds_since_last_event",
-            &[("instance", "WASP-beta_shop")]
+            &[("instance_id", "WASP-beta_shop")]
         ) >= 0.0
     );
     assert_eq!(value(&s, "wa_hub_sidecar_build_info", &[]), 1.0);
@@ -158,12 +158,7 @@ fn promtool_accepts_a_live_scrape() {
         .send()
         .unwrap();
     let (text, _) = scrape(&sc.url("/metrics"));
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
-    assert!(
-        std::path::Path::new(&promtool).exists(),
-        "promtool not found at {promtool}: run ./scripts/setup.sh (installs Debian's prometheus)"
-    );
-    let mut child = Command::new(promtool)
+    let mut child = Command::new(promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -183,6 +178,52 @@ fn promtool_accepts_a_live_scrape() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/alerts.yml");
+    let out = Command::new(promtool())
+        .args(["check", "rules", rules])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn upstream_up_follows_the_health_probe() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start_with(&up.base_url(), "  health_interval_ms: 100\n", "", &[]);
+    let s = eventually(std::time::Duration::from_secs(10), || {
+        let (_, s) = scrape(&sc.url("/metrics"));
+        (value(&s, "wa_hub_sidecar_upstream_up", &[]) == 1.0).then_some(s)
+    });
+    assert!(s.is_some(), "upstream_up never became 1");
+    let dead = Sidecar::start_with(
+        &format!("http://127.0.0.1:{}", free_port()),
+        "  health_interval_ms: 100\n",
+        "",
+        &[],
+    );
+    let s = eventually(std::time::Duration::from_secs(10), || {
+        let (_, s) = scrape(&dead.url("/metrics"));
+        (value(&s, "wa_hub_sidecar_upstream_up", &[]) == 0.0).then_some(s)
+    });
+    assert!(s.is_some(), "upstream_up never became 0");
+}
+
+fn promtool() -> String {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "/usr/bin/promtool".into());
+    assert!(
+        std::path::Path::new(&promtool).exists(),
+        "promtool not found at {promtool}: run ./scripts/setup.sh (installs Debian's prometheus)"
+    );
+    promtool
 }
 
 #[test]
