@@ -10,6 +10,7 @@ use wa_hub_sinks::{Bus, SinkTask};
 
 use crate::config::Config;
 use crate::metrics::{InstanceSample, Metrics};
+use crate::signature::Verifier;
 use crate::status::StatusEngine;
 use crate::store::History;
 
@@ -30,6 +31,8 @@ pub struct App {
     pub sse: Option<Arc<SseHub>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The webhook signature verifier, when `webhook.secret` is set.
+    pub verifier: Option<Verifier>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -68,6 +71,13 @@ impl App {
             http,
             sse: sinks.sse,
             metrics: Metrics::new(config.raw.metrics.max_instances),
+            verifier: config
+                .raw
+                .webhook
+                .secret
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| Verifier::new(s.expose().as_bytes())),
             shutdown,
             sinks_shutdown,
             sinks_running: Arc::new(AtomicUsize::new(0)),

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::auth::bearer_token;
 use crate::config::SignaturePolicy;
 use crate::local::LocalResponse;
-use crate::signature::{self, SignatureCheck};
+use crate::signature::SignatureCheck;
 
 /// The request headers the receiver looks at.
 #[derive(Debug, Default, Clone)]
@@ -80,14 +80,10 @@ pub fn too_large(app: &App) -> LocalResponse {
 pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse {
     let cfg = &app.config;
     app.metrics.webhook_body_bytes.observe(body.len() as f64);
-    let signature_valid = match (cfg.signature, &cfg.raw.webhook.secret) {
+    let signature_valid = match (cfg.signature, &app.verifier) {
         (SignaturePolicy::Off, _) | (_, None) => None,
-        (policy, Some(secret)) => {
-            let check = signature::verify(
-                secret.expose().as_bytes(),
-                headers.signatures.iter().map(Vec::as_slice),
-                &body,
-            );
+        (policy, Some(verifier)) => {
+            let check = verifier.verify(headers.signatures.iter().map(Vec::as_slice), &body);
             if check != SignatureCheck::Valid && policy == SignaturePolicy::Required {
                 let reason = match check {
                     SignatureCheck::Absent => "signature_absent",

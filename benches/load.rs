@@ -1,0 +1,483 @@
+//! End-to-end load tool: drives the release sidecar over loopback and prints a JSON summary.
+//!
+//! Run: `./scripts/bench.sh` (installs wrk, nginx and Node when missing, then
+//! `cargo bench --bench load -- --bench`). Options after `--`:
+//! `--duration SECS` (10), `--connections N` (64), `--threads N` (2, sidecar and nginx workers),
+//! `--sse-clients 1000,10000`, `--only proxy,webhook,sse`, `--out FILE` (also write the JSON).
+//!
+//! Scenarios, measured side by side in one run:
+//! - **proxy**: wrk GETs of `/instances/<id>/client/status` straight at a Node upstream
+//!   answering the fixture, through nginx configured alike (keep-alive upstream,
+//!   `Authorization` set, same worker count) when nginx is installed, and through the sidecar;
+//!   requests/s, latency percentiles and the ratios.
+//! - **webhook**: wrk POSTs of a signed fixture-shaped webhook with sinks `sse` and `stdout`
+//!   (to /dev/null); webhooks/s.
+//! - **sse**: N clients connected to `/api/stream`; webhooks carrying a send timestamp are
+//!   posted and every client's delivery latency is recorded (p50/p99), plus clients held and
+//!   RSS per idle client.
+//! - **idle RSS** of the sidecar right after start.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+const SECRET: &str = "wa-hub-fixture-secret";
+const TOKEN: &str = "fixture-bearer-token";
+
+struct Opts {
+    duration: u64,
+    connections: u32,
+    threads: u32,
+    sse_clients: Vec<usize>,
+    only: Vec<String>,
+    out: Option<PathBuf>,
+}
+
+fn parse_opts() -> Option<Opts> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return None;
+    }
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    Some(Opts {
+        duration: get("--duration").and_then(|v| v.parse().ok()).unwrap_or(10),
+        connections: get("--connections").and_then(|v| v.parse().ok()).unwrap_or(64),
+        threads: get("--threads").and_then(|v| v.parse().ok()).unwrap_or(2),
+        sse_clients: get("--sse-clients")
+            .unwrap_or_else(|| "1000,10000".into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect(),
+        only: get("--only")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        out: get("--out").map(PathBuf::from),
+    })
+}
+
+fn main() {
+    let Some(opts) = parse_opts() else {
+        println!("load tool: run with `cargo bench --bench load` (skipped under cargo test)");
+        return;
+    };
+    raise_fd_limit();
+    let wants = |s: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == s);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixtures = fixtures_dir();
+    let mut summary = json!({
+        "machine": machine(),
+        "duration_secs": opts.duration,
+        "connections": opts.connections,
+        "threads": opts.threads,
+    });
+
+    let node_port = free_port();
+    let _node = Proc::spawn(
+        "node",
+        Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/upstream.js"))
+            .arg(node_port.to_string())
+            .arg(fixtures.join("api-responses.jsonl")),
+    );
+    wait_port(node_port);
+
+    let sidecar = Sidecar::start(dir.path(), node_port, &opts);
+    std::thread::sleep(Duration::from_millis(500));
+    summary["idle_rss_kib"] = json!(rss_kib(sidecar.pid()));
+
+    if wants("proxy") {
+        let path = "/instances/WASP-test_shop/client/status";
+        let direct = wrk(&format!("http://127.0.0.1:{node_port}{path}"), &opts, None, &["-H", "Authorization: Bearer testkey"]);
+        let via_sidecar = wrk(&format!("http://127.0.0.1:{}/api/wahub{path}", sidecar.port), &opts, None, &[]);
+        let mut proxy = json!({ "direct_node": direct, "sidecar": via_sidecar });
+        let rps = |v: &Value| v["requests_per_sec"].as_f64().unwrap_or(0.0);
+        proxy["sidecar_vs_direct"] = json!(rps(&proxy["sidecar"]) / rps(&proxy["direct_node"]).max(1.0));
+        if let Some(nginx) = Nginx::start(dir.path(), node_port, opts.threads) {
+            let via_nginx = wrk(&format!("http://127.0.0.1:{}/api/wahub{path}", nginx.port), &opts, None, &[]);
+            proxy["nginx"] = via_nginx;
+            proxy["nginx_vs_direct"] = json!(rps(&proxy["nginx"]) / rps(&proxy["direct_node"]).max(1.0));
+            proxy["sidecar_vs_nginx"] = json!(rps(&proxy["sidecar"]) / rps(&proxy["nginx"]).max(1.0));
+        } else {
+            proxy["nginx"] = json!("not installed");
+        }
+        summary["proxy"] = proxy;
+        summary["rss_after_proxy_kib"] = json!(rss_kib(sidecar.pid()));
+    }
+
+    if wants("webhook") {
+        let body = webhook_body("WASP-acme-store_myshopify_com", 0);
+        let script = dir.path().join("webhook.lua");
+        std::fs::write(&script, lua_post(&body)).unwrap();
+        let result = wrk(
+            &format!("http://127.0.0.1:{}/api/wahub/webhook", sidecar.port),
+            &opts,
+            Some(&script),
+            &[],
+        );
+        summary["webhook_ingest"] = result;
+        summary["rss_after_webhooks_kib"] = json!(rss_kib(sidecar.pid()));
+    }
+
+    if wants("sse") {
+        let mut runs = Vec::new();
+        for &n in &opts.sse_clients {
+            runs.push(sse_fanout(&sidecar, n));
+        }
+        summary["sse_fanout"] = json!(runs);
+    }
+
+    let text = serde_json::to_string_pretty(&summary).unwrap();
+    println!("{text}");
+    if let Some(out) = &opts.out {
+        std::fs::write(out, format!("{text}\n")).expect("write --out");
+    }
+}
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("WA_HUB_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/wa-hub"))
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    json!({ "cpu": cpu, "cores": cores, "memory": mem })
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(what: &str, cmd: &mut Command) -> Self {
+        Proc(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {what}: {e}")),
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Sidecar {
+    proc: Proc,
+    port: u16,
+}
+
+impl Sidecar {
+    fn start(dir: &Path, node_port: u16, opts: &Opts) -> Self {
+        let port = free_port();
+        let max_clients = opts.sse_clients.iter().max().copied().unwrap_or(0).max(100) * 2;
+        let config = format!(
+            "listen: 127.0.0.1:{port}\nmetrics_listen: null\nthreads: {threads}\n\
+             upstream:\n  base_url: http://127.0.0.1:{node_port}\n  token: testkey\n  health_interval_ms: 0\n\
+             webhook:\n  secret: {SECRET}\n  auth_token: {TOKEN}\n\
+             status:\n  qr_poll_interval_ms: 0\n\
+             log:\n  level: warn\n\
+             sinks:\n  - type: sse\n    max_clients: {max_clients}\n    heartbeat_ms: 60000\n  - type: stdout\n",
+            threads = opts.threads,
+        );
+        let path = dir.join("sidecar.yaml");
+        std::fs::write(&path, config).unwrap();
+        let proc = Proc::spawn(
+            "wa-hub-sidecar",
+            Command::new(env!("CARGO_BIN_EXE_wa-hub-sidecar")).arg("--config").arg(&path),
+        );
+        wait_port(port);
+        Sidecar { proc, port }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+}
+
+struct Nginx {
+    _proc: Proc,
+    port: u16,
+}
+
+impl Nginx {
+    /// nginx configured like the sidecar: same worker count, keep-alive upstream, the
+    /// `Authorization` header set, no access log. `None` when nginx is not installed.
+    fn start(dir: &Path, node_port: u16, workers: u32) -> Option<Self> {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists())?;
+        let port = free_port();
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        let conf = format!(
+            "worker_processes {workers};\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+             events {{ worker_connections 16384; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+               upstream wahub {{ server 127.0.0.1:{node_port}; keepalive 64; keepalive_timeout 4s; }}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location /api/wahub/ {{\n\
+                 proxy_pass http://wahub/;\n      proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"Bearer testkey\";\n\
+                 proxy_connect_timeout 2s;\n      proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+            p = prefix.display()
+        );
+        let path = prefix.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let proc = Proc::spawn(
+            "nginx",
+            Command::new(bin)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&path)
+                .args(["-g", "daemon off;"]),
+        );
+        wait_port(port);
+        Some(Nginx { _proc: proc, port })
+    }
+}
+
+/// Runs wrk and returns requests/s and latency percentiles (ms).
+fn wrk(url: &str, opts: &Opts, script: Option<&Path>, extra: &[&str]) -> Value {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", "2", "-c"])
+        .arg(opts.connections.to_string())
+        .arg("-d")
+        .arg(format!("{}s", opts.duration))
+        .arg("--latency");
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.args(extra).arg(url);
+    let out = cmd.output().expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let find = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    let non2xx = find("Non-2xx or 3xx responses:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let errors = text.lines().find(|l| l.trim().starts_with("Socket errors")).map(str::trim).map(str::to_owned);
+    json!({
+        "requests_per_sec": find("Requests/sec:").and_then(|v| v.parse::<f64>().ok()),
+        "latency_p50_ms": find("50%").map(|v| to_ms(&v)),
+        "latency_p90_ms": find("90%").map(|v| to_ms(&v)),
+        "latency_p99_ms": find("99%").map(|v| to_ms(&v)),
+        "non_2xx": non2xx,
+        "socket_errors": errors,
+    })
+}
+
+fn to_ms(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => n,
+    }
+}
+
+fn webhook_body(instance: &str, sent_ns: u128) -> String {
+    json!({
+        "event": "message",
+        "instanceId": instance,
+        "data": {"message": {"from": "201000000001", "body": "Is my order #1042 shipped?",
+            "text": "Is my order #1042 shipped?", "type": "chat", "timestamp": 1764400000,
+            "id": "false_201000000001@c.us_3EB0A1B2C3D4E5F6", "sentNs": sent_ns.to_string()}}
+    })
+    .to_string()
+}
+
+fn lua_post(body: &str) -> String {
+    let sig = wa_hub_sidecar::signature::sign(SECRET.as_bytes(), body.as_bytes());
+    format!(
+        "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\n\
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"x-wa-hub-signature\"] = \"{sig}\"\n\
+         wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n"
+    )
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+}
+
+/// Connects `n` SSE clients, posts timestamped webhooks, and measures delivery latency.
+fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = sidecar.port;
+    let events = 20usize;
+    let rss_before = rss_kib(sidecar.pid()).unwrap_or(0);
+    let (lat_tx, lat_rx) = std::sync::mpsc::channel::<(usize, Vec<f64>)>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+    let connect_started = Instant::now();
+    for i in 0..n {
+        let lat_tx = lat_tx.clone();
+        let ready_tx = ready_tx.clone();
+        rt.spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                let _ = ready_tx.send(false);
+                return;
+            };
+            if s
+                .write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                let _ = ready_tx.send(false);
+                return;
+            }
+            let mut r = tokio::io::BufReader::new(s);
+            let mut line = String::new();
+            let mut ready = false;
+            let mut lats = Vec::with_capacity(events);
+            loop {
+                line.clear();
+                match tokio::time::timeout(Duration::from_secs(120), r.read_line(&mut line)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                }
+                if !ready && line.contains("\"type\":\"initial\"") {
+                    ready = true;
+                    let _ = ready_tx.send(true);
+                }
+                if let Some(pos) = line.find("\"sentNs\":\"") {
+                    let rest = &line[pos + 10..];
+                    if let Some(end) = rest.find('"') {
+                        if let Ok(sent) = rest[..end].parse::<u128>() {
+                            lats.push((now_ns().saturating_sub(sent)) as f64 / 1e6);
+                            if lats.len() == events {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if !ready {
+                let _ = ready_tx.send(false);
+            }
+            let _ = lat_tx.send((i, lats));
+        });
+    }
+    drop(lat_tx);
+    let mut connected = 0;
+    for _ in 0..n {
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(true) => connected += 1,
+            Ok(false) => {}
+            Err(_) => break,
+        }
+    }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_idle = rss_kib(sidecar.pid()).unwrap_or(0);
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..events {
+        let body = webhook_body("WASP-fanout", now_ns());
+        let sig = wa_hub_sidecar::signature::sign(SECRET.as_bytes(), body.as_bytes());
+        let _ = client
+            .post(format!("http://127.0.0.1:{port}/api/wahub/webhook"))
+            .header("content-type", "application/json")
+            .header("x-wa-hub-signature", sig)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .send();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut all = Vec::with_capacity(n * events);
+    let mut complete = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Ok((_, lats)) = lat_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if lats.len() == events {
+            complete += 1;
+        }
+        all.extend(lats);
+        if complete == connected {
+            break;
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied();
+    let per_client = (rss_idle.saturating_sub(rss_before) as f64) / (connected.max(1) as f64);
+    json!({
+        "clients": n,
+        "clients_held": connected,
+        "clients_received_all": complete,
+        "connect_secs": connect_secs,
+        "events": events,
+        "latency_p50_ms": pct(0.5),
+        "latency_p99_ms": pct(0.99),
+        "latency_max_ms": all.last(),
+        "rss_before_kib": rss_before,
+        "rss_with_clients_kib": rss_idle,
+        "rss_per_idle_client_kib": per_client,
+    })
+}
