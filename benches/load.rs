@@ -51,7 +51,9 @@ fn parse_opts() -> Option<Opts> {
     };
     Some(Opts {
         duration: get("--duration").and_then(|v| v.parse().ok()).unwrap_or(10),
-        connections: get("--connections").and_then(|v| v.parse().ok()).unwrap_or(64),
+        connections: get("--connections")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
         threads: get("--threads").and_then(|v| v.parse().ok()).unwrap_or(2),
         sse_clients: get("--sse-clients")
             .unwrap_or_else(|| "1000,10000".into())
@@ -97,16 +99,34 @@ fn main() {
 
     if wants("proxy") {
         let path = "/instances/WASP-test_shop/client/status";
-        let direct = wrk(&format!("http://127.0.0.1:{node_port}{path}"), &opts, None, &["-H", "Authorization: Bearer testkey"]);
-        let via_sidecar = wrk(&format!("http://127.0.0.1:{}/api/wahub{path}", sidecar.port), &opts, None, &[]);
+        let direct = wrk(
+            &format!("http://127.0.0.1:{node_port}{path}"),
+            &opts,
+            None,
+            &["-H", "Authorization: Bearer testkey"],
+        );
+        let via_sidecar = wrk(
+            &format!("http://127.0.0.1:{}/api/wahub{path}", sidecar.port),
+            &opts,
+            None,
+            &[],
+        );
         let mut proxy = json!({ "direct_node": direct, "sidecar": via_sidecar });
         let rps = |v: &Value| v["requests_per_sec"].as_f64().unwrap_or(0.0);
-        proxy["sidecar_vs_direct"] = json!(rps(&proxy["sidecar"]) / rps(&proxy["direct_node"]).max(1.0));
+        proxy["sidecar_vs_direct"] =
+            json!(rps(&proxy["sidecar"]) / rps(&proxy["direct_node"]).max(1.0));
         if let Some(nginx) = Nginx::start(dir.path(), node_port, opts.threads) {
-            let via_nginx = wrk(&format!("http://127.0.0.1:{}/api/wahub{path}", nginx.port), &opts, None, &[]);
+            let via_nginx = wrk(
+                &format!("http://127.0.0.1:{}/api/wahub{path}", nginx.port),
+                &opts,
+                None,
+                &[],
+            );
             proxy["nginx"] = via_nginx;
-            proxy["nginx_vs_direct"] = json!(rps(&proxy["nginx"]) / rps(&proxy["direct_node"]).max(1.0));
-            proxy["sidecar_vs_nginx"] = json!(rps(&proxy["sidecar"]) / rps(&proxy["nginx"]).max(1.0));
+            proxy["nginx_vs_direct"] =
+                json!(rps(&proxy["nginx"]) / rps(&proxy["direct_node"]).max(1.0));
+            proxy["sidecar_vs_nginx"] =
+                json!(rps(&proxy["sidecar"]) / rps(&proxy["nginx"]).max(1.0));
         } else {
             proxy["nginx"] = json!("not installed");
         }
@@ -128,10 +148,15 @@ fn main() {
         summary["rss_after_webhooks_kib"] = json!(rss_kib(sidecar.pid()));
     }
 
-    if wants("sse") {
+    if wants("sse") && !opts.sse_clients.is_empty() {
+        // A fresh sidecar per run: clients then get an empty `initial`, and the RSS delta is
+        // the clients' alone.
+        drop(sidecar);
         let mut runs = Vec::new();
         for &n in &opts.sse_clients {
-            runs.push(sse_fanout(&sidecar, n));
+            let fresh = Sidecar::start(dir.path(), node_port, &opts);
+            std::thread::sleep(Duration::from_millis(300));
+            runs.push(sse_fanout(&fresh, n));
         }
         summary["sse_fanout"] = json!(runs);
     }
@@ -152,9 +177,15 @@ fn fixtures_dir() -> PathBuf {
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next().map(str::to_owned))
@@ -165,7 +196,10 @@ fn machine() -> Value {
 fn raise_fd_limit() {
     // SAFETY: plain libc calls on a local struct.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -174,7 +208,11 @@ fn raise_fd_limit() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_port(port: u16) {
@@ -232,7 +270,9 @@ impl Sidecar {
         std::fs::write(&path, config).unwrap();
         let proc = Proc::spawn(
             "wa-hub-sidecar",
-            Command::new(env!("CARGO_BIN_EXE_wa-hub-sidecar")).arg("--config").arg(&path),
+            Command::new(env!("CARGO_BIN_EXE_wa-hub-sidecar"))
+                .arg("--config")
+                .arg(&path),
         );
         wait_port(port);
         Sidecar { proc, port }
@@ -252,7 +292,9 @@ impl Nginx {
     /// nginx configured like the sidecar: same worker count, keep-alive upstream, the
     /// `Authorization` header set, no access log. `None` when nginx is not installed.
     fn start(dir: &Path, node_port: u16, workers: u32) -> Option<Self> {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists())?;
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
         let port = free_port();
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -304,8 +346,14 @@ fn wrk(url: &str, opts: &Opts, script: Option<&Path>, extra: &[&str]) -> Value {
             .and_then(|l| l.split_whitespace().nth(1))
             .map(str::to_owned)
     };
-    let non2xx = find("Non-2xx or 3xx responses:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let errors = text.lines().find(|l| l.trim().starts_with("Socket errors")).map(str::trim).map(str::to_owned);
+    let non2xx = find("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let errors = text
+        .lines()
+        .find(|l| l.trim().starts_with("Socket errors"))
+        .map(str::trim)
+        .map(str::to_owned);
     json!({
         "requests_per_sec": find("Requests/sec:").and_then(|v| v.parse::<f64>().ok()),
         "latency_p50_ms": find("50%").map(|v| to_ms(&v)),
@@ -361,7 +409,10 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
 }
 
 /// Connects `n` SSE clients, posts timestamped webhooks, and measures delivery latency.
@@ -386,8 +437,7 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
                 let _ = ready_tx.send(false);
                 return;
             };
-            if s
-                .write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+            if s.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
                 .await
                 .is_err()
             {
@@ -407,6 +457,9 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
                 if !ready && line.contains("\"type\":\"initial\"") {
                     ready = true;
                     let _ = ready_tx.send(true);
+                }
+                if !ready {
+                    continue;
                 }
                 if let Some(pos) = line.find("\"sentNs\":\"") {
                     let rest = &line[pos + 10..];
@@ -438,7 +491,10 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
     let connect_secs = connect_started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(1));
     let rss_idle = rss_kib(sidecar.pid()).unwrap_or(0);
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     for _ in 0..events {
         let body = webhook_body("WASP-fanout", now_ns());
         let sig = wa_hub_sidecar::signature::sign(SECRET.as_bytes(), body.as_bytes());
@@ -454,7 +510,9 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
     let mut all = Vec::with_capacity(n * events);
     let mut complete = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while let Ok((_, lats)) = lat_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    while let Ok((_, lats)) =
+        lat_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
         if lats.len() == events {
             complete += 1;
         }
@@ -465,7 +523,10 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+    };
     let per_client = (rss_idle.saturating_sub(rss_before) as f64) / (connected.max(1) as f64);
     json!({
         "clients": n,

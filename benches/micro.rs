@@ -50,7 +50,11 @@ fn engine_step(c: &mut Criterion) {
         let mut flip = false;
         b.iter(|| {
             flip = !flip;
-            let (ev, d) = if flip { ("change_state", &data) } else { ("disconnected", &message) };
+            let (ev, d) = if flip {
+                ("change_state", &data)
+            } else {
+                ("disconnected", &message)
+            };
             black_box(e.apply_webhook("WASP-500", ev, d, now))
         })
     });
@@ -128,7 +132,11 @@ fn router_fanout(c: &mut Criterion) {
         let (router, tasks) = Router::new(specs);
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         for t in tasks {
-            rt.spawn(wa_hub_sinks::supervise(t, shutdown.clone(), std::time::Duration::from_secs(1)));
+            rt.spawn(wa_hub_sinks::supervise(
+                t,
+                shutdown.clone(),
+                std::time::Duration::from_secs(1),
+            ));
         }
         // One prebuilt event: this measures the fan-out itself (filters and queue sends).
         let event = fixture_like_event(&Bus::new(Router::empty()), "hello");

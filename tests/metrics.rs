@@ -238,8 +238,7 @@ fn route_labels_do_not_grow_with_distinct_paths() {
         c.get(sc.url(&format!("/api/wahub/path{i}/x{i}")))
             .send()
             .unwrap();
-        c.get(
-            sc.url(&format!(
+        c.get(sc.url(&format!(
                 "/api/wahub/{}",
                 "abcdefghijklmnopqrstuvwxyz"
                     .chars()
@@ -247,8 +246,7 @@ fn route_labels_do_not_grow_with_distinct_paths() {
                     .skip(i)
                     .take(1 + i % 20)
                     .collect::<String>()
-            )),
-        )
+            )))
         .send()
         .unwrap();
     }

@@ -251,7 +251,11 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             },
             _ = shutdown.changed() => break,
         };
-        match guarded(task.sink.deliver(&event)).await {
+        let mut result = guarded(task.sink.deliver(&event)).await;
+        if result.is_ok() && task.rx.is_empty() {
+            result = guarded(task.sink.flush()).await;
+        }
+        match result {
             Ok(()) => {
                 task.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 backoff = RESTART_BACKOFF_MIN;
@@ -290,7 +294,13 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
         }
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let _ = tokio::time::timeout(left.max(Duration::from_millis(100)), task.sink.stop()).await;
+    let _ = tokio::time::timeout(left.max(Duration::from_millis(100)), async {
+        if started {
+            let _ = guarded(task.sink.flush()).await;
+        }
+        task.sink.stop().await;
+    })
+    .await;
 }
 
 /// Runs a sink future, turning a panic into an error.

@@ -40,6 +40,16 @@ pub trait Sink: Send + 'static {
     /// When delivery failed; the event is counted as failed and the sink is restarted.
     async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError>;
 
+    /// Called whenever the sink's queue is empty after a delivery: the moment to flush what
+    /// `deliver` buffered. Under load, deliveries then batch into few writes; when idle, every
+    /// event is flushed at once.
+    ///
+    /// # Errors
+    /// As [`Sink::deliver`].
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Flushes and releases resources at shutdown.
     async fn stop(&mut self) {}
 }

@@ -356,8 +356,15 @@ impl Sidecar {
         } else {
             "metrics_listen: null\n"
         };
+        // The background health probe would add `/health` calls to what the fake upstream
+        // records; only tests about it turn it on.
+        let health = if upstream_yaml.contains("health_interval_ms:") {
+            ""
+        } else {
+            "  health_interval_ms: 0\n"
+        };
         let yaml = format!(
-            "listen: 127.0.0.1:{port}\n{metrics}threads: 2\nupstream:\n  base_url: {upstream}\n  token: {API_KEY}\n{upstream_yaml}{extra_yaml}\nshutdown:\n  grace_period_ms: 2000\n"
+            "listen: 127.0.0.1:{port}\n{metrics}threads: 2\nupstream:\n  base_url: {upstream}\n  token: {API_KEY}\n{health}{upstream_yaml}{extra_yaml}\nshutdown:\n  grace_period_ms: 2000\n"
         );
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).expect("write config");

@@ -1,4 +1,5 @@
-//! The stdout sink: one JSON object per line (NDJSON) per event, flushed per line.
+//! The stdout sink: one JSON object per line (NDJSON) per event, flushed as soon as the
+//! sink's queue is empty.
 
 mod sink;
 

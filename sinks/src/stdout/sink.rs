@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::envelope::{iso_timestamp, Event};
 use crate::sink::{Sink, SinkError};
@@ -18,9 +18,11 @@ use crate::sink::{Sink, SinkError};
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {}
 
-/// Writes NDJSON lines to standard output (or any writer, for tests).
+/// Writes NDJSON lines to standard output (or any writer, for tests), through a buffer that
+/// is flushed whenever the sink's queue is empty ([`Sink::flush`]): each line is flushed at
+/// once when events trickle in, and lines are written in batches under load.
 pub struct StdoutSink {
-    out: Box<dyn AsyncWrite + Send + Unpin>,
+    out: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
 }
 
 impl StdoutSink {
@@ -31,7 +33,9 @@ impl StdoutSink {
 
     /// A sink writing to `out`.
     pub fn with_writer(out: Box<dyn AsyncWrite + Send + Unpin>) -> Self {
-        Self { out }
+        Self {
+            out: BufWriter::with_capacity(64 * 1024, out),
+        }
     }
 }
 
@@ -60,6 +64,10 @@ pub fn ndjson_line(event: &Event) -> Vec<u8> {
 impl Sink for StdoutSink {
     async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError> {
         self.out.write_all(&ndjson_line(event)).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().await?;
         Ok(())
     }
@@ -83,6 +91,7 @@ mod tests {
         for e in &events {
             sink.deliver(e).await.unwrap();
         }
+        sink.flush().await.unwrap();
         drop(sink);
         let mut text = String::new();
         tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
