@@ -4,6 +4,7 @@
 //! `api_log.max_body_bytes` of each; the rest of a large body is counted, never copied.
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
@@ -41,19 +42,21 @@ impl BodyCapture {
         self.total
     }
 
-    /// The body as the ApiLog shows it:
+    /// The body as the ApiLog shows it, as validated JSON text:
     /// - `null` for an empty body;
-    /// - the parsed JSON when the whole body was kept and is JSON;
+    /// - the JSON as received when the whole body was kept and is JSON;
     /// - otherwise `{"raw": <first 500 chars>}`, plus `"truncated": true, "bytes": <total>` when
     ///   the body was over the cap.
-    pub fn to_value(&self) -> Value {
+    pub fn to_json(&self) -> Box<RawValue> {
         if self.total == 0 {
-            return Value::Null;
+            return raw(&Value::Null);
         }
         let truncated = self.total > self.kept.len();
         if !truncated {
-            if let Ok(v) = serde_json::from_slice::<Value>(&self.kept) {
-                return v;
+            if let Ok(text) = std::str::from_utf8(&self.kept) {
+                if let Ok(v) = RawValue::from_string(text.trim().to_owned()) {
+                    return v;
+                }
             }
         }
         let preview: String = String::from_utf8_lossy(&self.kept)
@@ -61,16 +64,27 @@ impl BodyCapture {
             .take(RAW_PREVIEW_CHARS)
             .collect();
         if truncated {
-            json!({ "raw": preview, "truncated": true, "bytes": self.total })
+            raw(&json!({ "raw": preview, "truncated": true, "bytes": self.total }))
         } else {
-            json!({ "raw": preview })
+            raw(&json!({ "raw": preview }))
         }
     }
+}
+
+fn raw(v: &Value) -> Box<RawValue> {
+    // Serializing a `Value` cannot fail.
+    serde_json::value::to_raw_value(v).expect("a Value serializes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl BodyCapture {
+        fn to_json_value(&self) -> Value {
+            serde_json::from_str(self.to_json().get()).unwrap()
+        }
+    }
 
     fn capture(cap: usize, chunks: &[&[u8]]) -> BodyCapture {
         let mut c = BodyCapture::new(cap);
@@ -82,19 +96,19 @@ mod tests {
 
     #[test]
     fn empty_body_is_null() {
-        assert_eq!(capture(10, &[]).to_value(), Value::Null);
+        assert_eq!(capture(10, &[]).to_json_value(), Value::Null);
     }
 
     #[test]
     fn json_split_across_chunks_is_parsed() {
         let c = capture(100, &[b"{\"a\":", b"[1,2]}"]);
-        assert_eq!(c.to_value(), json!({"a": [1, 2]}));
+        assert_eq!(c.to_json_value(), json!({"a": [1, 2]}));
     }
 
     #[test]
     fn non_json_keeps_first_500_chars() {
         let text = "é".repeat(600);
-        let v = capture(10_000, &[text.as_bytes()]).to_value();
+        let v = capture(10_000, &[text.as_bytes()]).to_json_value();
         assert_eq!(v["raw"].as_str().unwrap().chars().count(), 500);
         assert!(v.get("truncated").is_none());
     }
@@ -105,7 +119,7 @@ mod tests {
         assert_eq!(c.kept.len(), 8);
         assert_eq!(c.total(), 19);
         assert_eq!(
-            c.to_value(),
+            c.to_json_value(),
             json!({"raw": "{\"aaaa\":", "truncated": true, "bytes": 19})
         );
     }

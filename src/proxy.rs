@@ -330,8 +330,8 @@ impl ProxyHttp for SidecarProxy {
             path: call.upstream_path,
             status_code,
             latency_ms: u64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            request_body: call.request_body.to_value(),
-            response_body: call.response_body.to_value(),
+            request_body: call.request_body.to_json(),
+            response_body: call.response_body.to_json(),
             instance_id: call.instance_id,
             error: call.error,
         };
@@ -376,8 +376,9 @@ enum ApiKnowledge {
 
 fn api_knowledge(log: &ApiLog) -> Option<ApiKnowledge> {
     let path = log.path.split('?').next().unwrap_or_default();
+    let body = || serde_json::from_str::<serde_json::Value>(log.response_body.get()).ok();
     if path == "/instances" || path == "/instances/" {
-        return Some(ApiKnowledge::InstanceList(log.response_body.clone()));
+        return body().map(ApiKnowledge::InstanceList);
     }
     if path.ends_with("/client/status") {
         let id = log.instance_id.clone()?;
@@ -386,8 +387,7 @@ fn api_knowledge(log: &ApiLog) -> Option<ApiKnowledge> {
         if rest.split('/').count() != 3 {
             return None;
         }
-        return ApiStatus::from_response(&log.response_body)
-            .map(|api| ApiKnowledge::ClientStatus(id, api));
+        return ApiStatus::from_response(&body()?).map(|api| ApiKnowledge::ClientStatus(id, api));
     }
     None
 }

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One numbered event on the bus.
@@ -190,10 +191,11 @@ pub struct ApiLog {
     pub status_code: Option<u16>,
     /// Milliseconds from request start to the end of the response.
     pub latency_ms: u64,
-    /// Request body: parsed JSON, `{"raw": <first 500 chars>}`, or `null` when empty.
-    pub request_body: Value,
+    /// Request body: the JSON as received when it is JSON, `{"raw": <first 500 chars>}`, or
+    /// `null` when empty. Kept as validated JSON text, so logging a call builds no JSON tree.
+    pub request_body: Box<RawValue>,
     /// Response body, same rules as `request_body`.
-    pub response_body: Value,
+    pub response_body: Box<RawValue>,
     /// Instance id taken from `/instances/<id>/...`, when the path has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
