@@ -281,8 +281,8 @@ impl Driver {
         Ended::Stopped
     }
 
-    /// Publishes `offline` (retained), waits for it to be confirmed (at most the rest of the
-    /// flush time, and at least one second), then disconnects cleanly.
+    /// Publishes `offline` (retained), waits up to one second for it to be confirmed, then
+    /// disconnects cleanly (DISCONNECT, so the broker discards the Last Will).
     async fn go_offline(&mut self, mut conn: Conn) {
         let offline = Message {
             topic: self.settings.topics.availability(),

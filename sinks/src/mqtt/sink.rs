@@ -285,9 +285,11 @@ impl Sink for MqttSink {
         };
         let is_status = msg.kind == MessageKind::Status;
         let topic = is_status.then(|| msg.topic.clone());
+        // Counted before it is queued: the connection task may confirm it (and settle the
+        // count) before `try_send` even returns.
+        self.shared.stats.pending.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(msg) {
             Ok(()) => {
-                self.shared.stats.pending.fetch_add(1, Ordering::Relaxed);
                 if let Some(topic) = topic {
                     // A newer status is queued: an older one kept aside is obsolete.
                     let removed = self
@@ -303,6 +305,7 @@ impl Sink for MqttSink {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.shared.settle(1);
                 if is_status {
                     self.overflow_status(msg);
                 } else {
@@ -311,6 +314,7 @@ impl Sink for MqttSink {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.settle(1);
                 // The connection task ended (it only does so after `stop`): have the router
                 // restart the sink, which starts a new one.
                 self.task = None;
@@ -442,6 +446,20 @@ mod tests {
         // Never delivered (no broker): counted as dropped at stop.
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
         assert_eq!(stats.pending.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn topic_over_the_mqtt_limit_is_dropped_and_counted() {
+        let (mut sink, stats) = unreachable_sink(serde_json::json!({}));
+        sink.start().await.unwrap();
+        // 40000 `/` become 120000 bytes of `%2F`: over 65535.
+        let long = "/".repeat(40_000);
+        sink.deliver(&webhook(1, "ready", Some(&long)))
+            .await
+            .unwrap();
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.pending.load(Ordering::Relaxed), 0);
+        sink.stop().await;
     }
 
     #[tokio::test]
