@@ -338,6 +338,12 @@ impl Drop for Subscriber {
     }
 }
 
+/// Ends the sidecar (its Last Will goes out) before a test clears its retained topics.
+fn stop_before_cleanup(sc: Sidecar) {
+    drop(sc);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -489,6 +495,7 @@ fn fixture_webhooks_arrive_on_their_event_topics_byte_for_byte() {
             "{topic}"
         );
     }
+    stop_before_cleanup(sc);
     sub.clear_retained(&[
         availability(&prefix),
         format!("{prefix}/WASP-acme-store_myshopify_com/status"),
@@ -538,6 +545,7 @@ fn late_subscriber_gets_the_retained_status_and_availability() {
         .expect("availability");
     assert!(avail.retain);
     assert_eq!(avail.payload.as_ref(), b"online");
+    stop_before_cleanup(sc);
     late.clear_retained(&[availability(&prefix), acme_topic, beta_topic]);
 }
 
@@ -672,6 +680,7 @@ fn awkward_instance_ids_and_event_names_become_one_reversible_level() {
         .map(|id| format!("{prefix}/{}/status", encode_level(id)))
         .collect();
     retained.push(availability(&prefix));
+    stop_before_cleanup(sc);
     sub.clear_retained(&retained);
 }
 
@@ -706,6 +715,7 @@ fn payload_over_the_limit_is_dropped_and_the_next_one_arrives() {
     assert!(sub.next_where(T, |_| true).is_some());
     drop(sub);
     let cleaner = Subscriber::connect(&broker, &[&availability(&prefix)]);
+    stop_before_cleanup(sc);
     cleaner.clear_retained(&[availability(&prefix), format!("{prefix}/WASP-big/status")]);
 }
 
