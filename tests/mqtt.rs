@@ -482,18 +482,22 @@ fn fixture_webhooks_arrive_on_their_event_topics_byte_for_byte() {
             "payload of {event} is the original body"
         );
     }
-    // The last status of each instance equals what the API reports.
-    let last = sub.drain_for(Duration::from_millis(500));
-    for p in last.iter().filter(|p| p.topic.ends_with("/status")) {
-        statuses.insert(p.topic.clone(), serde_json::from_slice(&p.payload).unwrap());
+    // The last status of each instance equals what the API reports (both are final once the
+    // webhooks were answered; the statuses may still be on their way).
+    let want: HashMap<String, Value> = ["WASP-acme-store_myshopify_com", "WASP-beta_shop"]
+        .iter()
+        .map(|i| (format!("{prefix}/{i}/status"), api_status(&sc, i)))
+        .collect();
+    let deadline = Instant::now() + T;
+    while want.iter().any(|(t, v)| statuses.get(t) != Some(v)) && Instant::now() < deadline {
+        if let Some(p) =
+            sub.next_where(Duration::from_millis(200), |p| p.topic.ends_with("/status"))
+        {
+            statuses.insert(p.topic.clone(), serde_json::from_slice(&p.payload).unwrap());
+        }
     }
-    for instance in ["WASP-acme-store_myshopify_com", "WASP-beta_shop"] {
-        let topic = format!("{prefix}/{instance}/status");
-        assert_eq!(
-            statuses.get(&topic),
-            Some(&api_status(&sc, instance)),
-            "{topic}"
-        );
+    for (topic, v) in &want {
+        assert_eq!(statuses.get(topic), Some(v), "{topic}");
     }
     stop_before_cleanup(sc);
     sub.clear_retained(&[
@@ -513,16 +517,31 @@ fn late_subscriber_gets_the_retained_status_and_availability() {
     for b in &fixture_bodies() {
         assert_eq!(post_signed(&sc, b).status().as_u16(), 200);
     }
-    // Wait until the last status of acme (after ready_timeout) went out.
+    // Wait until the final status of both instances went out.
     let acme = "WASP-acme-store_myshopify_com";
     let final_acme = api_status(&sc, acme);
     let acme_topic = format!("{prefix}/{acme}/status");
-    let seen = live.next_where(T, |p| {
-        p.topic == acme_topic
-            && serde_json::from_slice::<Value>(&p.payload).ok().as_ref() == Some(&final_acme)
-    });
-    assert!(seen.is_some(), "final status published:\n{}", sc.log());
     let beta_topic = format!("{prefix}/WASP-beta_shop/status");
+    let mut pending: HashMap<String, Value> = HashMap::from([
+        (acme_topic.clone(), final_acme.clone()),
+        (beta_topic.clone(), api_status(&sc, "WASP-beta_shop")),
+    ]);
+    let deadline = Instant::now() + T;
+    while !pending.is_empty() && Instant::now() < deadline {
+        if let Some(p) =
+            live.next_where(Duration::from_millis(200), |p| p.topic.ends_with("/status"))
+        {
+            let v: Value = serde_json::from_slice(&p.payload).unwrap();
+            if pending.get(&p.topic) == Some(&v) {
+                pending.remove(&p.topic);
+            }
+        }
+    }
+    assert!(
+        pending.is_empty(),
+        "final statuses published:\n{}",
+        sc.log()
+    );
 
     let late = Subscriber::connect(
         &broker,
@@ -764,9 +783,15 @@ fn broker_outage_keeps_ingest_fast_and_buffered_qos1_events_arrive_after_restart
     slowest = slowest.max(post("disconnected", 0));
     let total = started.elapsed();
     println!("1003 webhooks during the outage: {total:?}, slowest {slowest:?}");
+    // Bounds loose enough for a busy 2-core machine running a debug build; a receiver that
+    // waited on the broker would take connect timeouts (seconds) per webhook.
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(2),
         "a webhook took {slowest:?} while the broker was down"
+    );
+    assert!(
+        total < Duration::from_secs(60),
+        "1003 webhooks took {total:?}"
     );
     // Other sinks are unaffected: stdout has every webhook while the broker is still down.
     let lines = eventually(T, || {
@@ -782,12 +807,13 @@ fn broker_outage_keeps_ingest_fast_and_buffered_qos1_events_arrive_after_restart
     let mut last_status = None;
     let mut duplicates = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while messages.len() < 1000 || last_status.is_none() {
+    // Until every message and the final status (`disconnected`, queued last) went out.
+    while messages.len() < 1000 || last_status.as_deref() != Some("disconnected") {
         let left = deadline
             .checked_duration_since(Instant::now())
             .unwrap_or_else(|| {
                 panic!(
-                    "only {} of 1000 messages after the restart:\n{}",
+                    "{} of 1000 messages, last status {last_status:?} after the restart:\n{}",
                     messages.len(),
                     sc.log()
                 )
