@@ -71,6 +71,26 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
         }
+        // Then the sinks: they deliver what they hold and stop (the MQTT sink publishes
+        // `offline`), within what is left of the grace period.
+        self.app.stop_sinks();
+        loop {
+            let running = self.app.sinks_running();
+            if running == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    running,
+                    "grace period over, exiting with sinks still draining"
+                );
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+            }
+        }
         ShutdownSignal::GracefulTerminate
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::{Filter, Kind, PatternError};
+use crate::mqtt::{MqttConfig, MqttConfigError, MqttSink};
 use crate::router::{Router, SinkSpec, SinkStats, SinkTask};
 use crate::sse::{SseConfig, SseHub, SseSink};
 use crate::stdout::{StdoutConfig, StdoutSink};
@@ -49,6 +50,8 @@ pub enum SinkKind {
     Sse(SseConfig),
     /// NDJSON on standard output.
     Stdout(StdoutConfig),
+    /// Publishes to an MQTT broker (webhooks, retained statuses, availability).
+    Mqtt(MqttConfig),
 }
 
 impl SinkKind {
@@ -57,6 +60,7 @@ impl SinkKind {
         match self {
             SinkKind::Sse(_) => "sse",
             SinkKind::Stdout(_) => "stdout",
+            SinkKind::Mqtt(_) => "mqtt",
         }
     }
 }
@@ -97,6 +101,16 @@ pub enum SinksConfigError {
         /// The glob error.
         source: PatternError,
     },
+    /// An MQTT sink's settings are not acceptable.
+    #[error("sinks[{index}] ({name}): {source}")]
+    Mqtt {
+        /// Position in the list.
+        index: usize,
+        /// The sink's name.
+        name: String,
+        /// What is wrong, naming the key.
+        source: MqttConfigError,
+    },
     /// `queue_capacity` is 0.
     #[error("sinks[{index}] ({name}): queue_capacity must be at least 1")]
     ZeroQueue {
@@ -127,6 +141,13 @@ pub fn validate(configs: &[SinkConfig]) -> Result<(), SinksConfigError> {
         }
         if c.queue_capacity == 0 {
             return Err(SinksConfigError::ZeroQueue { index, name });
+        }
+        if let SinkKind::Mqtt(cfg) = &c.kind {
+            cfg.validate().map_err(|source| SinksConfigError::Mqtt {
+                index,
+                name: name.clone(),
+                source,
+            })?;
         }
         Filter::new(&c.kinds, &c.events, &c.instances).map_err(|source| {
             SinksConfigError::Pattern {
@@ -175,6 +196,14 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
                 Box::new(SseSink::new(hub))
             }
             SinkKind::Stdout(_) => Box::new(StdoutSink::new()),
+            SinkKind::Mqtt(cfg) => {
+                let settings = cfg.validate().map_err(|source| SinksConfigError::Mqtt {
+                    index,
+                    name: name.clone(),
+                    source,
+                })?;
+                Box::new(MqttSink::new(name.clone(), settings, stats.clone()))
+            }
         };
         specs.push(SinkSpec {
             name,
