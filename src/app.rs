@@ -1,10 +1,12 @@
 //! The state every request handler and background task shares, built once at start-up.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 use wa_hub_sinks::config::SinksConfigError;
+use wa_hub_sinks::forward::ForwardHandle;
 use wa_hub_sinks::sse::SseHub;
 use wa_hub_sinks::{Bus, SinkTask};
 
@@ -27,6 +29,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// The SSE hub, when an `sse` sink is configured.
     pub sse: Option<Arc<SseHub>>,
+    /// Forward sinks by name, for the dead-letter routes.
+    pub forward: BTreeMap<String, ForwardHandle>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -64,6 +68,7 @@ impl App {
             bus: Bus::new(sinks.router),
             http,
             sse: sinks.sse,
+            forward: sinks.forward,
             shutdown,
             sinks_shutdown,
             sinks_running: Arc::new(AtomicUsize::new(0)),
