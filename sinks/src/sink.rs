@@ -20,8 +20,8 @@ pub enum SinkError {
 /// A destination of events.
 ///
 /// The router owns each sink and calls it from one task: [`Sink::start`] once before the
-/// first event and again after every failure, [`Sink::deliver`] for each event its filter
-/// selects, in bus order, and [`Sink::stop`] once at shutdown after the queue is drained.
+/// first event and again after every failure, [`Sink::deliver`] (or, for sinks that take
+/// batches, [`Sink::deliver_batch`]) for the events its filter selects, in bus order, and [`Sink::stop`] once at shutdown after the queue is drained.
 /// A sink must not block the thread; slow work is awaited, and only delays this sink's own
 /// queue.
 #[async_trait]
@@ -39,6 +39,28 @@ pub trait Sink: Send + 'static {
     /// # Errors
     /// When delivery failed; the event is counted as failed and the sink is restarted.
     async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError>;
+
+    /// Most events the router hands to [`Sink::deliver_batch`] at once. Default 1: the router
+    /// calls [`Sink::deliver`] for each event. A sink that commits more cheaply in groups (one
+    /// fsync for many events) returns more; the router then passes whatever is already waiting
+    /// in its queue, up to this many, never waiting for a batch to fill.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Delivers several events, in bus order; called instead of [`Sink::deliver`] when
+    /// [`Sink::max_batch`] is over 1 and more than one event is waiting. Default: `deliver`
+    /// for each in turn.
+    ///
+    /// # Errors
+    /// When delivery failed; every event of the batch is counted as failed and the sink is
+    /// restarted.
+    async fn deliver_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+        for event in events {
+            self.deliver(event).await?;
+        }
+        Ok(())
+    }
 
     /// Flushes and releases resources at shutdown.
     async fn stop(&mut self) {}
