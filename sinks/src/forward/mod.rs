@@ -20,5 +20,5 @@ pub use outbox::{Entry, EntryMeta, Outbox, OutboxError};
 pub use retry::{backoff, judge_status, parse_retry_after, Verdict, RETRY_AFTER_MAX};
 pub use sink::{
     sign, DeadLetter, DeadLetterList, ForwardError, ForwardHandle, ForwardSink,
-    IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER,
+    IDEMPOTENCY_KEY_HEADER, MAX_BATCH, SIGNATURE_HEADER,
 };

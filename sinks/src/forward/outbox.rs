@@ -7,7 +7,7 @@
 //! unchanged. An entry moves between the tables keeping its key, except that replaying a dead
 //! letter appends it to `pending` under a new key.
 //!
-//! Durability: [`Outbox::push`], [`Outbox::bury`] and [`Outbox::replay`] commit with fsync
+//! Durability: [`Outbox::push`], [`Outbox::push_many`], [`Outbox::bury`] and [`Outbox::replay`] commit with fsync
 //! (`Durability::Immediate`) before they return. Removing a delivered event and recording a
 //! failed attempt commit with `Durability::Eventual` (written, not fsynced): they survive a
 //! killed process, and a power loss can at worst bring back an event that was delivered,
@@ -230,17 +230,31 @@ impl Outbox {
     /// # Errors
     /// [`OutboxError::Store`] when the write failed; the event is then not stored.
     pub fn push(&self, meta: &EntryMeta, body: &[u8]) -> Result<u64, OutboxError> {
-        let json = to_json(meta);
+        let keys = self.push_many(&[(meta.clone(), Bytes::copy_from_slice(body))])?;
+        Ok(keys[0])
+    }
+
+    /// Appends events in order in one transaction committed with fsync (one disk sync for all
+    /// of them); returns their keys.
+    ///
+    /// # Errors
+    /// [`OutboxError::Store`] when the write failed; none of them is then stored.
+    pub fn push_many(&self, items: &[(EntryMeta, Bytes)]) -> Result<Vec<u64>, OutboxError> {
         let txn = self.write(Durability::Immediate)?;
-        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        let mut keys = Vec::with_capacity(items.len());
         let len = {
             let mut t = txn.open_table(PENDING).map_err(store)?;
-            t.insert(seq, (json.as_str(), body)).map_err(store)?;
+            for (meta, body) in items {
+                let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+                t.insert(seq, (to_json(meta).as_str(), &body[..]))
+                    .map_err(store)?;
+                keys.push(seq);
+            }
             t.len().map_err(store)?
         };
         txn.commit().map_err(store)?;
         self.pending.store(len, Ordering::Release);
-        Ok(seq)
+        Ok(keys)
     }
 
     /// The oldest pending event, if any.
@@ -302,6 +316,41 @@ impl Outbox {
             p.remove(entry.seq).map_err(store)?;
             d.insert(entry.seq, (json.as_str(), &entry.body[..]))
                 .map_err(store)?;
+            (p.len().map_err(store)?, d.len().map_err(store)?)
+        };
+        txn.commit().map_err(store)?;
+        self.pending.store(pending, Ordering::Release);
+        self.dead.store(dead, Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves the pending entry `seq`, whose metadata does not parse, to the dead letters with
+    /// metadata saying so (event id `unreadable-<seq>`), so it cannot block the queue. Commits
+    /// with fsync.
+    ///
+    /// # Errors
+    /// [`OutboxError::Store`] when the write failed.
+    pub fn quarantine(&self, seq: u64, now_ms: i64) -> Result<(), OutboxError> {
+        let txn = self.write(Durability::Immediate)?;
+        let (pending, dead) = {
+            let mut p = txn.open_table(PENDING).map_err(store)?;
+            let mut d = txn.open_table(DEAD).map_err(store)?;
+            if let Some(value) = p.remove(seq).map_err(store)? {
+                let body = value.value().1.to_vec();
+                drop(value);
+                let mut meta = EntryMeta::new(
+                    format!("unreadable-{seq}"),
+                    None,
+                    "unknown".into(),
+                    "application/json".into(),
+                    String::new(),
+                    now_ms,
+                );
+                meta.last_error = Some("the stored metadata of this event is unreadable".into());
+                meta.dead_at_ms = Some(now_ms);
+                d.insert(seq, (to_json(&meta).as_str(), &body[..]))
+                    .map_err(store)?;
+            }
             (p.len().map_err(store)?, d.len().map_err(store)?)
         };
         txn.commit().map_err(store)?;
@@ -441,6 +490,25 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_stored_in_order_under_increasing_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let items: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| (meta(id), Bytes::from(id.to_string())))
+            .collect();
+        let keys = ob.push_many(&items).unwrap();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ob.pending_len(), 3);
+        let mut order = Vec::new();
+        while let Some(e) = ob.front().unwrap() {
+            order.push(e.body.clone());
+            ob.delivered(e.seq).unwrap();
+        }
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
     fn pending_events_and_dead_letters_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/o.redb");
@@ -514,6 +582,31 @@ mod tests {
                 ("a".into(), 0, 60)
             ]
         );
+    }
+
+    #[test]
+    fn an_entry_with_unreadable_metadata_is_quarantined_to_the_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        let seq = ob.push(&meta("a"), b"raw").unwrap();
+        {
+            let txn = ob.write(Durability::Immediate).unwrap();
+            txn.open_table(PENDING)
+                .unwrap()
+                .insert(seq, ("{not json", &b"raw"[..]))
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = ob.front().unwrap_err();
+        assert!(
+            matches!(err, OutboxError::Corrupt { seq: s, .. } if s == seq),
+            "{err}"
+        );
+        ob.quarantine(seq, 9).unwrap();
+        assert!(ob.front().unwrap().is_none());
+        let dead = ob.dead_letters(10).unwrap();
+        assert_eq!(dead[0].meta.event_id, format!("unreadable-{seq}"));
+        assert_eq!(&dead[0].body[..], b"raw");
     }
 
     #[test]

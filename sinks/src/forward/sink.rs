@@ -31,6 +31,8 @@ use crate::sink::{Sink, SinkError};
 pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 /// Header carrying the webhook record's id, the same on every attempt of one event.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Most webhooks stored in one outbox transaction (one fsync).
+pub const MAX_BATCH: usize = 512;
 
 /// Pause after a failed outbox read or write before the worker tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -131,6 +133,24 @@ impl ForwardSink {
     pub fn handle(&self) -> ForwardHandle {
         ForwardHandle(self.shared.clone())
     }
+
+    /// Counts `dropped` webhooks that found the outbox full; logs at most every 10 s.
+    fn outbox_full(&mut self, dropped: u64) {
+        let shared = &self.shared;
+        let total = shared.stats.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
+        if self
+            .last_drop_log
+            .is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL)
+        {
+            self.last_drop_log = Some(Instant::now());
+            tracing::warn!(
+                sink = %shared.name,
+                max_pending = shared.cfg.max_pending.get(),
+                dropped_total = total,
+                "forward outbox full, dropping webhooks"
+            );
+        }
+    }
 }
 
 #[async_trait]
@@ -155,43 +175,61 @@ impl Sink for ForwardSink {
         Ok(())
     }
 
-    /// Stores a webhook in the outbox, committed with fsync, and wakes the worker. Other kinds
-    /// are skipped. When the outbox holds `max_pending` events the webhook is dropped
-    /// (counted in `dropped`, logged at most every 10 s).
+    /// Stores a webhook in the outbox, committed with fsync, and wakes the worker; see
+    /// [`Sink::deliver_batch`].
     ///
     /// # Errors
     /// When the outbox write failed; the router counts and logs it.
     async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError> {
-        let Payload::Webhook(w) = &event.payload else {
-            return Ok(());
-        };
-        let shared = &self.shared;
-        if shared.outbox.pending_len() >= shared.cfg.max_pending.get() {
-            let dropped = shared.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if self
-                .last_drop_log
-                .is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL)
-            {
-                self.last_drop_log = Some(Instant::now());
-                tracing::warn!(
-                    sink = %shared.name,
-                    max_pending = shared.cfg.max_pending.get(),
-                    dropped_total = dropped,
-                    "forward outbox full, dropping webhooks"
-                );
+        self.deliver_batch(std::slice::from_ref(event)).await
+    }
+
+    /// Up to [`MAX_BATCH`]: under load one fsync covers many webhooks.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// Stores the webhooks among `events` in the outbox in one transaction committed with
+    /// fsync, then wakes the worker. Other kinds are skipped. Webhooks that do not fit under
+    /// `max_pending` are dropped (counted in `dropped`, logged at most every 10 s).
+    ///
+    /// # Errors
+    /// When the outbox write failed (none of them is stored); the router counts and logs it.
+    async fn deliver_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+        let shared = self.shared.clone();
+        let now = now_ms();
+        let room = shared
+            .cfg
+            .max_pending
+            .get()
+            .saturating_sub(shared.outbox.pending_len());
+        let mut items = Vec::with_capacity(events.len());
+        let mut dropped = 0u64;
+        for event in events {
+            let Payload::Webhook(w) = &event.payload else {
+                continue;
+            };
+            if items.len() as u64 >= room {
+                dropped += 1;
+                continue;
             }
+            let meta = EntryMeta::new(
+                w.id.clone(),
+                w.instance_id.clone(),
+                w.event.clone(),
+                w.content_type.clone(),
+                w.timestamp.clone(),
+                now,
+            );
+            items.push((meta, w.raw.clone()));
+        }
+        if dropped > 0 {
+            self.outbox_full(dropped);
+        }
+        if items.is_empty() {
             return Ok(());
         }
-        let meta = EntryMeta::new(
-            w.id.clone(),
-            w.instance_id.clone(),
-            w.event.clone(),
-            w.content_type.clone(),
-            w.timestamp.clone(),
-            now_ms(),
-        );
-        let body = w.raw.clone();
-        blocking(&shared.outbox, move |ob| ob.push(&meta, &body))
+        blocking(&shared.outbox, move |ob| ob.push_many(&items))
             .await
             .map_err(|e| SinkError::Other(format!("outbox write failed: {e}")))?;
         shared
@@ -272,6 +310,7 @@ async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                     _ = shutdown.changed() => Next::Stop,
                 }
             }
+            Err(OutboxError::Corrupt { seq, source }) => shared.quarantine(seq, &source).await,
             Err(e) => shared.store_failed("read the next event", &e),
         };
         match next {
@@ -385,6 +424,24 @@ impl Shared {
             attempts = meta.attempts,
             error = meta.last_error.as_deref().unwrap_or("-"),
             "forward gave up on a webhook; moved to dead letters"
+        );
+        Next::Now
+    }
+
+    /// Moves an entry whose metadata does not parse out of the way; logs and counts it.
+    async fn quarantine(&self, seq: u64, cause: &serde_json::Error) -> Next {
+        if let Err(e) = blocking(&self.outbox, move |ob| ob.quarantine(seq, now_ms())).await {
+            return self.store_failed("move an unreadable event to the dead letters", &e);
+        }
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .pending
+            .store(self.outbox.pending_len(), Ordering::Relaxed);
+        tracing::error!(
+            sink = %self.name,
+            dead_letter_id = seq,
+            error = %cause,
+            "forward outbox entry unreadable; moved to dead letters"
         );
         Next::Now
     }

@@ -202,9 +202,16 @@ async fn other_kinds_are_skipped_and_a_full_outbox_drops_and_counts() {
     let mut sink = ForwardSink::new("f", cfg, stats.clone()).unwrap();
     sink.deliver(&api_log(1, Some("A"))).await.unwrap();
     assert_eq!(sink.handle().pending(), 0);
-    for id in 2..=5 {
-        sink.deliver(&webhook(id, "message", None)).await.unwrap();
-    }
+    let batch = [
+        api_log(2, None),
+        webhook(3, "message", None),
+        webhook(4, "message", None),
+        webhook(5, "message", None),
+    ];
+    sink.deliver_batch(&batch).await.unwrap();
+    assert_eq!(sink.handle().pending(), 2);
+    assert_eq!(stats.dropped.load(Ordering::SeqCst), 1);
+    sink.deliver(&webhook(6, "message", None)).await.unwrap();
     assert_eq!(sink.handle().pending(), 2);
     assert_eq!(stats.dropped.load(Ordering::SeqCst), 2);
 }
