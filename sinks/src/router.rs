@@ -221,7 +221,8 @@ impl Router {
 }
 
 /// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
-/// in order (in batches of what is already queued, up to [`Sink::max_batch`]), restarts the sink with capped exponential backoff after an error or a panic, and at
+/// in order (in batches of up to [`Sink::max_batch`], waiting at most [`Sink::batch_linger`]
+/// to fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
 /// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let mut backoff = RESTART_BACKOFF_MIN;
@@ -252,13 +253,23 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             },
             _ = shutdown.changed() => break,
         };
-        // Sinks that take batches get what is already queued behind this event.
+        // Sinks that take batches get what is queued behind this event, waiting at most
+        // their linger for more.
         let max_batch = task.sink.max_batch().max(1);
         batch.clear();
         batch.push(event);
+        let linger_until = tokio::time::Instant::now() + task.sink.batch_linger();
         while batch.len() < max_batch {
             match task.rx.try_recv() {
                 Ok(ev) => batch.push(ev),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if tokio::time::Instant::now() < linger_until =>
+                {
+                    match tokio::time::timeout_at(linger_until, task.rx.recv()).await {
+                        Ok(Some(ev)) => batch.push(ev),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -487,6 +498,7 @@ mod tests {
     struct Batcher {
         batches: Arc<Mutex<Vec<Vec<u64>>>>,
         gate: Arc<tokio::sync::Semaphore>,
+        linger: Duration,
     }
 
     #[async_trait]
@@ -496,6 +508,9 @@ mod tests {
         }
         fn max_batch(&self) -> usize {
             8
+        }
+        fn batch_linger(&self) -> Duration {
+            self.linger
         }
         async fn deliver_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
             self.gate.acquire().await.unwrap().forget();
@@ -518,6 +533,7 @@ mod tests {
             sink: Box::new(Batcher {
                 batches: batches.clone(),
                 gate: gate.clone(),
+                linger: Duration::ZERO,
             }),
             stats: Default::default(),
         }]);
@@ -540,6 +556,35 @@ mod tests {
         assert_eq!(got[0], vec![1]);
         assert!(got.iter().all(|b| b.len() <= 8), "{got:?}");
         assert_eq!(got[1].len(), 8, "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn batching_sink_with_linger_waits_briefly_for_more_events() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (router, mut tasks) = Router::new(vec![SinkSpec {
+            name: "b".into(),
+            filter: Filter::default(),
+            queue_capacity: 100,
+            sink: Box::new(Batcher {
+                batches: batches.clone(),
+                gate: Arc::new(tokio::sync::Semaphore::new(100)),
+                linger: Duration::from_millis(300),
+            }),
+            stats: Default::default(),
+        }]);
+        let (_tx, shutdown) = watch::channel(false);
+        tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(1)));
+        router.dispatch(&webhook(1, "ready", None));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        router.dispatch(&webhook(2, "ready", None));
+        router.dispatch(&webhook(3, "ready", None));
+        for _ in 0..200 {
+            if !batches.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2, 3]]);
     }
 
     #[tokio::test]

@@ -19,6 +19,6 @@ pub use config::{ForwardConfig, SecretString, DEFAULT_DATA_DIR};
 pub use outbox::{Entry, EntryMeta, Outbox, OutboxError};
 pub use retry::{backoff, judge_status, parse_retry_after, Verdict, RETRY_AFTER_MAX};
 pub use sink::{
-    sign, DeadLetter, DeadLetterList, ForwardError, ForwardHandle, ForwardSink,
+    sign, DeadLetter, DeadLetterList, ForwardError, ForwardHandle, ForwardSink, BATCH_LINGER,
     IDEMPOTENCY_KEY_HEADER, MAX_BATCH, SIGNATURE_HEADER,
 };

@@ -33,6 +33,9 @@ pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most webhooks stored in one outbox transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
+/// Longest wait for more webhooks to share an outbox commit: under load one fsync then covers
+/// hundreds of webhooks; a lone webhook is stored at most this much later.
+pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 /// Pause after a failed outbox read or write before the worker tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -187,6 +190,11 @@ impl Sink for ForwardSink {
     /// Up to [`MAX_BATCH`]: under load one fsync covers many webhooks.
     fn max_batch(&self) -> usize {
         MAX_BATCH
+    }
+
+    /// [`BATCH_LINGER`].
+    fn batch_linger(&self) -> Duration {
+        BATCH_LINGER
     }
 
     /// Stores the webhooks among `events` in the outbox in one transaction committed with
