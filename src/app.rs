@@ -1,10 +1,12 @@
 //! The state every request handler and background task shares, built once at start-up.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 use wa_hub_sinks::config::SinksConfigError;
+use wa_hub_sinks::forward::ForwardHandle;
 use wa_hub_sinks::sse::SseHub;
 use wa_hub_sinks::{Bus, SinkTask};
 
@@ -33,6 +35,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The webhook signature verifier, when `webhook.secret` is set.
     pub verifier: Option<Verifier>,
+    /// Forward sinks by name, for the dead-letter routes.
+    pub forward: BTreeMap<String, ForwardHandle>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -78,6 +82,7 @@ impl App {
                 .as_ref()
                 .filter(|s| !s.is_empty())
                 .map(|s| Verifier::new(s.expose().as_bytes())),
+            forward: sinks.forward,
             shutdown,
             sinks_shutdown,
             sinks_running: Arc::new(AtomicUsize::new(0)),

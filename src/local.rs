@@ -179,3 +179,97 @@ pub fn events(app: &App, instance_id: Option<&str>, limit: Option<&str>) -> Loca
         .collect();
     LocalResponse::json(200, &json!({ "events": events }))
 }
+
+/// Default and largest `limit` of `GET /api/sinks/<name>/dead-letters`.
+pub const DEAD_LETTERS_LIMIT_MAX: usize = 1000;
+
+fn unknown_sink(name: &str) -> LocalResponse {
+    LocalResponse::error(
+        404,
+        "Unknown sink",
+        format!("no sink of type forward is named {name}"),
+    )
+}
+
+fn outbox_failed() -> LocalResponse {
+    LocalResponse::error(500, "Internal error", "the sink's outbox could not be used")
+}
+
+/// `GET /api/sinks/<name>/dead-letters?limit=`: the forward sink's dead letters, oldest first,
+/// as [`wa_hub_sinks::forward::DeadLetterList`]:
+/// `{"sink", "pending", "total", "deadLetters": [{"id", "eventId", "instanceId", "event",
+/// "attempts", "lastError", "receivedAt", "firstAttemptAt", "lastAttemptAt", "deadAt",
+/// "contentType", "body"}]}`. `limit` defaults to and is capped at [`DEAD_LETTERS_LIMIT_MAX`];
+/// a non-numeric one is a 400. 404 `{"error":"Unknown sink"}` when no forward sink has that
+/// name; 500 when the outbox cannot be read.
+pub async fn dead_letters(app: &App, sink: &str, limit: Option<&str>) -> LocalResponse {
+    let Some(handle) = app.forward.get(sink) else {
+        return unknown_sink(sink);
+    };
+    let limit = match limit.filter(|l| !l.is_empty()) {
+        None => DEAD_LETTERS_LIMIT_MAX,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) => n.min(DEAD_LETTERS_LIMIT_MAX),
+            Err(_) => {
+                return LocalResponse::error(
+                    400,
+                    "Bad request",
+                    "limit must be a non-negative integer",
+                )
+            }
+        },
+    };
+    match handle.dead_letters(limit).await {
+        Ok(list) => LocalResponse::json(200, &json!(list)),
+        Err(_) => outbox_failed(),
+    }
+}
+
+/// `POST /api/sinks/<name>/dead-letters/replay[?id=<id>]`: moves the forward sink's dead
+/// letters back to its outbox, behind the pending events, each with a fresh attempt count:
+/// the one with dead-letter id `id` (query parameter, or `{"id": <id>}` as the JSON body), or
+/// all when no id is given (empty body or `{}`).
+///
+/// 200 `{"sink", "replayed": <count>, "pending": <outbox size>}`; 400 for an id that is not a
+/// non-negative integer or a body that is not such JSON; 404 `{"error":"Unknown sink"}` or
+/// `{"error":"Unknown dead letter"}`; 500 when the outbox cannot be written.
+pub async fn replay_dead_letters(
+    app: &App,
+    sink: &str,
+    query_id: Option<&str>,
+    body: &[u8],
+) -> LocalResponse {
+    let Some(handle) = app.forward.get(sink) else {
+        return unknown_sink(sink);
+    };
+    let bad = |m: &str| LocalResponse::error(400, "Bad request", m);
+    let id = match query_id {
+        Some(q) => match q.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => return bad("id must be a non-negative integer"),
+        },
+        None if body.iter().all(u8::is_ascii_whitespace) => None,
+        None => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(o)) => match o.get("id") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(id) => Some(id),
+                    None => return bad("id must be a non-negative integer"),
+                },
+            },
+            _ => return bad(r#"the body must be empty or {"id": <dead-letter id>}"#),
+        },
+    };
+    match handle.replay(id).await {
+        Ok(n) => LocalResponse::json(
+            200,
+            &json!({ "sink": handle.name(), "replayed": n, "pending": handle.pending() }),
+        ),
+        Err(wa_hub_sinks::forward::OutboxError::UnknownDeadLetter(id)) => LocalResponse::error(
+            404,
+            "Unknown dead letter",
+            format!("sink {sink} has no dead letter with id {id}"),
+        ),
+        Err(_) => outbox_failed(),
+    }
+}

@@ -161,6 +161,40 @@ impl ProxyHttp for SidecarProxy {
                     }
                 }
             },
+            Route::DeadLetters(_) if method != http::Method::GET => {
+                local::method_not_allowed("GET")
+            }
+            Route::DeadLetterReplay(_) if method != http::Method::POST => {
+                local::method_not_allowed("POST")
+            }
+            Route::DeadLetters(_) | Route::DeadLetterReplay(_)
+                if !self.client_allowed(session, query.as_deref()) =>
+            {
+                unauthorized()
+            }
+            Route::DeadLetters(name) => {
+                local::dead_letters(
+                    &self.app,
+                    &name,
+                    routes::query_param(query.as_deref(), "limit").as_deref(),
+                )
+                .await
+            }
+            Route::DeadLetterReplay(name) => match read_small_body(session).await {
+                Ok(body) => {
+                    local::replay_dead_letters(
+                        &self.app,
+                        &name,
+                        routes::query_param(query.as_deref(), "id").as_deref(),
+                        &body,
+                    )
+                    .await
+                }
+                Err(refusal) => {
+                    session.set_keepalive(None);
+                    refusal
+                }
+            },
             Route::Instances => local::instances(&self.app),
             Route::InstanceStatus(id) => local::instance_status(&self.app, &id),
             Route::Events => local::events(
@@ -479,6 +513,32 @@ impl SidecarProxy {
             return Some(too_large(cfg.proxy.max_body_bytes.get()));
         }
         None
+    }
+}
+
+/// Largest request body of the sidecar's own POST routes other than the webhook.
+const SMALL_BODY_MAX: usize = 64 * 1024;
+
+/// Reads the whole request body of a local route, refusing more than [`SMALL_BODY_MAX`].
+async fn read_small_body(session: &mut Session) -> std::result::Result<Bytes, LocalResponse> {
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > SMALL_BODY_MAX {
+                    return Err(too_large(SMALL_BODY_MAX));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(_) => {
+                return Err(LocalResponse::error(
+                    400,
+                    "Bad request",
+                    "could not read the body",
+                ))
+            }
+        }
     }
 }
 

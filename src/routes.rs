@@ -28,6 +28,11 @@ pub enum Route {
     Stream,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /api/sinks/<name>/dead-letters`: a forward sink's dead letters (name
+    /// percent-decoded).
+    DeadLetters(String),
+    /// `POST /api/sinks/<name>/dead-letters/replay`: re-queue a forward sink's dead letters.
+    DeadLetterReplay(String),
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -69,6 +74,7 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
                 None => Route::NotFound,
             }
         }
+        _ if raw_path.starts_with("/api/sinks/") => sink_route(raw_path),
         _ => match raw_path.strip_prefix(PROXY_PREFIX) {
             Some("") => Route::Proxy("/".to_owned()),
             Some(rest) if rest.starts_with('/') => {
@@ -78,6 +84,23 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
             _ => Route::NotFound,
         },
     })
+}
+
+/// `/api/sinks/<name>/dead-letters[/replay]`; anything else under `/api/sinks/` is not found.
+fn sink_route(raw_path: &str) -> Route {
+    let Some(rest) = raw_path.strip_prefix("/api/sinks/") else {
+        return Route::NotFound;
+    };
+    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    if name.is_empty() {
+        return Route::NotFound;
+    }
+    let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
+    match tail {
+        "dead-letters" => Route::DeadLetters(name),
+        "dead-letters/replay" => Route::DeadLetterReplay(name),
+        _ => Route::NotFound,
+    }
 }
 
 /// Refuses any segment that decodes to `.` or `..`, including segments hidden behind an encoded
@@ -168,6 +191,28 @@ mod tests {
         );
         assert_eq!(route("/api/instances//status"), Ok(Route::NotFound));
         assert_eq!(route("/api/instances/a/b/status"), Ok(Route::NotFound));
+    }
+
+    #[test]
+    fn dead_letter_routes_name_the_sink_decoded() {
+        assert_eq!(
+            route("/api/sinks/crm/dead-letters"),
+            Ok(Route::DeadLetters("crm".into()))
+        );
+        assert_eq!(
+            route("/api/sinks/crm%20hook/dead-letters/replay"),
+            Ok(Route::DeadLetterReplay("crm hook".into()))
+        );
+        for p in [
+            "/api/sinks/",
+            "/api/sinks/crm",
+            "/api/sinks//dead-letters",
+            "/api/sinks/crm/dead-letters/",
+            "/api/sinks/crm/dead-letters/replay/x",
+            "/api/sinks/crm/other",
+        ] {
+            assert_eq!(route(p), Ok(Route::NotFound), "{p}");
+        }
     }
 
     #[test]

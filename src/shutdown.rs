@@ -17,6 +17,10 @@ use tokio::time::Instant;
 
 use crate::app::App;
 
+/// Least time the sinks get to stop after the requests drained, even when the grace period
+/// is spent: enough to stop a worker and sync an outbox.
+const SINKS_MIN_STOP: Duration = Duration::from_secs(1);
+
 /// Pingora shutdown watcher that drains the sidecar before Pingora stops its services.
 pub struct DrainOnSignal {
     app: Arc<App>,
@@ -56,7 +60,7 @@ impl ShutdownSignalWatch for DrainOnSignal {
         loop {
             let inflight = self.app.inflight();
             if inflight == 0 {
-                tracing::info!("drained, exiting");
+                tracing::info!("requests drained");
                 break;
             }
             if Instant::now() >= deadline {
@@ -71,18 +75,20 @@ impl ShutdownSignalWatch for DrainOnSignal {
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
         }
-        // Then the sinks: they deliver what they hold and stop (the MQTT sink publishes
-        // `offline`), within what is left of the grace period.
+        // Then the sinks: each delivers what is queued for it and stops (`Sink::stop`), within
+        // what is left of the grace period, but never less than SINKS_MIN_STOP.
         self.app.stop_sinks();
+        let deadline = deadline.max(Instant::now() + SINKS_MIN_STOP);
         loop {
             let running = self.app.sinks_running();
             if running == 0 {
+                tracing::info!("sinks stopped");
                 break;
             }
             if Instant::now() >= deadline {
                 tracing::warn!(
                     running,
-                    "grace period over, exiting with sinks still draining"
+                    "grace period over, exiting with sinks still running"
                 );
                 break;
             }

@@ -1,12 +1,13 @@
 //! The `sinks:` config list and building the router from it. Adding a sink means one module
 //! and one [`SinkKind`] arm.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::filter::{Filter, Kind, PatternError};
+use crate::forward::{ForwardConfig, ForwardError, ForwardHandle, ForwardSink};
 use crate::mqtt::{MqttConfig, MqttConfigError, MqttSink};
 use crate::router::{Router, SinkSpec, SinkStats, SinkTask};
 use crate::sse::{SseConfig, SseHub, SseSink};
@@ -50,6 +51,8 @@ pub enum SinkKind {
     Sse(SseConfig),
     /// NDJSON on standard output.
     Stdout(StdoutConfig),
+    /// Each webhook's raw bytes POSTed to a URL, through a durable outbox.
+    Forward(ForwardConfig),
     /// Publishes to an MQTT broker (webhooks, retained statuses, availability).
     Mqtt(MqttConfig),
 }
@@ -60,6 +63,7 @@ impl SinkKind {
         match self {
             SinkKind::Sse(_) => "sse",
             SinkKind::Stdout(_) => "stdout",
+            SinkKind::Forward(_) => "forward",
             SinkKind::Mqtt(_) => "mqtt",
         }
     }
@@ -111,6 +115,27 @@ pub enum SinksConfigError {
         /// What is wrong, naming the key.
         source: MqttConfigError,
     },
+    /// A forward sink's settings are wrong (the reason names the key).
+    #[error("sinks[{index}] ({name}): {reason}")]
+    Forward {
+        /// Position in the list.
+        index: usize,
+        /// The sink's name.
+        name: String,
+        /// What is wrong, starting with the key.
+        reason: String,
+    },
+    /// A forward sink could not be set up: its outbox is unwritable, locked by another
+    /// process or unreadable, or TLS could not be initialised.
+    #[error("sinks[{index}] ({name}): {source}")]
+    ForwardSetup {
+        /// Position in the list.
+        index: usize,
+        /// The sink's name.
+        name: String,
+        /// What failed.
+        source: ForwardError,
+    },
     /// `queue_capacity` is 0.
     #[error("sinks[{index}] ({name}): queue_capacity must be at least 1")]
     ZeroQueue {
@@ -127,6 +152,7 @@ pub enum SinksConfigError {
 /// The first [`SinksConfigError`] found.
 pub fn validate(configs: &[SinkConfig]) -> Result<(), SinksConfigError> {
     let mut names = HashSet::new();
+    let mut outboxes = HashSet::new();
     let mut sse = false;
     for (index, c) in configs.iter().enumerate() {
         let name = c.name();
@@ -149,6 +175,30 @@ pub fn validate(configs: &[SinkConfig]) -> Result<(), SinksConfigError> {
                 source,
             })?;
         }
+        if let SinkKind::Forward(f) = &c.kind {
+            let reason = if let Err(reason) = f.check() {
+                Some(reason)
+            } else if c.kinds.iter().any(|k| *k != Kind::Webhook) {
+                Some(
+                    "kinds: a forward sink sends webhooks only; list just `webhook` or nothing"
+                        .into(),
+                )
+            } else if !outboxes.insert(f.outbox_file(&name)) {
+                Some(format!(
+                    "outbox_path: {} is used by another forward sink",
+                    f.outbox_file(&name).display()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(SinksConfigError::Forward {
+                    index,
+                    name,
+                    reason,
+                });
+            }
+        }
         Filter::new(&c.kinds, &c.events, &c.instances).map_err(|source| {
             SinksConfigError::Pattern {
                 index,
@@ -160,8 +210,8 @@ pub fn validate(configs: &[SinkConfig]) -> Result<(), SinksConfigError> {
     Ok(())
 }
 
-/// The sinks, built: the router the bus dispatches to, the tasks to run, and the SSE hub when
-/// an SSE sink is configured.
+/// The sinks, built: the router the bus dispatches to, the tasks to run, the SSE hub when an
+/// SSE sink is configured, and a handle per forward sink.
 pub struct BuiltSinks {
     /// Dispatch side.
     pub router: Router,
@@ -169,19 +219,28 @@ pub struct BuiltSinks {
     pub tasks: Vec<SinkTask>,
     /// The SSE hub, for the stream endpoint.
     pub sse: Option<Arc<SseHub>>,
+    /// Forward sinks by name, for the dead-letter routes.
+    pub forward: BTreeMap<String, ForwardHandle>,
 }
 
-/// Builds every configured sink.
+/// Builds every configured sink. Forward sinks open their outbox here (creating it and its
+/// directories), so a bad location stops start-up before any port is bound. A forward sink
+/// whose `kinds` is empty gets `[webhook]`: it receives webhooks only.
 ///
 /// # Errors
-/// What [`validate`] reports.
+/// What [`validate`] reports, and [`SinksConfigError::ForwardSetup`].
 pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
     validate(configs)?;
     let mut specs = Vec::with_capacity(configs.len());
     let mut sse = None;
+    let mut forward = BTreeMap::new();
     for (index, c) in configs.iter().enumerate() {
         let name = c.name();
-        let filter = Filter::new(&c.kinds, &c.events, &c.instances).map_err(|source| {
+        let kinds = match (&c.kind, c.kinds.is_empty()) {
+            (SinkKind::Forward(_), true) => vec![Kind::Webhook],
+            _ => c.kinds.clone(),
+        };
+        let filter = Filter::new(&kinds, &c.events, &c.instances).map_err(|source| {
             SinksConfigError::Pattern {
                 index,
                 name: name.clone(),
@@ -204,6 +263,18 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
                 })?;
                 Box::new(MqttSink::new(name.clone(), settings, stats.clone()))
             }
+            SinkKind::Forward(cfg) => {
+                let sink =
+                    ForwardSink::new(&name, cfg.clone(), stats.clone()).map_err(|source| {
+                        SinksConfigError::ForwardSetup {
+                            index,
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
+                forward.insert(name.clone(), sink.handle());
+                Box::new(sink)
+            }
         };
         specs.push(SinkSpec {
             name,
@@ -214,5 +285,10 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
         });
     }
     let (router, tasks) = Router::new(specs);
-    Ok(BuiltSinks { router, tasks, sse })
+    Ok(BuiltSinks {
+        router,
+        tasks,
+        sse,
+        forward,
+    })
 }

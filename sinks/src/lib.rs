@@ -4,13 +4,14 @@
 //! Data flow (DESIGN.md "Data flow"): the proxy and the webhook receiver build a [`Payload`], the
 //! [`Bus`] stamps it with a sequence id and a timestamp and turns it into an [`Event`], and the
 //! [`Router`] queues the event for each sink whose [`Filter`] selects it. One module (folder)
-//! per sink: [`sse`], [`stdout`], [`mqtt`].
+//! per sink: [`sse`], [`stdout`], [`mqtt`], [`forward`].
 #![warn(missing_docs)]
 
 pub mod bus;
 pub mod config;
 pub mod envelope;
 pub mod filter;
+pub mod forward;
 pub mod mqtt;
 pub mod router;
 pub mod sink;

@@ -221,11 +221,13 @@ impl Router {
 }
 
 /// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
-/// in order, restarts the sink with capped exponential backoff after an error or a panic, and at
+/// in order (in batches of up to [`Sink::max_batch`], waiting at most [`Sink::batch_linger`]
+/// to fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
 /// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let mut backoff = RESTART_BACKOFF_MIN;
     let mut started = false;
+    let mut batch: Vec<Arc<Event>> = Vec::new();
     loop {
         if *shutdown.borrow() {
             break;
@@ -251,19 +253,45 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             },
             _ = shutdown.changed() => break,
         };
-        let mut result = guarded(task.sink.deliver(&event)).await;
+        // Sinks that take batches get what is queued behind this event, waiting at most
+        // their linger for more.
+        let max_batch = task.sink.max_batch().max(1);
+        batch.clear();
+        batch.push(event);
+        let linger_until = tokio::time::Instant::now() + task.sink.batch_linger();
+        while batch.len() < max_batch {
+            match task.rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if tokio::time::Instant::now() < linger_until =>
+                {
+                    match tokio::time::timeout_at(linger_until, task.rx.recv()).await {
+                        Ok(Some(ev)) => batch.push(ev),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let count = batch.len() as u64;
+        let mut result = if batch.len() == 1 {
+            guarded(task.sink.deliver(&batch[0])).await
+        } else {
+            guarded(task.sink.deliver_batch(&batch)).await
+        };
+        // Caught up: let the sink flush what it buffered.
         if result.is_ok() && task.rx.is_empty() {
             result = guarded(task.sink.flush()).await;
         }
         match result {
             Ok(()) => {
-                task.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                task.stats.delivered.fetch_add(count, Ordering::Relaxed);
                 backoff = RESTART_BACKOFF_MIN;
             }
             Err(e) => {
-                task.stats.failed.fetch_add(1, Ordering::Relaxed);
+                task.stats.failed.fetch_add(count, Ordering::Relaxed);
                 task.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sink = %task.name, event_id = event.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; restarting sink");
+                tracing::warn!(sink = %task.name, event_id = batch[0].id, events = count, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; restarting sink");
                 started = false;
                 if sleep_or_shutdown(backoff, &mut shutdown).await {
                     break;
@@ -474,6 +502,99 @@ mod tests {
         assert_eq!(snap[1].stats.dropped.load(Ordering::SeqCst), 0);
         gate.add_permits(1000);
         wait_for(&slow_seen, (100 - dropped) as usize).await;
+    }
+
+    /// Takes batches of up to 8; records each batch's ids.
+    struct Batcher {
+        batches: Arc<Mutex<Vec<Vec<u64>>>>,
+        gate: Arc<tokio::sync::Semaphore>,
+        linger: Duration,
+    }
+
+    #[async_trait]
+    impl Sink for Batcher {
+        async fn deliver(&mut self, event: &Arc<Event>) -> Result<(), SinkError> {
+            self.deliver_batch(std::slice::from_ref(event)).await
+        }
+        fn max_batch(&self) -> usize {
+            8
+        }
+        fn batch_linger(&self) -> Duration {
+            self.linger
+        }
+        async fn deliver_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+            self.gate.acquire().await.unwrap().forget();
+            self.batches
+                .lock()
+                .unwrap()
+                .push(events.iter().map(|e| e.id).collect());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn batching_sink_gets_what_is_queued_in_order_up_to_its_batch_size() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (router, mut tasks) = Router::new(vec![SinkSpec {
+            name: "b".into(),
+            filter: Filter::default(),
+            queue_capacity: 100,
+            sink: Box::new(Batcher {
+                batches: batches.clone(),
+                gate: gate.clone(),
+                linger: Duration::ZERO,
+            }),
+            stats: Default::default(),
+        }]);
+        let (_tx, shutdown) = watch::channel(false);
+        tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(1)));
+        router.dispatch(&webhook(1, "ready", None));
+        tokio::time::sleep(Duration::from_millis(50)).await; // 1 is taken alone, then blocks
+        for id in 2..=20 {
+            router.dispatch(&webhook(id, "ready", None));
+        }
+        gate.add_permits(100);
+        for _ in 0..200 {
+            if router.snapshot()[0].stats.delivered.load(Ordering::SeqCst) == 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = batches.lock().unwrap().clone();
+        assert_eq!(got.concat(), (1..=20).collect::<Vec<u64>>());
+        assert_eq!(got[0], vec![1]);
+        assert!(got.iter().all(|b| b.len() <= 8), "{got:?}");
+        assert_eq!(got[1].len(), 8, "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn batching_sink_with_linger_waits_briefly_for_more_events() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (router, mut tasks) = Router::new(vec![SinkSpec {
+            name: "b".into(),
+            filter: Filter::default(),
+            queue_capacity: 100,
+            sink: Box::new(Batcher {
+                batches: batches.clone(),
+                gate: Arc::new(tokio::sync::Semaphore::new(100)),
+                linger: Duration::from_millis(300),
+            }),
+            stats: Default::default(),
+        }]);
+        let (_tx, shutdown) = watch::channel(false);
+        tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(1)));
+        router.dispatch(&webhook(1, "ready", None));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        router.dispatch(&webhook(2, "ready", None));
+        router.dispatch(&webhook(3, "ready", None));
+        for _ in 0..200 {
+            if !batches.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2, 3]]);
     }
 
     #[tokio::test]

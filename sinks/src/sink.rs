@@ -20,8 +20,8 @@ pub enum SinkError {
 /// A destination of events.
 ///
 /// The router owns each sink and calls it from one task: [`Sink::start`] once before the
-/// first event and again after every failure, [`Sink::deliver`] for each event its filter
-/// selects, in bus order, and [`Sink::stop`] once at shutdown after the queue is drained.
+/// first event and again after every failure, [`Sink::deliver`] (or, for sinks that take
+/// batches, [`Sink::deliver_batch`]) for the events its filter selects, in bus order, and [`Sink::stop`] once at shutdown after the queue is drained.
 /// A sink must not block the thread; slow work is awaited, and only delays this sink's own
 /// queue.
 #[async_trait]
@@ -47,6 +47,35 @@ pub trait Sink: Send + 'static {
     /// # Errors
     /// As [`Sink::deliver`].
     async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Most events the router hands to [`Sink::deliver_batch`] at once. Default 1: the router
+    /// calls [`Sink::deliver`] for each event. A sink that commits more cheaply in groups (one
+    /// fsync for many events) returns more; the router then passes what is waiting in its
+    /// queue, up to this many, waiting at most [`Sink::batch_linger`] for more.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// How long the router may wait for more events to fill a batch once it holds one, when
+    /// fewer than [`Sink::max_batch`] are queued. Default zero: never wait. A sink whose cost
+    /// is per call (an fsync) trades this much latency for fewer, larger batches.
+    fn batch_linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Delivers several events, in bus order; called instead of [`Sink::deliver`] when
+    /// [`Sink::max_batch`] is over 1 and more than one event is waiting. Default: `deliver`
+    /// for each in turn.
+    ///
+    /// # Errors
+    /// When delivery failed; every event of the batch is counted as failed and the sink is
+    /// restarted.
+    async fn deliver_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+        for event in events {
+            self.deliver(event).await?;
+        }
         Ok(())
     }
 
