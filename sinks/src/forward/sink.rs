@@ -33,8 +33,8 @@ pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most webhooks stored in one outbox transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
-/// Longest wait for more webhooks to share an outbox commit: under load one fsync then covers
-/// hundreds of webhooks; a lone webhook is stored at most this much later.
+/// Wait for more webhooks to share an outbox commit: under load one fsync then covers hundreds
+/// of webhooks; a lone webhook is stored about this much later.
 pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 /// Pause after a failed outbox read or write before the worker tries again.
