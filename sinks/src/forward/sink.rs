@@ -339,7 +339,9 @@ impl Shared {
     async fn process(&self, mut entry: Entry, shutdown: &mut watch::Receiver<bool>) -> Next {
         let now = now_ms();
         if let Some(max_age) = self.cfg.max_age() {
-            let age = Duration::from_millis(now.saturating_sub(entry.meta.enqueued_at_ms) as u64);
+            // A clock set back makes the age negative: count it as zero.
+            let age_ms = now.saturating_sub(entry.meta.enqueued_at_ms).max(0);
+            let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
             if age > max_age {
                 let error = format!(
                     "expired: not delivered within max_age_secs ({} s); last error: {}",
