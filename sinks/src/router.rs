@@ -221,8 +221,8 @@ impl Router {
 }
 
 /// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
-/// in order (in batches of up to [`Sink::max_batch`], waiting at most [`Sink::batch_linger`]
-/// to fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
+/// in order (in batches of up to [`Sink::max_batch`], waiting [`Sink::batch_linger`] once to
+/// fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
 /// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let mut backoff = RESTART_BACKOFF_MIN;
@@ -253,25 +253,17 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             },
             _ = shutdown.changed() => break,
         };
-        // Sinks that take batches get what is queued behind this event, waiting at most
-        // their linger for more.
+        // Sinks that take batches get what is queued behind this event; when that does not
+        // fill a batch, once more after their linger. Sleeping the linger out (rather than
+        // waiting on the queue) spares the producers a wake-up per event.
         let max_batch = task.sink.max_batch().max(1);
         batch.clear();
         batch.push(event);
-        let linger_until = tokio::time::Instant::now() + task.sink.batch_linger();
-        while batch.len() < max_batch {
-            match task.rx.try_recv() {
-                Ok(ev) => batch.push(ev),
-                Err(mpsc::error::TryRecvError::Empty)
-                    if tokio::time::Instant::now() < linger_until =>
-                {
-                    match tokio::time::timeout_at(linger_until, task.rx.recv()).await {
-                        Ok(Some(ev)) => batch.push(ev),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                Err(_) => break,
-            }
+        fill(&mut task.rx, &mut batch, max_batch);
+        let linger = task.sink.batch_linger();
+        if batch.len() < max_batch && !linger.is_zero() {
+            tokio::time::sleep(linger).await;
+            fill(&mut task.rx, &mut batch, max_batch);
         }
         let count = batch.len() as u64;
         let mut result = if batch.len() == 1 {
@@ -329,6 +321,16 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
         task.sink.stop().await;
     })
     .await;
+}
+
+/// Moves queued events into `batch` until it holds `max` or the queue is empty.
+fn fill(rx: &mut mpsc::Receiver<Arc<Event>>, batch: &mut Vec<Arc<Event>>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(ev) => batch.push(ev),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Runs a sink future, turning a panic into an error.

@@ -53,13 +53,13 @@ pub trait Sink: Send + 'static {
     /// Most events the router hands to [`Sink::deliver_batch`] at once. Default 1: the router
     /// calls [`Sink::deliver`] for each event. A sink that commits more cheaply in groups (one
     /// fsync for many events) returns more; the router then passes what is waiting in its
-    /// queue, up to this many, waiting at most [`Sink::batch_linger`] for more.
+    /// queue, up to this many, waiting [`Sink::batch_linger`] once for more.
     fn max_batch(&self) -> usize {
         1
     }
 
-    /// How long the router may wait for more events to fill a batch once it holds one, when
-    /// fewer than [`Sink::max_batch`] are queued. Default zero: never wait. A sink whose cost
+    /// How long the router waits (once) for more events when what is queued does not fill a
+    /// batch of [`Sink::max_batch`]. Default zero: never wait. A sink whose cost
     /// is per call (an fsync) trades this much latency for fewer, larger batches.
     fn batch_linger(&self) -> std::time::Duration {
         std::time::Duration::ZERO

@@ -33,8 +33,8 @@ pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most webhooks stored in one outbox transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
-/// Longest wait for more webhooks to share an outbox commit: under load one fsync then covers
-/// hundreds of webhooks; a lone webhook is stored at most this much later.
+/// Wait for more webhooks to share an outbox commit: under load one fsync then covers hundreds
+/// of webhooks; a lone webhook is stored about this much later.
 pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 /// Pause after a failed outbox read or write before the worker tries again.
@@ -339,7 +339,9 @@ impl Shared {
     async fn process(&self, mut entry: Entry, shutdown: &mut watch::Receiver<bool>) -> Next {
         let now = now_ms();
         if let Some(max_age) = self.cfg.max_age() {
-            let age = Duration::from_millis(now.saturating_sub(entry.meta.enqueued_at_ms) as u64);
+            // A clock set back makes the age negative: count it as zero.
+            let age_ms = now.saturating_sub(entry.meta.enqueued_at_ms).max(0);
+            let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
             if age > max_age {
                 let error = format!(
                     "expired: not delivered within max_age_secs ({} s); last error: {}",

@@ -193,6 +193,34 @@ async fn retries_stop_after_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_older_than_max_age_are_dead_lettered_instead_of_retried() {
+    let (rx, url) = receiver(503).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&url, dir.path());
+    cfg.max_age_secs = 1;
+    cfg.max_attempts = 1000.try_into().unwrap();
+    let stats = Arc::new(SinkStats::default());
+    let mut sink = ForwardSink::new("f", cfg, stats.clone()).unwrap();
+    sink.start().await.unwrap();
+    sink.deliver(&webhook(1, "message", Some("A")))
+        .await
+        .unwrap();
+    wait_until("a dead letter", || {
+        stats.dead_letters.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let tries = rx.got.lock().unwrap().len();
+    assert!(tries >= 10, "retried for about a second: {tries}");
+    let d = &sink.handle().dead_letters(1).await.unwrap().dead_letters[0];
+    let error = d.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("expired: ") && error.ends_with("HTTP 503"),
+        "{error}"
+    );
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_kinds_are_skipped_and_a_full_outbox_drops_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config("http://127.0.0.1:9/", dir.path());
