@@ -9,14 +9,14 @@
 //! errors nor `check-config` output can reveal them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use url::Url;
+pub use wa_hub_sinks::Secret;
 use wa_hub_sinks::{SinkConfig, SinkKind};
 
 /// Why the configuration was refused. Every variant names the key or variable at fault.
@@ -56,41 +56,6 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-}
-
-/// A secret string: masked in `Debug` and when serialized (`check-config` output).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret in clear, for the one place that needs it (signing, an outgoing header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_owned())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"********\"")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
 }
 
 /// How webhook signatures are enforced (`webhook.signature`; webhook issue).
@@ -527,13 +492,13 @@ impl RawConfig {
             })?;
         }
         if let Some(v) = vars.get("WA_HUB_TOKEN") {
-            self.upstream.token = Secret(v.clone());
+            self.upstream.token = Secret::from(v.as_str());
         }
         if let Some(v) = vars.get("WA_HUB_WEBHOOK_SIGNATURE_SECRET") {
-            self.webhook.secret = Some(Secret(v.clone()));
+            self.webhook.secret = Some(Secret::from(v.as_str()));
         }
         if let Some(v) = vars.get("WEBHOOK_AUTH_TOKEN") {
-            self.webhook.auth_token = Some(Secret(v.clone()));
+            self.webhook.auth_token = Some(Secret::from(v.as_str()));
         }
         if let Some(v) = vars.get("DASHBOARD_WEBHOOK_INTERNAL_URL") {
             self.dashboard.webhook_internal_url = Some(v.clone());

@@ -340,15 +340,20 @@ where
 {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(SinkError::Other(format!("sink panicked: {msg}")))
-        }
+        Err(panic) => Err(SinkError::Other(format!(
+            "sink panicked: {}",
+            panic_message(panic.as_ref())
+        ))),
     }
+}
+
+/// The text of a caught panic's payload (`&str` or `String`), else `unknown panic`.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Sleeps `d`; returns true when shutdown came first.

@@ -1,47 +1,16 @@
 //! `sinks: [{type: forward, ...}]` settings, their defaults and their checks.
 
-use std::fmt;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// Directory of the default outbox files: `data/<sink name>.redb`, relative to the working
 /// directory.
 pub const DEFAULT_DATA_DIR: &str = "data";
-
-/// A secret string (`secret`, `auth_token`): `Debug` and serialization print `********`, so
-/// neither logs nor `check-config` output can reveal it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// The secret in clear, for the one place that needs it (signing, the outgoing header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for SecretString {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"********\"")
-    }
-}
-
-impl Serialize for SecretString {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
-}
 
 /// Settings of one forward sink: where webhooks go, how they are signed, how delivery is
 /// retried and where undelivered ones are kept.
@@ -56,10 +25,10 @@ pub struct ForwardConfig {
     /// HMAC-SHA256 key: when set, each request carries `x-wa-hub-signature` = lowercase hex
     /// HMAC of the body under this key. Default none (no signature header).
     #[serde(default)]
-    pub secret: Option<SecretString>,
+    pub secret: Option<Secret>,
     /// Sent as `Authorization: Bearer <auth_token>` when set. Default none.
     #[serde(default)]
-    pub auth_token: Option<SecretString>,
+    pub auth_token: Option<Secret>,
     /// Longest time for one attempt (connect, send, response head and body), ms. Default 10000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: NonZeroU64,
@@ -141,10 +110,10 @@ impl ForwardConfig {
         if !self.url.username().is_empty() || self.url.password().is_some() {
             return Err("url: must not carry credentials; set auth_token instead".into());
         }
-        if self.secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+        if self.secret.as_ref().is_some_and(|s| s.is_empty()) {
             return Err("secret: is empty; remove the key to send no signature".into());
         }
-        if self.auth_token.as_ref().is_some_and(|s| s.0.is_empty()) {
+        if self.auth_token.as_ref().is_some_and(|s| s.is_empty()) {
             return Err("auth_token: is empty; remove the key to send no bearer token".into());
         }
         if self.backoff_initial_ms > self.backoff_max_ms {

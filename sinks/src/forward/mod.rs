@@ -15,7 +15,7 @@ mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ForwardConfig, SecretString, DEFAULT_DATA_DIR};
+pub use config::{ForwardConfig, DEFAULT_DATA_DIR};
 pub use outbox::{Entry, EntryMeta, Outbox, OutboxError};
 pub use retry::{backoff, judge_status, parse_retry_after, Verdict, RETRY_AFTER_MAX};
 pub use sink::{

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::secret::Secret;
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::topic::{publish_packet_bytes, Topics, MAX_TOPIC_BYTES};
 
@@ -22,37 +23,6 @@ pub const MIN_MAX_PACKET_BYTES: usize = 128;
 /// Largest MQTT packet there is: 268,435,455 bytes of remaining length plus 5 of header.
 pub const MAX_MAX_PACKET_BYTES: usize = 268_435_460;
 
-/// A password: masked in `Debug` and when serialized, so it never reaches logs or
-/// `check-config` output.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Password(String);
-
-impl Password {
-    /// The password in clear, for the CONNECT packet only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Password {
-    fn from(s: &str) -> Self {
-        Password(s.to_owned())
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"********\"")
-    }
-}
-
-impl Serialize for Password {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
-    }
-}
-
 /// Settings of one MQTT sink, as written in YAML. [`MqttConfig::validate`] checks them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,8 +35,8 @@ pub struct MqttConfig {
     pub client_id: Option<String>,
     /// User name for the broker. Default none.
     pub username: Option<String>,
-    /// Password for the broker (needs `username`). Masked in every output. Default none.
-    pub password: Option<Password>,
+    /// Secret for the broker (needs `username`). Masked in every output. Default none.
+    pub password: Option<Secret>,
     /// PEM file with the CA certificates to trust for `mqtts://`; default: the system's.
     pub ca_file: Option<PathBuf>,
     /// QoS of every publish, 0 or 1. Default 1.
@@ -399,7 +369,7 @@ impl MqttConfig {
         // Checked above: a non-empty client id whenever clean_session is false.
         options.set_clean_session(self.clean_session);
         if let Some(user) = &self.username {
-            let pass = self.password.as_ref().map(Password::expose).unwrap_or("");
+            let pass = self.password.as_ref().map(Secret::expose).unwrap_or("");
             options.set_credentials(user.clone(), pass);
         }
         options.set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes);

@@ -114,11 +114,7 @@ pub(crate) async fn run(
         match AssertUnwindSafe(d.drive()).catch_unwind().await {
             Ok(()) => break,
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
+                let msg = crate::router::panic_message(panic.as_ref());
                 d.shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 d.shared.stats.set_connected(false);
                 tracing::error!(sink = %d.shared.name, panic = %msg, "mqtt: connection task panicked; restarting it");

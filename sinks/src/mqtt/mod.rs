@@ -7,6 +7,6 @@ mod connection;
 mod sink;
 pub mod topic;
 
-pub use config::{default_client_id, MqttConfig, MqttConfigError, MqttSettings, Password};
+pub use config::{default_client_id, MqttConfig, MqttConfigError, MqttSettings};
 pub use sink::{MqttSink, MAX_OVERFLOW_STATUSES};
 pub use topic::{decode_level, encode_level, publish_packet_bytes, DecodeError, Topics};
