@@ -65,7 +65,11 @@ fn free_port() -> u16 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` there is none: do nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("forward bench: run with `cargo bench --bench forward`");
+        return;
+    }
     let events = env_num("FORWARD_BENCH_EVENTS", 5000);
     let secs = env_num("FORWARD_BENCH_SECS", 5);
     let concurrency = env_num("FORWARD_BENCH_CONCURRENCY", 16);
