@@ -7,6 +7,7 @@ use pingora::server::{RunArgs, Server};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use wa_hub_sinks::SinkTask;
@@ -16,6 +17,9 @@ use crate::config::Config;
 use crate::poll::Pollers;
 use crate::proxy::SidecarProxy;
 use crate::shutdown::DrainOnSignal;
+
+/// Read buffer per client connection, bytes.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Errors while assembling the server.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, SidecarProxy::new(app.clone()));
-    proxy.add_tcp(&listen.to_string());
+    // Requests to the sidecar are small and bodies are read in chunks anyway; Pingora's 64 KiB
+    // read buffer per connection would dominate the memory of idle SSE clients.
+    proxy.add_listener(
+        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings {
+            read: Some(CLIENT_READ_BUFFER_BYTES),
+            write: None,
+        }),
+    );
     server.add_service(proxy);
     if let Some(metrics_listen) = app.config.raw.metrics_listen {
         let mut metrics = pingora::proxy::http_proxy_service_with_name(
