@@ -611,7 +611,7 @@ fn unwritable_outbox_path_stops_start_up_with_a_clear_message() {
     std::fs::write(
         &path,
         format!(
-            "listen: 127.0.0.1:{}\nsinks:\n  - type: forward\n    name: crm\n    url: http://127.0.0.1:9/\n    outbox_path: {}\n",
+            "listen: 127.0.0.1:{}\nmetrics_listen: null\nsinks:\n  - type: forward\n    name: crm\n    url: http://127.0.0.1:9/\n    outbox_path: {}\n",
             free_port(),
             blocker.join("o.redb").display()
         ),
