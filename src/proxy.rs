@@ -333,7 +333,13 @@ impl ProxyHttp for SidecarProxy {
             path = %ctx.call.as_ref().map(|c| c.upstream_path.as_str()).unwrap_or("-"),
             "proxy request failed"
         );
-        if failure.status > 0 {
+        // Once wa-hub's status line went to the client, an error body would be read as part of
+        // that answer: end the connection instead, so the client sees a truncated response.
+        let headers_sent = session.response_written().is_some();
+        if headers_sent {
+            session.set_keepalive(None);
+        }
+        if failure.status > 0 && !headers_sent {
             let resp = LocalResponse::error(failure.status, failure.error, failure.message);
             let origins = &self.app.config.raw.cors.allowed_origins;
             if let Err(we) = write_response(session, resp, origins).await {

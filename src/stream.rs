@@ -211,7 +211,16 @@ pub async fn serve(
             }
         }
     }
-    if write(session, first.freeze()).await.is_err() {
+    if let Err(e) = write(session, first.freeze()).await {
+        if e.etype == pingora::ErrorType::WriteTimedout {
+            hub.stats
+                .clients_dropped_slow
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("SSE client stopped reading during its first events; dropped");
+        }
+        // The stream cannot be resumed mid-frame: close the connection.
+        session.set_keepalive(None);
+        session.shutdown().await;
         return Ok(None);
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);

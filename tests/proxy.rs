@@ -627,3 +627,39 @@ fn cors_allows_listed_origins_only() {
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[test]
+fn upstream_failing_mid_answer_never_gets_an_error_body_appended() {
+    // wa-hub starts a chunked 200, sends one chunk, then stalls.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n{\"partial\":\r\n",
+            );
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    let sc = Sidecar::start_with(
+        &format!("http://{addr}"),
+        "  read_timeout_ms: 300\n",
+        "",
+        &[],
+    );
+    let resp = raw(
+        sc.addr,
+        b"GET /api/wahub/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(
+        !resp.contains("\"error\""),
+        "error JSON inside the 200 body: {resp}"
+    );
+    assert!(
+        !resp.ends_with("0\r\n\r\n"),
+        "response ended as if complete: {resp}"
+    );
+}

@@ -44,7 +44,8 @@ impl fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("********")
+        // An empty secret is shown as empty, so `check-config` tells "not set" from "set".
+        s.serialize_str(if self.0.is_empty() { "" } else { "********" })
     }
 }
 
