@@ -128,6 +128,7 @@ async fn forward_throughput(n: u64, body: &str) {
     // Runs `sink` behind a router as the service does; returns the bus and the supervisor.
     let run = |sink: ForwardSink| {
         let (router, mut tasks) = Router::new(vec![SinkSpec {
+            kind: "forward",
             name: "bench".into(),
             filter: Filter::default(),
             queue_capacity: n as usize,

@@ -117,6 +117,7 @@ fn router_fanout(c: &mut Criterion) {
     for sinks in [1usize, 4, 16] {
         let specs = (0..sinks)
             .map(|i| SinkSpec {
+                kind: "bench",
                 name: format!("s{i}"),
                 // Half the sinks filter on event name and instance glob, as configs do.
                 filter: if i % 2 == 0 {

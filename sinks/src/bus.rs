@@ -3,7 +3,9 @@
 //! Publishing never blocks on a sink: the router only `try_send`s into bounded queues. Ingest
 //! and the proxy call [`Bus::publish`] on their hot path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use chrono::Utc;
 
@@ -32,7 +34,7 @@ impl Bus {
     /// Numbers `payload`, stamps it with the current time and routes it. Returns the event.
     pub fn publish(&self, payload: Payload) -> Arc<Event> {
         // The lock keeps id order and queue order the same across producers.
-        let mut last = self.last_id.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last_id.lock();
         *last += 1;
         let event = Arc::new(Event::new(*last, Utc::now(), payload));
         self.router.dispatch(&event);
@@ -41,7 +43,7 @@ impl Bus {
 
     /// The id of the last published event (0 before the first).
     pub fn last_id(&self) -> u64 {
-        *self.last_id.lock().unwrap_or_else(|p| p.into_inner())
+        *self.last_id.lock()
     }
 
     /// The router, for sink statistics.

@@ -1,28 +1,36 @@
-//! The `sinks:` config list and building the router from it. Adding a sink means one module
-//! and one [`SinkKind`] arm.
+//! The `sinks:` config list, and building the router and the sinks from it.
+//!
+//! Each sink's config implements [`SinkBuilder`]: it checks its own settings and builds its
+//! sink (Vector's `SinkConfig::build`). This module only runs the common checks (unique names,
+//! queue sizes, filters, resources only one sink may hold) and one loop over the list. Adding a
+//! sink means its folder and one [`SinkKind`] arm.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::filter::{Filter, Kind, PatternError};
-use crate::forward::{ForwardConfig, ForwardError, ForwardHandle, ForwardSink};
-use crate::mqtt::{MqttConfig, MqttConfigError, MqttSink};
+use crate::envelope::Kind;
+use crate::filter::{Filter, PatternError};
+use crate::forward::{ForwardConfig, ForwardConfigError, ForwardError, ForwardHandle};
+use crate::mqtt::{MqttConfig, MqttConfigError};
 use crate::router::{Router, SinkSpec, SinkStats, SinkTask};
-use crate::sse::{SseConfig, SseHub, SseSink};
-use crate::stdout::{StdoutConfig, StdoutSink};
+use crate::sink::Sink;
+use crate::sse::{SseConfig, SseHub};
+use crate::stdout::StdoutConfig;
 
 /// Default capacity of each sink's queue, events.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
-/// One `sinks:` entry: the common keys, then the sink's own keys beside `type`.
+/// One `sinks:` entry: the common keys, then the sink's own keys beside `type`. Public
+/// interface (config keys): changes only with a note in the README.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SinkConfig {
     /// Unique name; defaults to the type (`sse`, `stdout`, ...).
     #[serde(default)]
     pub name: Option<String>,
-    /// Event kinds received (`webhook`, `apiLog`, `qr`, `status`); empty: all.
+    /// Event kinds received (`webhook`, `apiLog`, `qr`, `status`); empty: the sink's default
+    /// ([`SinkBuilder::default_kinds`]), all kinds for most sinks.
     #[serde(default)]
     pub kinds: Vec<Kind>,
     /// Webhook event-name globs (`*` allowed); empty: all. Other kinds ignore it.
@@ -43,7 +51,7 @@ fn default_queue_capacity() -> usize {
     DEFAULT_QUEUE_CAPACITY
 }
 
-/// The sink types.
+/// The sink types: the `type` key of a `sinks:` entry.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SinkKind {
@@ -67,6 +75,16 @@ impl SinkKind {
             SinkKind::Mqtt(_) => "mqtt",
         }
     }
+
+    /// The sink's own config, as a builder.
+    pub fn builder(&self) -> &dyn SinkBuilder {
+        match self {
+            SinkKind::Sse(c) => c,
+            SinkKind::Stdout(c) => c,
+            SinkKind::Forward(c) => c,
+            SinkKind::Mqtt(c) => c,
+        }
+    }
 }
 
 impl SinkConfig {
@@ -76,6 +94,95 @@ impl SinkConfig {
             .clone()
             .unwrap_or_else(|| self.kind.type_name().to_owned())
     }
+
+    /// The kinds the sink receives: `kinds`, else its builder's default.
+    pub fn effective_kinds(&self) -> Vec<Kind> {
+        if self.kinds.is_empty() {
+            self.kind.builder().default_kinds()
+        } else {
+            self.kinds.clone()
+        }
+    }
+}
+
+/// What a sink's config gets to build its sink.
+pub struct BuildContext<'a> {
+    /// The sink's unique name.
+    pub name: &'a str,
+    /// The sink's compiled filter (the router applies it; a sink may use it too).
+    pub filter: &'a Filter,
+    /// The sink's counters, shared with the router.
+    pub stats: Arc<SinkStats>,
+}
+
+/// A sink, built, and what the service keeps of it besides.
+pub struct Built {
+    /// The sink the router runs.
+    pub sink: Box<dyn Sink>,
+    /// The SSE hub, for the sink that serves `GET /api/stream`.
+    pub hub: Option<Arc<SseHub>>,
+    /// Access to the sink's dead letters, for a sink that keeps them.
+    pub dead_letters: Option<ForwardHandle>,
+}
+
+impl Built {
+    /// A sink with nothing else to expose.
+    pub fn sink(sink: impl Sink) -> Self {
+        Self {
+            sink: Box::new(sink),
+            hub: None,
+            dead_letters: None,
+        }
+    }
+}
+
+/// Why a sink's own settings were refused or its sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An MQTT sink's settings are not acceptable (the message names the key).
+    #[error(transparent)]
+    Mqtt(#[from] MqttConfigError),
+    /// A forward sink's settings are not acceptable (the message names the key).
+    #[error(transparent)]
+    Forward(#[from] ForwardConfigError),
+    /// A forward sink could not be set up: its outbox is unwritable, locked by another
+    /// process or unreadable, or TLS could not be initialised.
+    #[error(transparent)]
+    ForwardSetup(#[from] ForwardError),
+}
+
+/// A resource only one sink may hold (the SSE endpoint, an outbox file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Exclusive {
+    /// What is held, e.g. `outbox_path: data/crm.redb`; identifies the resource.
+    pub what: String,
+}
+
+/// Implemented by each sink's config: checks and builds that sink.
+pub trait SinkBuilder {
+    /// The kinds the sink receives when its `kinds` is empty. Default: every kind (empty list).
+    fn default_kinds(&self) -> Vec<Kind> {
+        Vec::new()
+    }
+
+    /// Checks the sink's own settings without side effects; `kinds` as configured.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the key.
+    fn check(&self, _name: &str, _kinds: &[Kind]) -> Result<(), BuildError> {
+        Ok(())
+    }
+
+    /// A resource this sink needs for itself, so two sinks cannot share it.
+    fn exclusive(&self, _name: &str) -> Option<Exclusive> {
+        None
+    }
+
+    /// Builds the sink. Called after [`SinkBuilder::check`] passed.
+    ///
+    /// # Errors
+    /// A [`BuildError`] when the sink cannot be set up (e.g. its outbox cannot be opened).
+    fn build(&self, cx: BuildContext<'_>) -> Result<Built, BuildError>;
 }
 
 /// Why the sink list was refused. Each names the sink (`sinks[i]` and its name).
@@ -89,11 +196,15 @@ pub enum SinksConfigError {
         /// The name.
         name: String,
     },
-    /// More than one SSE sink.
-    #[error("sinks[{index}]: only one sink of type sse is allowed")]
-    SecondSse {
+    /// Two sinks need the same resource (a second SSE sink, a shared outbox file).
+    #[error("sinks[{index}] ({name}): {what} is taken by another sink")]
+    Shared {
         /// Position in the list.
         index: usize,
+        /// The sink's name.
+        name: String,
+        /// The resource.
+        what: String,
     },
     /// A filter glob is malformed.
     #[error("sinks[{index}] ({name}): {source}")]
@@ -105,36 +216,15 @@ pub enum SinksConfigError {
         /// The glob error.
         source: PatternError,
     },
-    /// An MQTT sink's settings are not acceptable.
+    /// The sink's own settings are wrong, or the sink could not be built.
     #[error("sinks[{index}] ({name}): {source}")]
-    Mqtt {
+    Sink {
         /// Position in the list.
         index: usize,
         /// The sink's name.
         name: String,
         /// What is wrong, naming the key.
-        source: MqttConfigError,
-    },
-    /// A forward sink's settings are wrong (the reason names the key).
-    #[error("sinks[{index}] ({name}): {reason}")]
-    Forward {
-        /// Position in the list.
-        index: usize,
-        /// The sink's name.
-        name: String,
-        /// What is wrong, starting with the key.
-        reason: String,
-    },
-    /// A forward sink could not be set up: its outbox is unwritable, locked by another
-    /// process or unreadable, or TLS could not be initialised.
-    #[error("sinks[{index}] ({name}): {source}")]
-    ForwardSetup {
-        /// Position in the list.
-        index: usize,
-        /// The sink's name.
-        name: String,
-        /// What failed.
-        source: ForwardError,
+        source: BuildError,
     },
     /// `queue_capacity` is 0.
     #[error("sinks[{index}] ({name}): queue_capacity must be at least 1")]
@@ -146,72 +236,54 @@ pub enum SinksConfigError {
     },
 }
 
-/// Checks the list without building anything.
+/// Checks the list without building anything; returns each sink's compiled filter.
 ///
 /// # Errors
 /// The first [`SinksConfigError`] found.
-pub fn validate(configs: &[SinkConfig]) -> Result<(), SinksConfigError> {
-    let mut names = HashSet::new();
-    let mut outboxes = HashSet::new();
-    let mut sse = false;
+pub fn validate(configs: &[SinkConfig]) -> Result<Vec<Filter>, SinksConfigError> {
+    let mut names = HashMap::new();
+    let mut held = HashMap::new();
+    let mut filters = Vec::with_capacity(configs.len());
     for (index, c) in configs.iter().enumerate() {
         let name = c.name();
-        if !names.insert(name.clone()) {
+        if names.insert(name.clone(), index).is_some() {
             return Err(SinksConfigError::DuplicateName { index, name });
-        }
-        if matches!(c.kind, SinkKind::Sse(_)) {
-            if sse {
-                return Err(SinksConfigError::SecondSse { index });
-            }
-            sse = true;
         }
         if c.queue_capacity == 0 {
             return Err(SinksConfigError::ZeroQueue { index, name });
         }
-        if let SinkKind::Mqtt(cfg) = &c.kind {
-            cfg.validate().map_err(|source| SinksConfigError::Mqtt {
-                index,
-                name: name.clone(),
-                source,
-            })?;
-        }
-        if let SinkKind::Forward(f) = &c.kind {
-            let reason = if let Err(reason) = f.check() {
-                Some(reason)
-            } else if c.kinds.iter().any(|k| *k != Kind::Webhook) {
-                Some(
-                    "kinds: a forward sink sends webhooks only; list just `webhook` or nothing"
-                        .into(),
-                )
-            } else if !outboxes.insert(f.outbox_file(&name)) {
-                Some(format!(
-                    "outbox_path: {} is used by another forward sink",
-                    f.outbox_file(&name).display()
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                return Err(SinksConfigError::Forward {
-                    index,
-                    name,
-                    reason,
-                });
-            }
-        }
-        Filter::new(&c.kinds, &c.events, &c.instances).map_err(|source| {
-            SinksConfigError::Pattern {
+        let builder = c.kind.builder();
+        if let Err(source) = builder.check(&name, &c.kinds) {
+            return Err(SinksConfigError::Sink {
                 index,
                 name,
                 source,
+            });
+        }
+        if let Some(ex) = builder.exclusive(&name) {
+            if held.insert(ex.clone(), index).is_some() {
+                return Err(SinksConfigError::Shared {
+                    index,
+                    name,
+                    what: ex.what,
+                });
             }
-        })?;
+        }
+        let filter =
+            Filter::new(&c.effective_kinds(), &c.events, &c.instances).map_err(|source| {
+                SinksConfigError::Pattern {
+                    index,
+                    name,
+                    source,
+                }
+            })?;
+        filters.push(filter);
     }
-    Ok(())
+    Ok(filters)
 }
 
 /// The sinks, built: the router the bus dispatches to, the tasks to run, the SSE hub when an
-/// SSE sink is configured, and a handle per forward sink.
+/// SSE sink is configured, and dead-letter access by sink name.
 pub struct BuiltSinks {
     /// Dispatch side.
     pub router: Router,
@@ -219,68 +291,47 @@ pub struct BuiltSinks {
     pub tasks: Vec<SinkTask>,
     /// The SSE hub, for the stream endpoint.
     pub sse: Option<Arc<SseHub>>,
-    /// Forward sinks by name, for the dead-letter routes.
-    pub forward: BTreeMap<String, ForwardHandle>,
+    /// Sinks that keep dead letters, by name, for the dead-letter routes.
+    pub dead_letters: BTreeMap<String, ForwardHandle>,
 }
 
-/// Builds every configured sink. Forward sinks open their outbox here (creating it and its
-/// directories), so a bad location stops start-up before any port is bound. A forward sink
-/// whose `kinds` is empty gets `[webhook]`: it receives webhooks only.
+/// Builds every configured sink, in order. Sinks with side effects at build time (a forward
+/// sink opens its outbox, creating it and its directories) do them here, so a bad location
+/// stops start-up before any port is bound.
 ///
 /// # Errors
-/// What [`validate`] reports, and [`SinksConfigError::ForwardSetup`].
+/// What [`validate`] reports, and [`SinksConfigError::Sink`] when a sink cannot be built.
 pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
-    validate(configs)?;
+    let filters = validate(configs)?;
     let mut specs = Vec::with_capacity(configs.len());
     let mut sse = None;
-    let mut forward = BTreeMap::new();
-    for (index, c) in configs.iter().enumerate() {
+    let mut dead_letters = BTreeMap::new();
+    for (index, (c, filter)) in configs.iter().zip(filters).enumerate() {
         let name = c.name();
-        let kinds = match (&c.kind, c.kinds.is_empty()) {
-            (SinkKind::Forward(_), true) => vec![Kind::Webhook],
-            _ => c.kinds.clone(),
-        };
-        let filter = Filter::new(&kinds, &c.events, &c.instances).map_err(|source| {
-            SinksConfigError::Pattern {
+        let stats = Arc::new(SinkStats::default());
+        let built = c
+            .kind
+            .builder()
+            .build(BuildContext {
+                name: &name,
+                filter: &filter,
+                stats: stats.clone(),
+            })
+            .map_err(|source| SinksConfigError::Sink {
                 index,
                 name: name.clone(),
                 source,
-            }
-        })?;
-        let stats = Arc::new(SinkStats::default());
-        let sink: Box<dyn crate::Sink> = match &c.kind {
-            SinkKind::Sse(cfg) => {
-                let hub = Arc::new(SseHub::new(cfg.clone(), filter.clone()));
-                sse = Some(hub.clone());
-                Box::new(SseSink::new(hub))
-            }
-            SinkKind::Stdout(_) => Box::new(StdoutSink::new()),
-            SinkKind::Mqtt(cfg) => {
-                let settings = cfg.validate().map_err(|source| SinksConfigError::Mqtt {
-                    index,
-                    name: name.clone(),
-                    source,
-                })?;
-                Box::new(MqttSink::new(name.clone(), settings, stats.clone()))
-            }
-            SinkKind::Forward(cfg) => {
-                let sink =
-                    ForwardSink::new(&name, cfg.clone(), stats.clone()).map_err(|source| {
-                        SinksConfigError::ForwardSetup {
-                            index,
-                            name: name.clone(),
-                            source,
-                        }
-                    })?;
-                forward.insert(name.clone(), sink.handle());
-                Box::new(sink)
-            }
-        };
+            })?;
+        sse = sse.or(built.hub);
+        if let Some(handle) = built.dead_letters {
+            dead_letters.insert(name.clone(), handle);
+        }
         specs.push(SinkSpec {
             name,
+            kind: c.kind.type_name(),
             filter,
             queue_capacity: c.queue_capacity,
-            sink,
+            sink: built.sink,
             stats,
         });
     }
@@ -289,6 +340,6 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
         router,
         tasks,
         sse,
-        forward,
+        dead_letters,
     })
 }

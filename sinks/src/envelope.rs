@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -48,13 +48,82 @@ impl Event {
         })
     }
 
-    /// Short name of the payload kind: `webhook`, `apiLog`, `qr` or `status`.
-    pub fn kind(&self) -> &'static str {
+    /// The payload's kind.
+    pub fn kind(&self) -> Kind {
         self.payload.kind()
     }
 }
 
-/// What an event carries. Serializes as `{"type": <kind>, "data": <record>}`.
+/// An event kind as named in the envelope's `type` field. Public interface (the SSE
+/// envelope, sink `kinds` filters): changes only with a note in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Kind {
+    /// `webhook`
+    #[serde(rename = "webhook")]
+    Webhook,
+    /// `apiLog`
+    #[serde(rename = "apiLog")]
+    ApiLog,
+    /// `qr`
+    #[serde(rename = "qr")]
+    Qr,
+    /// `status`
+    #[serde(rename = "status")]
+    Status,
+}
+
+impl Kind {
+    /// The `type` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::ApiLog => "apiLog",
+            Kind::Qr => "qr",
+            Kind::Status => "status",
+        }
+    }
+}
+
+/// An instance's lifecycle rank (dashboard reference §5). Serialized as its number, 0–3, as
+/// the dashboard's `lifecycleRank`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rank {
+    /// 0: `disconnected`, `auth_failure`, `restricted` (and the sidecar's `logged_out`,
+    /// `banned`).
+    Disconnected = 0,
+    /// 1: waiting for a QR scan; the default.
+    NeedsQr = 1,
+    /// 2: authenticated, syncing.
+    Syncing = 2,
+    /// 3: ready.
+    Active = 3,
+}
+
+impl Rank {
+    /// The rank's label: `disconnected`, `needs_qr`, `syncing` or `active`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rank::Disconnected => "disconnected",
+            Rank::NeedsQr => "needs_qr",
+            Rank::Syncing => "syncing",
+            Rank::Active => "active",
+        }
+    }
+
+    /// The number, 0–3.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Serialize for Rank {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.as_u8())
+    }
+}
+
+/// What an event carries. Serializes as `{"type": <kind>, "data": <record>}`: the dashboard's
+/// SSE envelope. Public interface: changes only with a note in the README.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
 pub enum Payload {
@@ -69,13 +138,13 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Short name of the kind, as it appears in the `type` field.
-    pub fn kind(&self) -> &'static str {
+    /// The kind, as it appears in the `type` field ([`Kind::as_str`]).
+    pub fn kind(&self) -> Kind {
         match self {
-            Payload::Webhook(_) => "webhook",
-            Payload::ApiLog(_) => "apiLog",
-            Payload::Qr(_) => "qr",
-            Payload::Status(_) => "status",
+            Payload::Webhook(_) => Kind::Webhook,
+            Payload::ApiLog(_) => Kind::ApiLog,
+            Payload::Qr(_) => Kind::Qr,
+            Payload::Status(_) => Kind::Status,
         }
     }
 
@@ -146,7 +215,7 @@ pub struct InstanceStatus {
     /// Status word from the highest-precedence source (e.g. `ready`, `qr`, `CONNECTED`).
     pub display_status: String,
     /// 0 disconnected, 1 needs_qr, 2 syncing, 3 active.
-    pub rank: u8,
+    pub rank: Rank,
     /// Name of the rank: `disconnected`, `needs_qr`, `syncing` or `active`.
     pub label: &'static str,
     /// Whether a QR should be shown (not ready, not authenticating/initializing, QR known).

@@ -2,39 +2,8 @@
 //! receives. Set in config on each `sinks:` entry as `kinds`, `events` and `instances`; an
 //! empty list means "all".
 
+use crate::envelope::{Event, Kind};
 use globset::{Glob, GlobMatcher};
-use serde::{Deserialize, Serialize};
-
-use crate::envelope::Event;
-
-/// An event kind as named in the envelope's `type` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Kind {
-    /// `webhook`
-    #[serde(rename = "webhook")]
-    Webhook,
-    /// `apiLog`
-    #[serde(rename = "apiLog")]
-    ApiLog,
-    /// `qr`
-    #[serde(rename = "qr")]
-    Qr,
-    /// `status`
-    #[serde(rename = "status")]
-    Status,
-}
-
-impl Kind {
-    /// The `type` name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Webhook => "webhook",
-            Kind::ApiLog => "apiLog",
-            Kind::Qr => "qr",
-            Kind::Status => "status",
-        }
-    }
-}
 
 /// A glob pattern was not valid.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +62,7 @@ impl Filter {
     /// - its instance id matches one of `instances` (or none are set); with `instances` set,
     ///   events without an instance id are not selected.
     pub fn matches(&self, event: &Event) -> bool {
-        let kind = match event.kind() {
-            "webhook" => Kind::Webhook,
-            "apiLog" => Kind::ApiLog,
-            "qr" => Kind::Qr,
-            _ => Kind::Status,
-        };
-        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+        if !self.kinds.is_empty() && !self.kinds.contains(&event.kind()) {
             return false;
         }
         if let Some(name) = event.payload.webhook_event() {

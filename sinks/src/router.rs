@@ -4,21 +4,22 @@
 //! Dispatch never blocks: a full queue drops the event for that sink only, counts the drop and
 //! logs it at most once per [`DROP_LOG_INTERVAL`]. A sink that fails or panics is restarted
 //! with capped exponential backoff; it never takes the process down.
+//!
+//! [`DROP_LOG_INTERVAL`]: crate::throttle::DROP_LOG_INTERVAL
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
+use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::envelope::Event;
 use crate::filter::Filter;
 use crate::sink::{Sink, SinkError};
-
-/// Minimum time between two "queue full" log lines of one sink.
-pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+use crate::throttle::LogThrottle;
 /// First restart delay after a failure.
 pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Largest restart delay.
@@ -63,20 +64,20 @@ impl SinkStats {
     }
 }
 
-struct Route {
+/// The dispatch side of one sink: its filter and the sending end of its bounded queue.
+struct SinkQueue {
     name: String,
+    kind: &'static str,
     filter: Filter,
     tx: mpsc::Sender<Arc<Event>>,
     capacity: usize,
     stats: Arc<SinkStats>,
-    /// Milliseconds since `Router::epoch` of the last drop log line, plus one (0 = never).
-    last_drop_log_ms: AtomicU64,
+    full_log: LogThrottle,
 }
 
 /// Fan-out of bus events to sink queues.
 pub struct Router {
-    routes: Vec<Route>,
-    epoch: Instant,
+    queues: Vec<SinkQueue>,
 }
 
 impl std::fmt::Debug for Router {
@@ -84,7 +85,7 @@ impl std::fmt::Debug for Router {
         f.debug_struct("Router")
             .field(
                 "sinks",
-                &self.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                &self.queues.iter().map(|q| &q.name).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -94,6 +95,8 @@ impl std::fmt::Debug for Router {
 pub struct SinkSpec {
     /// Unique name (logs, metrics, routes).
     pub name: String,
+    /// The sink's config `type` (`sse`, `stdout`, `mqtt`, `forward`).
+    pub kind: &'static str,
     /// What it receives.
     pub filter: Filter,
     /// Queue capacity, events (at least 1).
@@ -124,8 +127,12 @@ impl SinkTask {
 pub struct SinkSnapshot {
     /// The sink's name.
     pub name: String,
+    /// The sink's config `type`.
+    pub kind: &'static str,
     /// Events waiting in its queue.
     pub queue_depth: usize,
+    /// Most events its queue holds (`queue_capacity`).
+    pub queue_capacity: usize,
     /// Its counters.
     pub stats: Arc<SinkStats>,
 }
@@ -133,19 +140,20 @@ pub struct SinkSnapshot {
 impl Router {
     /// Builds the router and the tasks that will run the sinks.
     pub fn new(specs: Vec<SinkSpec>) -> (Self, Vec<SinkTask>) {
-        let mut routes = Vec::with_capacity(specs.len());
+        let mut queues = Vec::with_capacity(specs.len());
         let mut tasks = Vec::with_capacity(specs.len());
         for spec in specs {
             let capacity = spec.queue_capacity.max(1);
             let (tx, rx) = mpsc::channel(capacity);
             let stats = spec.stats;
-            routes.push(Route {
+            queues.push(SinkQueue {
                 name: spec.name.clone(),
+                kind: spec.kind,
                 filter: spec.filter,
                 tx,
                 capacity,
                 stats: stats.clone(),
-                last_drop_log_ms: AtomicU64::new(0),
+                full_log: LogThrottle::default(),
             });
             tasks.push(SinkTask {
                 name: spec.name,
@@ -154,13 +162,7 @@ impl Router {
                 stats,
             });
         }
-        (
-            Self {
-                routes,
-                epoch: Instant::now(),
-            },
-            tasks,
-        )
+        (Self { queues }, tasks)
     }
 
     /// A router with no sinks.
@@ -170,51 +172,41 @@ impl Router {
 
     /// Queues `event` for every sink that selects it. Never blocks.
     pub fn dispatch(&self, event: &Arc<Event>) {
-        for route in &self.routes {
-            if !route.filter.matches(event) {
+        for queue in &self.queues {
+            if !queue.filter.matches(event) {
                 continue;
             }
-            match route.tx.try_send(event.clone()) {
+            match queue.tx.try_send(event.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let dropped = route.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    self.log_drop(route, dropped);
+                    let dropped = queue.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if queue.full_log.allow() {
+                        tracing::warn!(
+                            sink = %queue.name,
+                            dropped_total = dropped,
+                            capacity = queue.capacity,
+                            "sink queue full, dropping events for this sink"
+                        );
+                    }
                 }
                 // The sink task has ended (shutdown): nothing to deliver to.
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    route.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    queue.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }
-    }
-
-    fn log_drop(&self, route: &Route, dropped: u64) {
-        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
-        let last = route.last_drop_log_ms.load(Ordering::Relaxed);
-        let interval = DROP_LOG_INTERVAL.as_millis() as u64;
-        if (last == 0 || now_ms.saturating_sub(last) >= interval)
-            && route
-                .last_drop_log_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
-                sink = %route.name,
-                dropped_total = dropped,
-                capacity = route.capacity,
-                "sink queue full, dropping events for this sink"
-            );
         }
     }
 
     /// Queue depth and counters of every sink, in config order.
     pub fn snapshot(&self) -> Vec<SinkSnapshot> {
-        self.routes
+        self.queues
             .iter()
-            .map(|r| SinkSnapshot {
-                name: r.name.clone(),
-                queue_depth: r.capacity - r.tx.capacity(),
-                stats: r.stats.clone(),
+            .map(|q| SinkSnapshot {
+                name: q.name.clone(),
+                kind: q.kind,
+                queue_depth: q.capacity - q.tx.capacity(),
+                queue_capacity: q.capacity,
+                stats: q.stats.clone(),
             })
             .collect()
     }
@@ -225,26 +217,21 @@ impl Router {
 /// fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
 /// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
-    let mut backoff = RESTART_BACKOFF_MIN;
+    let mut backoff = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
     let mut started = false;
     let mut batch: Vec<Arc<Event>> = Vec::new();
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
+    while !*shutdown.borrow() {
         if !started {
-            match guarded(task.sink.start()).await {
-                Ok(()) => started = true,
-                Err(e) => {
-                    tracing::warn!(sink = %task.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink failed to start");
-                    task.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    if sleep_or_shutdown(backoff, &mut shutdown).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-                    continue;
+            if let Err(e) = guarded(task.sink.start()).await {
+                let delay = backoff.next_delay();
+                tracing::warn!(sink = %task.name, error = %e, retry_in_ms = delay.as_millis() as u64, "sink failed to start");
+                task.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                if sleep_or_shutdown(delay, &mut shutdown).await {
+                    break;
                 }
+                continue;
             }
+            started = true;
         }
         let event = tokio::select! {
             ev = task.rx.recv() => match ev {
@@ -253,74 +240,90 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             },
             _ = shutdown.changed() => break,
         };
-        // Sinks that take batches get what is queued behind this event; when that does not
-        // fill a batch, once more after their linger. Sleeping the linger out (rather than
-        // waiting on the queue) spares the producers a wake-up per event.
-        let max_batch = task.sink.max_batch().max(1);
-        batch.clear();
-        batch.push(event);
-        fill(&mut task.rx, &mut batch, max_batch);
-        let linger = task.sink.batch_linger();
-        if batch.len() < max_batch && !linger.is_zero() {
-            tokio::time::sleep(linger).await;
-            fill(&mut task.rx, &mut batch, max_batch);
-        }
+        task.next_batch(event, &mut batch).await;
         let count = batch.len() as u64;
-        let mut result = if batch.len() == 1 {
-            guarded(task.sink.deliver(&batch[0])).await
-        } else {
-            guarded(task.sink.deliver_batch(&batch)).await
-        };
-        // Caught up: let the sink flush what it buffered.
-        if result.is_ok() && task.rx.is_empty() {
-            result = guarded(task.sink.flush()).await;
-        }
-        match result {
+        match task.deliver(&batch).await {
             Ok(()) => {
                 task.stats.delivered.fetch_add(count, Ordering::Relaxed);
-                backoff = RESTART_BACKOFF_MIN;
+                backoff.reset();
             }
             Err(e) => {
                 task.stats.failed.fetch_add(count, Ordering::Relaxed);
                 task.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sink = %task.name, event_id = batch[0].id, events = count, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; restarting sink");
+                let delay = backoff.next_delay();
+                tracing::warn!(sink = %task.name, event_id = batch[0].id, events = count, error = %e, retry_in_ms = delay.as_millis() as u64, "sink delivery failed; restarting sink");
                 started = false;
-                if sleep_or_shutdown(backoff, &mut shutdown).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-            }
-        }
-    }
-    // Deliver what is already queued, within the drain budget.
-    let deadline = tokio::time::Instant::now() + drain;
-    if started {
-        while let Ok(event) = task.rx.try_recv() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, guarded(task.sink.deliver(&event))).await {
-                Ok(Ok(())) => {
-                    task.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Err(e)) => {
-                    task.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(sink = %task.name, error = %e, "sink failed while draining");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(sink = %task.name, left = task.rx.len() + 1, "drain time over; events left undelivered");
+                if sleep_or_shutdown(delay, &mut shutdown).await {
                     break;
                 }
             }
         }
     }
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let _ = tokio::time::timeout(left.max(Duration::from_millis(100)), async {
+    task.drain_and_stop(started, drain).await;
+}
+
+impl SinkTask {
+    /// `first` plus what is queued behind it, up to [`Sink::max_batch`]; when that does not fill
+    /// a batch, once more after the sink's linger. Sleeping the linger out (rather than waiting
+    /// on the queue) spares the producers a wake-up per event.
+    async fn next_batch(&mut self, first: Arc<Event>, batch: &mut Vec<Arc<Event>>) {
+        let max_batch = self.sink.max_batch().max(1);
+        batch.clear();
+        batch.push(first);
+        fill(&mut self.rx, batch, max_batch);
+        let linger = self.sink.batch_linger();
+        if batch.len() < max_batch && !linger.is_zero() {
+            tokio::time::sleep(linger).await;
+            fill(&mut self.rx, batch, max_batch);
+        }
+    }
+
+    /// Delivers a non-empty batch, then lets the sink flush when its queue is empty (caught
+    /// up).
+    async fn deliver(&mut self, batch: &[Arc<Event>]) -> Result<(), SinkError> {
+        if batch.len() == 1 {
+            guarded(self.sink.deliver(&batch[0])).await?;
+        } else {
+            guarded(self.sink.deliver_batch(batch)).await?;
+        }
+        if self.rx.is_empty() {
+            guarded(self.sink.flush()).await?;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: delivers what is already queued within `drain` (when the sink is
+    /// started), then flushes and stops the sink (given at least 100 ms).
+    async fn drain_and_stop(&mut self, started: bool, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
         if started {
-            let _ = guarded(task.sink.flush()).await;
+            while let Ok(event) = self.rx.try_recv() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, guarded(self.sink.deliver(&event))).await {
+                    Ok(Ok(())) => {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(sink = %self.name, error = %e, "sink failed while draining");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(sink = %self.name, left = self.rx.len() + 1, "drain time over; events left undelivered");
+                        break;
+                    }
+                }
+            }
         }
-        task.sink.stop().await;
-    })
-    .await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = tokio::time::timeout(left.max(Duration::from_millis(100)), async {
+            if started {
+                let _ = guarded(self.sink.flush()).await;
+            }
+            self.sink.stop().await;
+        })
+        .await;
+    }
 }
 
 /// Moves queued events into `batch` until it holds `max` or the queue is empty.
@@ -356,20 +359,13 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Sleeps `d`; returns true when shutdown came first.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::webhook;
     use async_trait::async_trait;
     use std::sync::Mutex;
+    use std::time::Instant;
 
     /// Records delivered ids; panics on ids in `panic_on`, fails on ids in `fail_on`, waits on
     /// `gate` before each delivery when set.
@@ -438,6 +434,7 @@ mod tests {
         let (good, good_seen, _) = probe(vec![], vec![], None);
         let (router, tasks) = Router::new(vec![
             SinkSpec {
+                kind: "test",
                 name: "bad".into(),
                 filter: Filter::default(),
                 queue_capacity: 16,
@@ -445,6 +442,7 @@ mod tests {
                 stats: Default::default(),
             },
             SinkSpec {
+                kind: "test",
                 name: "good".into(),
                 filter: Filter::default(),
                 queue_capacity: 16,
@@ -476,6 +474,7 @@ mod tests {
         let (fast, fast_seen, _) = probe(vec![], vec![], None);
         let (router, tasks) = Router::new(vec![
             SinkSpec {
+                kind: "test",
                 name: "slow".into(),
                 filter: Filter::default(),
                 queue_capacity: 4,
@@ -483,6 +482,7 @@ mod tests {
                 stats: Default::default(),
             },
             SinkSpec {
+                kind: "test",
                 name: "fast".into(),
                 filter: Filter::default(),
                 queue_capacity: 1000,
@@ -544,6 +544,7 @@ mod tests {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
+            kind: "test",
             name: "b".into(),
             filter: Filter::default(),
             queue_capacity: 100,
@@ -579,6 +580,7 @@ mod tests {
     async fn batching_sink_with_linger_waits_briefly_for_more_events() {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
+            kind: "test",
             name: "b".into(),
             filter: Filter::default(),
             queue_capacity: 100,
@@ -609,6 +611,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (s, seen, _) = probe(vec![], vec![], Some(gate.clone()));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
+            kind: "test",
             name: "s".into(),
             filter: Filter::default(),
             queue_capacity: 100,

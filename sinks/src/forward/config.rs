@@ -4,13 +4,28 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+use crate::envelope::Kind;
+use crate::secret::Secret;
 
 /// Directory of the default outbox files: `data/<sink name>.redb`, relative to the working
 /// directory.
 pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// A forward sink's setting is not acceptable. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardConfigError {
+    /// A key holds a value that cannot work.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key, e.g. `url`.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
 
 /// Settings of one forward sink: where webhooks go, how they are signed, how delivery is
 /// retried and where undelivered ones are kept.
@@ -91,33 +106,52 @@ impl ForwardConfig {
         }
     }
 
-    /// Checks the values together.
+    /// Checks the values together, and the sink's `kinds` (as configured; empty means
+    /// `[webhook]`): a forward sink sends webhooks' raw bytes, so it takes webhooks only.
     ///
     /// # Errors
-    /// A sentence naming the key: a scheme other than `http`/`https`, a URL without host or
-    /// with credentials, an empty `secret` or `auth_token`, `backoff_initial_ms` over
-    /// `backoff_max_ms`.
-    pub fn check(&self) -> Result<(), String> {
+    /// [`ForwardConfigError`] naming the key: a scheme other than `http`/`https`, a URL without
+    /// host or with credentials, an empty `secret` or `auth_token`, `backoff_initial_ms` over
+    /// `backoff_max_ms`, a kind other than `webhook`.
+    pub fn check(&self, kinds: &[Kind]) -> Result<(), ForwardConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ForwardConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if !matches!(self.url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: scheme `{}` is not supported; use http:// or https://",
-                self.url.scheme()
-            ));
+            return bad(
+                "url",
+                &format!(
+                    "scheme `{}` is not supported; use http:// or https://",
+                    self.url.scheme()
+                ),
+            );
         }
         if self.url.host_str().is_none_or(str::is_empty) {
-            return Err("url: has no host".into());
+            return bad("url", "has no host");
         }
         if !self.url.username().is_empty() || self.url.password().is_some() {
-            return Err("url: must not carry credentials; set auth_token instead".into());
+            return bad("url", "must not carry credentials; set auth_token instead");
         }
         if self.secret.as_ref().is_some_and(|s| s.is_empty()) {
-            return Err("secret: is empty; remove the key to send no signature".into());
+            return bad("secret", "is empty; remove the key to send no signature");
         }
         if self.auth_token.as_ref().is_some_and(|s| s.is_empty()) {
-            return Err("auth_token: is empty; remove the key to send no bearer token".into());
+            return bad(
+                "auth_token",
+                "is empty; remove the key to send no bearer token",
+            );
         }
         if self.backoff_initial_ms > self.backoff_max_ms {
-            return Err("backoff_initial_ms: must not exceed backoff_max_ms".into());
+            return bad("backoff_initial_ms", "must not exceed backoff_max_ms");
+        }
+        if kinds.iter().any(|k| *k != Kind::Webhook) {
+            return bad(
+                "kinds",
+                "a forward sink sends webhooks only; list just `webhook` or nothing",
+            );
         }
         Ok(())
     }
@@ -165,25 +199,33 @@ mod tests {
 
     #[test]
     fn http_and_https_urls_are_accepted_others_refused() {
-        assert!(cfg("http://127.0.0.1:9/hook").check().is_ok());
-        assert!(cfg("https://hooks.example/x?y=1").check().is_ok());
-        let err = cfg("ftp://x/").check().unwrap_err();
+        assert!(cfg("http://127.0.0.1:9/hook").check(&[]).is_ok());
+        assert!(cfg("https://hooks.example/x?y=1").check(&[]).is_ok());
+        let err = cfg("ftp://x/").check(&[]).unwrap_err().to_string();
         assert!(err.starts_with("url:"), "{err}");
-        assert!(cfg("http://user:pw@x/").check().is_err());
+        assert!(cfg("http://user:pw@x/").check(&[]).is_err());
     }
 
     #[test]
     fn empty_secrets_and_inverted_backoff_are_refused() {
         let mut c = cfg("http://x/");
         c.secret = Some("".into());
-        assert!(c.check().unwrap_err().starts_with("secret:"));
+        assert!(c.check(&[]).unwrap_err().to_string().starts_with("secret:"));
         let mut c = cfg("http://x/");
         c.auth_token = Some("".into());
-        assert!(c.check().unwrap_err().starts_with("auth_token:"));
+        assert!(c
+            .check(&[])
+            .unwrap_err()
+            .to_string()
+            .starts_with("auth_token:"));
         let mut c = cfg("http://x/");
         c.backoff_initial_ms = NonZeroU64::new(2000).unwrap();
         c.backoff_max_ms = NonZeroU64::new(1000).unwrap();
-        assert!(c.check().unwrap_err().starts_with("backoff_initial_ms:"));
+        assert!(c
+            .check(&[])
+            .unwrap_err()
+            .to_string()
+            .starts_with("backoff_initial_ms:"));
     }
 
     #[test]

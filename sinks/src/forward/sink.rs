@@ -10,25 +10,24 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::config::ForwardConfig;
 use super::outbox::{Entry, EntryMeta, Outbox, OutboxError};
 use super::retry::{backoff, judge_status, Verdict};
+use crate::backoff::{sleep_or_shutdown, Backoff};
 use crate::envelope::{iso_timestamp, Event, Payload};
 use crate::router::SinkStats;
+use crate::signature::{sign, SIGNATURE_HEADER};
 use crate::sink::{Sink, SinkError};
+use crate::throttle::LogThrottle;
 
-/// Header carrying the re-computed signature (the same name wa-hub uses).
-pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 /// Header carrying the webhook record's id, the same on every attempt of one event.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most webhooks stored in one outbox transaction (one fsync).
@@ -44,8 +43,6 @@ const WORKER_RESTART_MIN: Duration = Duration::from_millis(100);
 const WORKER_RESTART_MAX: Duration = Duration::from_secs(30);
 /// Longest wait for the worker to finish at [`Sink::stop`].
 const STOP_WAIT: Duration = Duration::from_secs(5);
-/// Minimum time between two "outbox full" log lines.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Bytes of a response body read (to reuse the connection, and quoted in errors).
 const RESPONSE_READ_MAX: usize = 64 * 1024;
 /// Characters of a response body quoted in `last_error`.
@@ -60,14 +57,6 @@ pub enum ForwardError {
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-}
-
-/// Lowercase hex HMAC-SHA256 of `body` under `secret`: the `x-wa-hub-signature` value.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// What the sink, its worker and its handle share.
@@ -90,7 +79,7 @@ struct Shared {
 pub struct ForwardSink {
     shared: Arc<Shared>,
     worker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
-    last_drop_log: Option<Instant>,
+    full_log: LogThrottle,
 }
 
 impl ForwardSink {
@@ -128,7 +117,7 @@ impl ForwardSink {
                 wake: Notify::new(),
             }),
             worker: None,
-            last_drop_log: None,
+            full_log: LogThrottle::default(),
         })
     }
 
@@ -141,11 +130,7 @@ impl ForwardSink {
     fn outbox_full(&mut self, dropped: u64) {
         let shared = &self.shared;
         let total = shared.stats.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
-        if self
-            .last_drop_log
-            .is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL)
-        {
-            self.last_drop_log = Some(Instant::now());
+        if self.full_log.allow() {
             tracing::warn!(
                 sink = %shared.name,
                 max_pending = shared.cfg.max_pending.get(),
@@ -272,23 +257,23 @@ impl Sink for ForwardSink {
 
 /// Runs the worker, restarting it with capped backoff if it panics, until `shutdown`.
 async fn supervise_worker(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
-    let mut pause = WORKER_RESTART_MIN;
+    let mut pause = Backoff::new(WORKER_RESTART_MIN, WORKER_RESTART_MAX);
     loop {
         let run = tokio::spawn(run_worker(shared.clone(), shutdown.clone()));
         match run.await {
             Ok(()) => return,
             Err(e) => {
                 shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                let delay = pause.next_delay();
                 tracing::error!(
                     sink = %shared.name,
                     error = %e,
-                    retry_in_ms = pause.as_millis() as u64,
+                    retry_in_ms = delay.as_millis() as u64,
                     "forward delivery worker died; restarting it"
                 );
-                if sleep_or_stop(pause, &mut shutdown.clone()).await {
+                if sleep_or_shutdown(delay, &mut shutdown.clone()).await {
                     return;
                 }
-                pause = (pause * 2).min(WORKER_RESTART_MAX);
             }
         }
     }
@@ -324,7 +309,7 @@ async fn run_worker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         match next {
             Next::Now => {}
             Next::After(d) => {
-                if sleep_or_stop(d, &mut shutdown).await {
+                if sleep_or_shutdown(d, &mut shutdown).await {
                     return;
                 }
             }
@@ -583,14 +568,6 @@ where
     tokio::task::spawn_blocking(move || f(&ob))
         .await
         .unwrap_or_else(|e| Err(OutboxError::Interrupted(e.to_string())))
-}
-
-/// Sleeps `d`; true when shutdown came first.
-async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
-    }
 }
 
 fn now_ms() -> i64 {

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::*;
 use crate::config::{build, SinkConfig, SinkKind, SinksConfigError};
 use crate::router::SinkStats;
+use crate::signature::{sign, SIGNATURE_HEADER};
 use crate::sink::Sink;
 use crate::test_support::{api_log, webhook};
 
@@ -277,7 +278,16 @@ fn forward_sinks_refuse_other_kinds_and_shared_outboxes() {
     let path = dir.path().join("o.redb");
     let status = sink_config(json!({"type": "forward", "url": "http://x/", "kinds": ["status"]}));
     let err = crate::config::validate(&[status]).unwrap_err();
-    assert!(matches!(err, SinksConfigError::Forward { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SinksConfigError::Sink {
+                source: crate::config::BuildError::Forward(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("kinds"), "{err}");
     let a = sink_config(
         json!({"type": "forward", "name": "a", "url": "http://x/", "outbox_path": path}),
@@ -300,7 +310,7 @@ async fn built_forward_sink_receives_only_webhooks_and_is_exposed_by_name() {
         "outbox_path": dir.path().join("crm.redb"),
     }));
     let built = build(&[c]).unwrap();
-    assert_eq!(built.forward.keys().collect::<Vec<_>>(), ["crm"]);
+    assert_eq!(built.dead_letters.keys().collect::<Vec<_>>(), ["crm"]);
     built.router.dispatch(&api_log(1, None));
     built.router.dispatch(&webhook(2, "ready", None));
     assert_eq!(built.router.snapshot()[0].queue_depth, 1);

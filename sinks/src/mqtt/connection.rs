@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::MqttSettings;
-use super::sink::{Message, MessageKind, Shared};
+use super::message::{Message, MessageKind, Shared};
+use crate::backoff::{sleep_or_shutdown, Backoff};
 
 /// What the poller reports.
 #[derive(Debug)]
@@ -88,7 +89,7 @@ struct Driver {
     stopping: bool,
     retry: VecDeque<Message>,
     inflight: VecDeque<InFlight>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// Runs the connection task until stop. Restarts the driver after a panic, keeping what it
@@ -100,7 +101,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
 ) {
     let mut d = Driver {
-        backoff: settings.reconnect_min,
+        backoff: Backoff::new(settings.reconnect_min, settings.reconnect_max),
         settings,
         shared,
         rx,
@@ -119,7 +120,7 @@ pub(crate) async fn run(
                 d.shared.stats.set_connected(false);
                 tracing::error!(sink = %d.shared.name, panic = %msg, "mqtt: connection task panicked; restarting it");
                 d.requeue_inflight();
-                tokio::time::sleep(d.settings.reconnect_min).await;
+                tokio::time::sleep(d.backoff.next_delay()).await;
             }
         }
     }
@@ -157,7 +158,7 @@ impl Driver {
             sink = %self.shared.name,
             broker = %self.settings.broker,
             error = %reason,
-            retry_in_ms = self.backoff.as_millis() as u64,
+            retry_in_ms = self.backoff.peek().as_millis() as u64,
             retries,
             held = self.held(),
             "mqtt: {what}; will reconnect"
@@ -166,12 +167,11 @@ impl Driver {
 
     /// Sleeps the backoff (then doubles it); true when stop came first.
     async fn sleep_backoff(&mut self) -> bool {
-        let d = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.settings.reconnect_max);
-        tokio::select! {
-            _ = tokio::time::sleep(d) => false,
-            _ = self.stop.changed() => { self.stopping = true; true }
+        let d = self.backoff.next_delay();
+        if sleep_or_shutdown(d, &mut self.stop).await {
+            self.stopping = true;
         }
+        self.stopping
     }
 
     /// Connects, retrying with backoff; `None` when stopped first.
@@ -202,7 +202,7 @@ impl Driver {
                     return None;
                 }
                 Some(Some(LoopEvent::Connected)) => {
-                    self.backoff = self.settings.reconnect_min;
+                    self.backoff.reset();
                     self.shared.stats.set_connected(true);
                     tracing::info!(sink = %self.shared.name, broker = %self.settings.broker, held = self.held(), "mqtt: connected");
                     return Some(conn);
@@ -350,11 +350,7 @@ impl Driver {
 
     /// One status kept aside, as a message.
     fn take_overflow(&mut self) -> Option<Message> {
-        let mut overflow = self
-            .shared
-            .overflow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut overflow = self.shared.overflow.lock();
         let topic = overflow.keys().next()?.clone();
         let payload = overflow.remove(&topic)?;
         Some(Message {
@@ -444,12 +440,7 @@ impl Driver {
         self.retry.is_empty()
             && self.inflight.is_empty()
             && self.rx.is_empty()
-            && self
-                .shared
-                .overflow
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
+            && self.shared.overflow.lock().is_empty()
     }
 
     fn held(&self) -> usize {
@@ -467,11 +458,7 @@ impl Driver {
             }
         }
         left += {
-            let mut overflow = self
-                .shared
-                .overflow
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut overflow = self.shared.overflow.lock();
             let n = overflow.len();
             overflow.clear();
             n

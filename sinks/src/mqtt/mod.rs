@@ -2,8 +2,10 @@
 //! MQTT broker with rumqttc in Zigbee2MQTT's manner (state topics retained, a Last Will).
 //! Topic layout and the id-to-level mapping: [`topic`]; settings: [`MqttConfig`].
 
+mod build;
 mod config;
 mod connection;
+mod message;
 mod sink;
 pub mod topic;
 

@@ -10,18 +10,18 @@
 //!
 //! [`WebhookRecord::raw`]: crate::envelope::WebhookRecord::raw
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::MqttSettings;
 use super::connection;
+use super::message::{Message, MessageKind, Shared};
 use super::topic::{publish_packet_bytes, MAX_TOPIC_BYTES};
 use crate::envelope::{Event, Payload};
 use crate::router::SinkStats;
@@ -29,112 +29,6 @@ use crate::sink::{Sink, SinkError};
 
 /// Most instances whose newest status waits outside the buffer (see [`MqttSink`]).
 pub const MAX_OVERFLOW_STATUSES: usize = 10_000;
-
-/// Minimum time between two "buffer full" log lines.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// What a message is, for bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MessageKind {
-    /// A webhook, counted in `pending` until confirmed.
-    Event,
-    /// A status, counted in `pending` until confirmed.
-    Status,
-    /// `online`/`offline`, made by the connection task itself; not counted.
-    Availability,
-}
-
-/// One PUBLISH to make.
-#[derive(Debug, Clone)]
-pub(crate) struct Message {
-    pub topic: String,
-    pub payload: Bytes,
-    pub retain: bool,
-    pub kind: MessageKind,
-}
-
-impl Message {
-    /// Whether the message counts in `stats.pending`.
-    pub fn counted(&self) -> bool {
-        self.kind != MessageKind::Availability
-    }
-}
-
-/// State shared by the sink and its connection task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The sink's counters (the router's, shared).
-    pub stats: Arc<SinkStats>,
-    /// Newest status per status topic that found the buffer full; published once the buffer
-    /// is empty, so the retained status ends up current even after drops.
-    pub overflow: Mutex<HashMap<String, Bytes>>,
-    /// Wakes the connection task when `overflow` gains an entry.
-    pub wake: Notify,
-    /// Sink name, for logs.
-    pub name: String,
-    last_full_log: Mutex<Option<Instant>>,
-}
-
-impl Shared {
-    pub fn new(name: String, stats: Arc<SinkStats>) -> Self {
-        Self {
-            stats,
-            overflow: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-            name,
-            last_full_log: Mutex::new(None),
-        }
-    }
-
-    /// `pending -= n`.
-    pub fn settle(&self, n: u64) {
-        let _ = self
-            .stats
-            .pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(n))
-            });
-    }
-
-    /// Drops a message for a reason the operator must fix (too large, topic too long):
-    /// counts it and logs it every time.
-    fn drop_refused(&self, topic: &str, reason: &str, bytes: usize, limit: usize) {
-        let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(
-            sink = %self.name,
-            topic = %truncated(topic),
-            bytes,
-            limit,
-            dropped_total = total,
-            "mqtt: {reason}; event dropped"
-        );
-    }
-
-    /// Drops a message because the buffer is full: counts it, logs at most once per
-    /// [`DROP_LOG_INTERVAL`].
-    fn drop_full(&self, capacity: usize) {
-        let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_full_log.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL) {
-            *last = Some(Instant::now());
-            tracing::warn!(
-                sink = %self.name,
-                capacity,
-                dropped_total = total,
-                "mqtt: buffer full (broker slow or unreachable); dropping events"
-            );
-        }
-    }
-}
-
-/// The first 200 bytes of a topic, for logs.
-fn truncated(topic: &str) -> &str {
-    let mut end = topic.len().min(200);
-    while !topic.is_char_boundary(end) {
-        end -= 1;
-    }
-    &topic[..end]
-}
 
 /// Publishes webhooks and statuses to an MQTT broker.
 ///
@@ -230,11 +124,7 @@ impl MqttSink {
 
     /// Keeps the newest status of a topic aside when the buffer is full.
     fn overflow_status(&self, msg: Message) {
-        let mut overflow = self
-            .shared
-            .overflow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut overflow = self.shared.overflow.lock();
         let len = overflow.len();
         match overflow.get_mut(&msg.topic) {
             Some(slot) => *slot = msg.payload,
@@ -292,12 +182,7 @@ impl Sink for MqttSink {
             Ok(()) => {
                 if let Some(topic) = topic {
                     // A newer status is queued: an older one kept aside is obsolete.
-                    let removed = self
-                        .shared
-                        .overflow
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&topic);
+                    let removed = self.shared.overflow.lock().remove(&topic);
                     if removed.is_some() {
                         self.shared.settle(1);
                     }
@@ -345,6 +230,7 @@ mod tests {
     use crate::mqtt::MqttConfig;
     use crate::test_support::{api_log, webhook};
     use chrono::Utc;
+    use std::time::Instant;
 
     fn status(id: u64, instance: &str, word: &str) -> Arc<Event> {
         Arc::new(Event::new(
@@ -353,7 +239,7 @@ mod tests {
             Payload::Status(InstanceStatus {
                 instance_id: instance.into(),
                 display_status: word.into(),
-                rank: 3,
+                rank: crate::Rank::Active,
                 label: "active",
                 show_qr: false,
                 qr: None,
@@ -485,7 +371,7 @@ mod tests {
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 98);
         assert_eq!(stats.pending.load(Ordering::Relaxed), 4);
         {
-            let overflow = sink.shared.overflow.lock().unwrap();
+            let overflow = sink.shared.overflow.lock();
             let a: serde_json::Value =
                 serde_json::from_slice(&overflow["wa-hub/a/status"]).unwrap();
             assert_eq!(a["displayStatus"], "ready");

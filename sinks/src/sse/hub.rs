@@ -5,7 +5,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -139,7 +141,7 @@ impl SseHub {
             bytes: encode_frame(Some(event.id), event.envelope_json()),
             event: event.clone(),
         });
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = self.ring.lock();
         ring.last_id = event.id;
         ring.frames.push_back(frame.clone());
         while ring.frames.len() > self.config.history.get() {
@@ -154,7 +156,7 @@ impl SseHub {
 
     /// Subscribes a client that last saw `last_event_id` (from `Last-Event-ID`).
     pub fn subscribe(&self, last_event_id: Option<u64>) -> Subscription {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = self.ring.lock();
         let rx = self.tx.subscribe();
         let resume = match last_event_id {
             None => Resume::Fresh,

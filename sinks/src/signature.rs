@@ -1,5 +1,7 @@
 //! Webhook signatures: `x-wa-hub-signature` = hex(HMAC-SHA256(secret, raw body)), as wa-hub's
 //! sender computes it (Node `crypto.createHmac('sha256', WEBHOOK_SECRET).update(body)`).
+//! The webhook receiver verifies it; the forward sink signs what it re-sends the same way, so a
+//! receiver checks it exactly as it would wa-hub's.
 //!
 //! Verification runs on the raw request bytes, never on re-serialized JSON, and compares in
 //! constant time (`hmac`'s `verify_slice`).
@@ -9,7 +11,8 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Header carrying the signature.
+/// Header carrying the signature. Public interface (wa-hub's name): changes only with a note
+/// in the README.
 pub const SIGNATURE_HEADER: &str = "x-wa-hub-signature";
 
 /// Result of checking one request's signature header(s).
