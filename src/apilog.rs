@@ -3,9 +3,69 @@
 //! Bodies are captured chunk by chunk as they stream through the proxy, copying at most
 //! `api_log.max_body_bytes` of each; the rest of a large body is counted, never copied.
 
+use std::time::Instant;
+
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use wa_hub_sinks::envelope::iso_timestamp;
+use wa_hub_sinks::ApiLog;
+
+/// One proxied call in flight: what its ApiLog needs, gathered while it streams through.
+#[derive(Debug)]
+pub struct ProxiedCall {
+    /// wa-hub path and query as sent upstream.
+    pub upstream_path: String,
+    /// Instance id from `/instances/<id>/...`.
+    pub instance_id: Option<String>,
+    /// The request body, capped.
+    pub request_body: BodyCapture,
+    /// The response body, capped.
+    pub response_body: BodyCapture,
+    /// What went wrong, when the call failed.
+    pub error: Option<String>,
+    started_at: DateTime<Utc>,
+    start: Instant,
+}
+
+impl ProxiedCall {
+    /// A call to wa-hub path `path_and_query` starting now, keeping at most `cap` bytes of each
+    /// body.
+    pub fn new(path_and_query: String, cap: usize) -> Self {
+        Self {
+            instance_id: crate::routes::instance_id(&path_and_query),
+            upstream_path: path_and_query,
+            request_body: BodyCapture::new(cap),
+            response_body: BodyCapture::new(cap),
+            error: None,
+            started_at: Utc::now(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Time since the call started.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+
+    /// The finished call's ApiLog record: `method` as the client sent it, `status_code` the
+    /// status the client got (`None` when none was written).
+    pub fn into_log(self, method: String, status_code: Option<u16>) -> ApiLog {
+        ApiLog {
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: iso_timestamp(self.started_at),
+            method,
+            path: self.upstream_path,
+            status_code,
+            latency_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            request_body: self.request_body.to_json(),
+            response_body: self.response_body.to_json(),
+            instance_id: self.instance_id,
+            error: self.error,
+        }
+    }
+}
 
 /// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
 pub const RAW_PREVIEW_CHARS: usize = 500;

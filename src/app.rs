@@ -1,22 +1,27 @@
-//! The state every request handler and background task shares, built once at start-up.
+//! The state every request handler and background task shares, built once at start-up, and the
+//! one way events enter the bus: [`App::publish`] for facts, [`App::decide`] for status
+//! decisions (so bus ids follow the order of decisions).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use chrono::Utc;
+use parking_lot::Mutex;
 use tokio::sync::watch;
+use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken};
 use wa_hub_sinks::config::SinksConfigError;
 use wa_hub_sinks::forward::ForwardHandle;
 use wa_hub_sinks::sse::SseHub;
-use wa_hub_sinks::{Bus, SinkTask};
+use wa_hub_sinks::{Bus, Event, Payload, SinkTask};
 
 use crate::config::Config;
 use crate::metrics::{InstanceSample, Metrics};
 use crate::signature::Verifier;
 use crate::status::StatusEngine;
 use crate::store::History;
+use crate::upstream::Upstream;
 
-/// Shared process state: validated config, the bus, the histories and the shutdown signal.
+/// Shared process state: validated config, the bus, the histories and the shutdown signals.
 #[derive(Debug)]
 pub struct App {
     /// The validated configuration.
@@ -27,21 +32,23 @@ pub struct App {
     pub api_logs: History,
     /// Newest-first webhook history (`webhook.history` entries).
     pub webhooks: History,
-    /// HTTP client for the sidecar's own calls to wa-hub (`/readyz`, status polls).
-    pub http: reqwest::Client,
+    /// The sidecar's own client for wa-hub (`/readyz`, status polls).
+    pub upstream: Upstream,
     /// The SSE hub, when an `sse` sink is configured.
     pub sse: Option<Arc<SseHub>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// The webhook signature verifier, when `webhook.secret` is set.
     pub verifier: Option<Verifier>,
-    /// Forward sinks by name, for the dead-letter routes.
-    pub forward: BTreeMap<String, ForwardHandle>,
+    /// Sinks that keep dead letters (forward sinks), by name, for the dead-letter routes.
+    pub dead_letters: BTreeMap<String, ForwardHandle>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
-    sinks_running: Arc<AtomicUsize>,
-    inflight: Arc<AtomicUsize>,
+    /// In-flight requests, waited for at shutdown.
+    pub requests: TaskTracker,
+    /// Running sink tasks, waited for at shutdown.
+    pub sink_tasks: TaskTracker,
 }
 
 /// Why the shared state could not be built.
@@ -61,9 +68,7 @@ impl App {
     /// # Errors
     /// [`AppError`] when the HTTP client or a sink cannot be built.
     pub fn new(config: Config) -> Result<(Arc<Self>, Vec<SinkTask>), AppError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout())
-            .build()?;
+        let upstream = Upstream::new(&config)?;
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);
         let (sinks_shutdown, _) = watch::channel(false);
@@ -72,7 +77,7 @@ impl App {
             webhooks: History::new(config.raw.webhook.history.get()),
             engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
             bus: Bus::new(sinks.router),
-            http,
+            upstream,
             sse: sinks.sse,
             metrics: Metrics::new(config.raw.metrics.max_instances),
             verifier: config
@@ -82,20 +87,65 @@ impl App {
                 .as_ref()
                 .filter(|s| !s.is_empty())
                 .map(|s| Verifier::new(s.expose().as_bytes())),
-            forward: sinks.forward,
+            dead_letters: sinks.dead_letters,
             shutdown,
             sinks_shutdown,
-            sinks_running: Arc::new(AtomicUsize::new(0)),
-            inflight: Arc::new(AtomicUsize::new(0)),
+            requests: TaskTracker::new(),
+            sink_tasks: TaskTracker::new(),
             config,
         });
         Ok((app, sinks.tasks))
     }
 
+    /// Publishes a fact that decides nothing (an API log, a webhook of an untracked
+    /// instance): numbers it, routes it, and keeps webhooks and API logs in their histories.
+    pub fn publish(&self, payload: Payload) -> Arc<Event> {
+        let event = self.bus.publish(payload);
+        match &event.payload {
+            Payload::Webhook(_) => self.webhooks.push(event.clone()),
+            Payload::ApiLog(_) => self.api_logs.push(event.clone()),
+            Payload::Qr(_) | Payload::Status(_) => {}
+        }
+        event
+    }
+
+    /// Locks the status engine, runs `decide` on it, and publishes the payloads it returns, in
+    /// order, before the lock is released: bus ids follow the order of decisions, so every
+    /// sink and every SSE client sees an instance's statuses in the order they were decided.
+    /// Returns the published events.
+    pub fn decide(
+        &self,
+        decide: impl FnOnce(&mut StatusEngine, chrono::DateTime<Utc>) -> Vec<Payload>,
+    ) -> Vec<Arc<Event>> {
+        let mut engine = self.engine.lock();
+        let payloads = decide(&mut engine, Utc::now());
+        let events = payloads.into_iter().map(|p| self.publish(p)).collect();
+        drop(engine);
+        events
+    }
+
+    /// Runs `read` on the status engine (locked for the call only).
+    pub fn read_engine<T>(&self, read: impl FnOnce(&StatusEngine) -> T) -> T {
+        read(&self.engine.lock())
+    }
+
     /// The `/metrics` text: refreshes scrape-time values from sinks, the SSE hub and the
     /// status engine, then encodes everything.
     pub fn render_metrics(&self) -> Vec<u8> {
-        let samples: Vec<InstanceSample> = self.engine().samples(chrono::Utc::now());
+        let now = Utc::now();
+        let samples: Vec<InstanceSample> = self.read_engine(|e| {
+            e.views()
+                .filter_map(|v| {
+                    Some(InstanceSample {
+                        id: v.id.to_owned(),
+                        rank: v.rank?,
+                        since_last_event_secs: v
+                            .last_event_at
+                            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+                    })
+                })
+                .collect()
+        });
         self.metrics
             .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples)
     }
@@ -109,23 +159,6 @@ impl App {
     /// Tells the sinks to drain and stop.
     pub fn stop_sinks(&self) {
         self.sinks_shutdown.send_replace(true);
-    }
-
-    /// A guard counting one running sink task until dropped.
-    pub fn sink_guard(&self) -> InflightGuard {
-        self.sinks_running.fetch_add(1, Ordering::AcqRel);
-        InflightGuard(self.sinks_running.clone())
-    }
-
-    /// Sink tasks still running.
-    pub fn sinks_running(&self) -> usize {
-        self.sinks_running.load(Ordering::Acquire)
-    }
-
-    /// The status engine, locked. Hold the guard while publishing what it decided, so bus ids
-    /// follow the order of decisions.
-    pub fn engine(&self) -> MutexGuard<'_, StatusEngine> {
-        self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A receiver that turns `true` when the process starts draining (first step of SIGTERM).
@@ -143,24 +176,8 @@ impl App {
         self.shutdown.send_replace(true);
     }
 
-    /// A guard counting one in-flight request until dropped.
-    pub fn inflight_guard(&self) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        InflightGuard(self.inflight.clone())
-    }
-
-    /// Requests currently in flight.
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Acquire)
-    }
-}
-
-/// Counts one in-flight request or running task; see [`App::inflight_guard`].
-#[derive(Debug)]
-pub struct InflightGuard(Arc<AtomicUsize>);
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    /// A token counting one in-flight request until dropped.
+    pub fn request_token(&self) -> TaskTrackerToken {
+        self.requests.token()
     }
 }

@@ -30,6 +30,13 @@ pub fn is_preflight(method: &http::Method, headers: &HeaderMap) -> bool {
         && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
+/// The 204 answer to a preflight from an allowed `origin`.
+pub fn preflight_response(origin: &str, headers: &HeaderMap) -> crate::exchange::LocalResponse {
+    let mut resp = crate::exchange::LocalResponse::empty(204);
+    resp.headers = preflight_headers(origin, headers);
+    resp
+}
+
 /// Headers of a preflight answer for an allowed `origin`.
 pub fn preflight_headers(origin: &str, headers: &HeaderMap) -> Vec<(&'static str, String)> {
     let requested = headers

@@ -1,100 +1,38 @@
-//! Handlers of the sidecar's own routes (everything that is not proxied). They take plain
-//! inputs and return a [`LocalResponse`], so they are testable without Pingora; `proxy` writes
-//! the response.
+//! Handlers of the sidecar's own routes (everything that is not proxied, streamed or the
+//! webhook). Each takes plain inputs and returns a [`LocalResponse`] or a [`Rejection`], so
+//! they are testable without Pingora; the proxy writes the answer.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::exchange::LocalResponse;
+use crate::rejection::Rejection;
 
-/// A complete response to write to the client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LocalResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// Body bytes.
-    pub body: Bytes,
-    /// Extra headers beyond `Content-Type` and `Content-Length`.
-    pub headers: Vec<(&'static str, String)>,
-    /// `Content-Type` of a non-empty body.
-    pub content_type: &'static str,
-}
-
-impl LocalResponse {
-    /// A JSON response.
-    pub fn json(status: u16, value: &Value) -> Self {
-        Self {
-            status,
-            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-            headers: Vec::new(),
-            content_type: "application/json",
-        }
-    }
-
-    /// A response with no body (e.g. 204).
-    pub fn empty(status: u16) -> Self {
-        Self {
-            status,
-            body: Bytes::new(),
-            headers: Vec::new(),
-            content_type: "application/json",
-        }
-    }
-
-    /// The error shape every rejection uses: `{"error": <what>, "message": <detail>}`.
-    pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
-        Self::json(
-            status,
-            &json!({ "error": error, "message": message.into() }),
-        )
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
+/// What a handler answers: a response, or a refusal the proxy logs, counts and writes.
+pub type Answer = Result<LocalResponse, Rejection>;
 
 /// `GET /healthz`: the process is up. Always 200 `{"status":"ok"}`.
-pub fn healthz() -> LocalResponse {
-    LocalResponse::json(200, &json!({ "status": "ok" }))
+pub fn healthz() -> Answer {
+    Ok(LocalResponse::json(200, &json!({ "status": "ok" })))
 }
 
 /// `GET /readyz`: 200 `{"ready":true}` when `<base_url>/health` answers 200 within
 /// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`.
-pub async fn readyz(app: &App) -> LocalResponse {
-    match probe_upstream(app).await {
+pub async fn readyz(app: &App) -> Answer {
+    Ok(match probe_upstream(app).await {
         Ok(()) => LocalResponse::json(200, &json!({ "ready": true })),
         Err(error) => LocalResponse::json(503, &json!({ "ready": false, "error": error })),
-    }
+    })
 }
 
-/// Asks wa-hub's `GET /health` (within `upstream.health_timeout_ms`) and records the answer in
-/// the `wa_hub_sidecar_upstream_up` gauge, logging when the state changes.
+/// Asks wa-hub's `GET /health` and records the answer in the `wa_hub_sidecar_upstream_up`
+/// gauge, logging when the state changes.
 ///
 /// # Errors
 /// What went wrong, in words fit for a client (no addresses, no secrets).
 pub async fn probe_upstream(app: &App) -> Result<(), String> {
-    let cfg = &app.config;
-    let url = format!(
-        "http://{}{}/health",
-        cfg.upstream_addr, cfg.upstream_path_prefix
-    );
-    let result = app
-        .http
-        .get(&url)
-        .header("host", &cfg.upstream_authority)
-        .bearer_auth(cfg.raw.upstream.token.expose())
-        .timeout(cfg.health_timeout())
-        .send()
-        .await;
-    let outcome = match result {
-        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
-        Ok(r) => Err(format!("wa-hub /health answered {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => Err("wa-hub /health timed out".to_owned()),
-        Err(_) => Err("wa-hub is unreachable".to_owned()),
-    };
+    let outcome = app.upstream.health().await;
     let up = i64::from(outcome.is_ok());
     let was = app.metrics.upstream_up.get();
     app.metrics.upstream_up.set(up);
@@ -107,65 +45,64 @@ pub async fn probe_upstream(app: &App) -> Result<(), String> {
 }
 
 /// `GET /api/config`: `{"webhookUrl": ...}` as the dashboard's route answers.
-pub fn config(app: &App) -> LocalResponse {
-    LocalResponse::json(200, &json!({ "webhookUrl": app.config.webhook_url() }))
-}
-
-/// 404 for paths the sidecar does not serve.
-pub fn not_found() -> LocalResponse {
-    LocalResponse::error(404, "Not found", "no such route")
-}
-
-/// 405 for a known route with the wrong method.
-pub fn method_not_allowed(allow: &'static str) -> LocalResponse {
-    LocalResponse::error(405, "Method not allowed", format!("use {allow}"))
-        .with_header("allow", allow)
+pub fn config(app: &App) -> Answer {
+    Ok(LocalResponse::json(
+        200,
+        &json!({ "webhookUrl": app.config.webhook_url() }),
+    ))
 }
 
 /// `GET /metrics`: Prometheus text exposition format.
-pub fn metrics(app: &App) -> LocalResponse {
-    LocalResponse {
+pub fn metrics(app: &App) -> Answer {
+    Ok(LocalResponse {
         status: 200,
         body: Bytes::from(app.render_metrics()),
         headers: Vec::new(),
         content_type: crate::metrics::CONTENT_TYPE,
-    }
+    })
 }
 
 /// Default and largest `limit` of `GET /api/events`.
 pub const EVENTS_LIMIT_MAX: usize = 5000;
 
 /// `GET /api/instances`: `{"instances": [<InstanceStatus>...]}`, ordered by instance id.
-pub fn instances(app: &App) -> LocalResponse {
-    let statuses = app.engine().statuses();
-    LocalResponse::json(200, &json!({ "instances": statuses }))
+pub fn instances(app: &App) -> Answer {
+    let statuses = app.read_engine(|e| e.statuses());
+    Ok(LocalResponse::json(200, &json!({ "instances": statuses })))
 }
 
-/// `GET /api/instances/<id>/status`: the instance's status, or 404
-/// `{"error":"Unknown instance"}`.
-pub fn instance_status(app: &App, id: &str) -> LocalResponse {
-    match app.engine().status(id) {
-        Some(s) => LocalResponse::json(200, &json!(s)),
-        None => LocalResponse::error(404, "Unknown instance", format!("no status known for {id}")),
+/// `GET /api/instances/<id>/status`: the instance's status.
+///
+/// # Errors
+/// [`Rejection::UnknownInstance`] (404 `{"error":"Unknown instance"}`).
+pub fn instance_status(app: &App, id: &str) -> Answer {
+    match app.read_engine(|e| e.status(id).map(|s| json!(s))) {
+        Some(s) => Ok(LocalResponse::json(200, &s)),
+        None => Err(Rejection::UnknownInstance(id.to_owned())),
+    }
+}
+
+/// A `limit` query value: absent or empty → `max`; a number → at most `max`.
+///
+/// # Errors
+/// [`Rejection::BadRequest`] for anything but a non-negative integer.
+pub fn parse_limit(limit: Option<&str>, max: usize) -> Result<usize, Rejection> {
+    match limit.filter(|l| !l.is_empty()) {
+        None => Ok(max),
+        Some(l) => l
+            .parse::<usize>()
+            .map(|n| n.min(max))
+            .map_err(|_| Rejection::BadRequest("limit must be a non-negative integer")),
     }
 }
 
 /// `GET /api/events?instanceId=&limit=`: `{"events": [<webhook record>...]}`, newest first.
-/// `limit` defaults to and is capped at [`EVENTS_LIMIT_MAX`]; a non-numeric one is a 400.
-pub fn events(app: &App, instance_id: Option<&str>, limit: Option<&str>) -> LocalResponse {
-    let limit = match limit.filter(|l| !l.is_empty()) {
-        None => EVENTS_LIMIT_MAX,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) => n.min(EVENTS_LIMIT_MAX),
-            Err(_) => {
-                return LocalResponse::error(
-                    400,
-                    "Bad request",
-                    "limit must be a non-negative integer",
-                )
-            }
-        },
-    };
+/// `limit` defaults to and is capped at [`EVENTS_LIMIT_MAX`].
+///
+/// # Errors
+/// [`Rejection::BadRequest`] for a non-numeric `limit`.
+pub fn events(app: &App, instance_id: Option<&str>, limit: Option<&str>) -> Answer {
+    let limit = parse_limit(limit, EVENTS_LIMIT_MAX)?;
     let events: Vec<_> = app
         .webhooks
         .newest(limit, |e| {
@@ -177,51 +114,30 @@ pub fn events(app: &App, instance_id: Option<&str>, limit: Option<&str>) -> Loca
             _ => None,
         })
         .collect();
-    LocalResponse::json(200, &json!({ "events": events }))
+    Ok(LocalResponse::json(200, &json!({ "events": events })))
 }
 
 /// Default and largest `limit` of `GET /api/sinks/<name>/dead-letters`.
 pub const DEAD_LETTERS_LIMIT_MAX: usize = 1000;
 
-fn unknown_sink(name: &str) -> LocalResponse {
-    LocalResponse::error(
-        404,
-        "Unknown sink",
-        format!("no sink of type forward is named {name}"),
-    )
-}
-
-fn outbox_failed() -> LocalResponse {
-    LocalResponse::error(500, "Internal error", "the sink's outbox could not be used")
-}
-
 /// `GET /api/sinks/<name>/dead-letters?limit=`: the forward sink's dead letters, oldest first,
 /// as [`wa_hub_sinks::forward::DeadLetterList`]:
 /// `{"sink", "pending", "total", "deadLetters": [{"id", "eventId", "instanceId", "event",
 /// "attempts", "lastError", "receivedAt", "firstAttemptAt", "lastAttemptAt", "deadAt",
-/// "contentType", "body"}]}`. `limit` defaults to and is capped at [`DEAD_LETTERS_LIMIT_MAX`];
-/// a non-numeric one is a 400. 404 `{"error":"Unknown sink"}` when no forward sink has that
-/// name; 500 when the outbox cannot be read.
-pub async fn dead_letters(app: &App, sink: &str, limit: Option<&str>) -> LocalResponse {
-    let Some(handle) = app.forward.get(sink) else {
-        return unknown_sink(sink);
-    };
-    let limit = match limit.filter(|l| !l.is_empty()) {
-        None => DEAD_LETTERS_LIMIT_MAX,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) => n.min(DEAD_LETTERS_LIMIT_MAX),
-            Err(_) => {
-                return LocalResponse::error(
-                    400,
-                    "Bad request",
-                    "limit must be a non-negative integer",
-                )
-            }
-        },
-    };
+/// "contentType", "body"}]}`. `limit` defaults to and is capped at [`DEAD_LETTERS_LIMIT_MAX`].
+///
+/// # Errors
+/// 400 for a non-numeric `limit`; 404 [`Rejection::UnknownSink`] when no forward sink has that
+/// name; 500 [`Rejection::OutboxFailed`] when the outbox cannot be read.
+pub async fn dead_letters(app: &App, sink: &str, limit: Option<&str>) -> Answer {
+    let handle = app
+        .dead_letters
+        .get(sink)
+        .ok_or_else(|| Rejection::UnknownSink(sink.to_owned()))?;
+    let limit = parse_limit(limit, DEAD_LETTERS_LIMIT_MAX)?;
     match handle.dead_letters(limit).await {
-        Ok(list) => LocalResponse::json(200, &json!(list)),
-        Err(_) => outbox_failed(),
+        Ok(list) => Ok(LocalResponse::json(200, &json!(list))),
+        Err(_) => Err(Rejection::OutboxFailed),
     }
 }
 
@@ -230,46 +146,55 @@ pub async fn dead_letters(app: &App, sink: &str, limit: Option<&str>) -> LocalRe
 /// the one with dead-letter id `id` (query parameter, or `{"id": <id>}` as the JSON body), or
 /// all when no id is given (empty body or `{}`).
 ///
-/// 200 `{"sink", "replayed": <count>, "pending": <outbox size>}`; 400 for an id that is not a
-/// non-negative integer or a body that is not such JSON; 404 `{"error":"Unknown sink"}` or
-/// `{"error":"Unknown dead letter"}`; 500 when the outbox cannot be written.
+/// 200 `{"sink", "replayed": <count>, "pending": <outbox size>}`.
+///
+/// # Errors
+/// 400 for an id that is not a non-negative integer or a body that is not such JSON; 404
+/// [`Rejection::UnknownSink`] or [`Rejection::UnknownDeadLetter`]; 500 when the outbox cannot
+/// be written.
 pub async fn replay_dead_letters(
     app: &App,
     sink: &str,
     query_id: Option<&str>,
     body: &[u8],
-) -> LocalResponse {
-    let Some(handle) = app.forward.get(sink) else {
-        return unknown_sink(sink);
-    };
-    let bad = |m: &str| LocalResponse::error(400, "Bad request", m);
-    let id = match query_id {
-        Some(q) => match q.parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => return bad("id must be a non-negative integer"),
-        },
-        None if body.iter().all(u8::is_ascii_whitespace) => None,
-        None => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(o)) => match o.get("id") {
-                None | Some(Value::Null) => None,
-                Some(v) => match v.as_u64() {
-                    Some(id) => Some(id),
-                    None => return bad("id must be a non-negative integer"),
-                },
-            },
-            _ => return bad(r#"the body must be empty or {"id": <dead-letter id>}"#),
-        },
-    };
+) -> Answer {
+    let handle = app
+        .dead_letters
+        .get(sink)
+        .ok_or_else(|| Rejection::UnknownSink(sink.to_owned()))?;
+    let id = replay_id(query_id, body)?;
     match handle.replay(id).await {
-        Ok(n) => LocalResponse::json(
+        Ok(n) => Ok(LocalResponse::json(
             200,
             &json!({ "sink": handle.name(), "replayed": n, "pending": handle.pending() }),
-        ),
-        Err(wa_hub_sinks::forward::OutboxError::UnknownDeadLetter(id)) => LocalResponse::error(
-            404,
-            "Unknown dead letter",
-            format!("sink {sink} has no dead letter with id {id}"),
-        ),
-        Err(_) => outbox_failed(),
+        )),
+        Err(wa_hub_sinks::forward::OutboxError::UnknownDeadLetter(id)) => {
+            Err(Rejection::UnknownDeadLetter {
+                sink: sink.to_owned(),
+                id,
+            })
+        }
+        Err(_) => Err(Rejection::OutboxFailed),
+    }
+}
+
+/// The dead-letter id to replay: the `id` query parameter, else `{"id": <id>}` in the body;
+/// `None` (all) for an empty body, `{}` or `{"id": null}`.
+fn replay_id(query_id: Option<&str>, body: &[u8]) -> Result<Option<u64>, Rejection> {
+    const BAD_ID: Rejection = Rejection::BadRequest("id must be a non-negative integer");
+    if let Some(q) = query_id {
+        return q.parse::<u64>().map(Some).map_err(|_| BAD_ID);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => match o.get("id") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or(BAD_ID),
+        },
+        _ => Err(Rejection::BadRequest(
+            r#"the body must be empty or {"id": <dead-letter id>}"#,
+        )),
     }
 }

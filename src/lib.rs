@@ -1,11 +1,18 @@
 //! wa-hub-sidecar: a Pingora sidecar in front of wa-hub.
 //!
-//! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
-//! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
-//! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`cors`] answers cross-origin browsers, [`apilog`]
-//! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
-//! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
-//! pure display-status engine, [`poll`] runs its API fallbacks, [`metrics`] exposes Prometheus metrics, [`stream`] serves SSE clients.
+//! One module per concept (DESIGN.md "Layout"):
+//! - start-up: [`config`] loads and validates settings, [`logging`] sets up logs, [`server`]
+//!   assembles the process, [`shutdown`] drains on SIGTERM;
+//! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
+//!   access of every route), [`rejection`] the typed refusals, [`exchange`] reads bodies and
+//!   writes local answers, [`handlers`] serve the sidecar's own routes, [`auth`] checks client
+//!   tokens, [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
+//!   [`metrics_listener`] the `metrics_listen` port;
+//! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
+//!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
+//!   [`poll`] runs the status engine's API fallbacks;
+//! - state: [`app`] is the shared state and the one way onto the bus, [`status`] the pure
+//!   display-status engine, [`store`] the histories, [`metrics`] the Prometheus metrics.
 #![warn(missing_docs)]
 
 pub mod apilog;
@@ -13,16 +20,21 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
-pub mod local;
+pub mod exchange;
+pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod poll;
 pub mod proxy;
+pub mod rejection;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
-pub mod signature;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod upstream;
 pub mod webhook;
+
+pub use wa_hub_sinks::signature;

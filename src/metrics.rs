@@ -10,17 +10,21 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use wa_hub_sinks::sse::SseHub;
-use wa_hub_sinks::SinkSnapshot;
+use wa_hub_sinks::{Rank, SinkSnapshot};
 
-/// Prefix of every metric name.
+use crate::rejection::Rejection;
+
+/// Prefix of every metric name. Metric names are public interface (dashboards, alerts): they
+/// change only with a note in the README.
 pub const PREFIX: &str = "wa_hub_sidecar";
 
 /// Distinct proxy route templates tracked; further ones count as `other`.
@@ -71,6 +75,8 @@ pub struct Metrics {
     pub webhooks_received: IntCounterVec,
     /// Rejected webhooks by `reason`.
     pub webhooks_rejected: IntCounterVec,
+    /// Requests other than webhooks that the sidecar refused itself, by `reason`.
+    pub requests_rejected: IntCounterVec,
     /// Webhook body sizes, bytes.
     pub webhook_body_bytes: Histogram,
     sink_deliveries: IntCounterVec,
@@ -96,10 +102,10 @@ pub struct Metrics {
 pub struct InstanceSample {
     /// Instance id (a label: bounded by `metrics.max_instances`).
     pub id: String,
-    /// Lifecycle rank 0–3.
-    pub rank: u8,
+    /// Lifecycle rank.
+    pub rank: Rank,
     /// Seconds since its last event, when it had one.
-    pub since_last_event: Option<f64>,
+    pub since_last_event_secs: Option<f64>,
 }
 
 fn name(n: &str) -> String {
@@ -216,6 +222,16 @@ impl Metrics {
                 r,
                 IntCounterVec::new(
                     Opts::new(name("webhooks_rejected_total"), "Webhooks refused."),
+                    &["reason"]
+                )
+            ),
+            requests_rejected: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        name("requests_rejected_total"),
+                        "Requests (other than webhooks) the sidecar refused itself."
+                    ),
                     &["reason"]
                 )
             ),
@@ -345,10 +361,7 @@ impl Metrics {
     /// [`MAX_ROUTE_TEMPLATES`] distinct templates were seen.
     pub fn route_label(&self, upstream_path: &str) -> String {
         let template = route_template(upstream_path);
-        let mut seen = self
-            .route_templates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.route_templates.lock();
         if seen.contains(&template) {
             return template;
         }
@@ -393,6 +406,17 @@ impl Metrics {
     /// Counts one rejected webhook.
     pub fn webhook_rejected(&self, reason: &str) {
         self.webhooks_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one rejection: a webhook's in `webhooks_rejected_total`, any other request's in
+    /// `requests_rejected_total`, both by [`Rejection::reason`].
+    pub fn rejected(&self, webhook: bool, rejection: &Rejection) {
+        let family = if webhook {
+            &self.webhooks_rejected
+        } else {
+            &self.requests_rejected
+        };
+        family.with_label_values(&[rejection.reason()]).inc();
     }
 
     /// Renders the exposition text after refreshing the scrape-time values.
@@ -462,8 +486,8 @@ impl Metrics {
         for i in instances.iter().take(self.max_instances) {
             self.instance_rank
                 .with_label_values(&[i.id.as_str()])
-                .set(i64::from(i.rank));
-            if let Some(s) = i.since_last_event {
+                .set(i64::from(i.rank.as_u8()));
+            if let Some(s) = i.since_last_event_secs {
                 self.instance_since_event
                     .with_label_values(&[i.id.as_str()])
                     .set(s);
@@ -547,7 +571,7 @@ mod tests {
             m.route_label(&format!("/{seg}"));
         }
         assert_eq!(m.route_label("/zzzzzzzzzzzzzzzzzz"), "other");
-        assert!(m.route_templates.lock().unwrap().len() <= MAX_ROUTE_TEMPLATES);
+        assert!(m.route_templates.lock().len() <= MAX_ROUTE_TEMPLATES);
     }
 
     #[test]
@@ -578,8 +602,8 @@ mod tests {
             None,
             &[InstanceSample {
                 id: "a".into(),
-                rank: 3,
-                since_last_event: Some(1.5),
+                rank: Rank::Active,
+                since_last_event_secs: Some(1.5),
             }],
         ))
         .unwrap();

@@ -15,15 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::Value;
-use url::Url;
 use wa_hub_sinks::Payload;
 
 use crate::app::App;
-use crate::local;
+use crate::handlers;
 use crate::status::ApiStatus;
 
 /// The background task; see the module docs.
@@ -71,7 +69,7 @@ impl BackgroundService for Pollers {
                 _ = tick(&mut qr) => self.poll_qrs().await,
                 _ = tick(&mut reconcile) => self.reconcile().await,
                 _ = tick(&mut health) => {
-                    let _ = local::probe_upstream(&self.app).await;
+                    let _ = handlers::probe_upstream(&self.app).await;
                 }
             }
         }
@@ -79,78 +77,40 @@ impl BackgroundService for Pollers {
 }
 
 impl Pollers {
-    /// `http://<upstream addr><prefix>/<segments...>`, each segment percent-encoded by `url`.
-    fn url(&self, segments: &[&str]) -> Option<Url> {
-        let cfg = &self.app.config;
-        let mut url = Url::parse(&format!(
-            "http://{}{}/",
-            cfg.upstream_addr, cfg.upstream_path_prefix
-        ))
-        .ok()?;
-        url.path_segments_mut()
-            .ok()?
-            .pop_if_empty()
-            .extend(segments);
-        Some(url)
-    }
-
-    async fn get_json(&self, segments: &[&str]) -> Option<Value> {
-        let cfg = &self.app.config;
-        let url = self.url(segments)?;
-        let path = url.path().to_owned();
-        let path = path.as_str();
-        let result = self
-            .app
-            .http
-            .get(url)
-            .header("host", &cfg.upstream_authority)
-            .bearer_auth(cfg.raw.upstream.token.expose())
-            .timeout(cfg.read_timeout())
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => r.json().await.ok(),
-            Ok(r) => {
-                tracing::debug!(path, status = r.status().as_u16(), "status poll: no data");
-                None
-            }
-            Err(e) => {
-                tracing::debug!(path, error = %e, "status poll failed");
-                None
-            }
-        }
-    }
-
     async fn poll_qrs(&self) {
-        let waiting = self.app.engine().waiting_for_qr();
+        let waiting = self.app.read_engine(|e| e.waiting_for_qr());
         for id in waiting {
-            let Some(body) = self.get_json(&["instances", &id, "client", "qr"]).await else {
+            let Some(body) = self
+                .app
+                .upstream
+                .get_json(&["instances", &id, "client", "qr"])
+                .await
+            else {
                 continue;
             };
             let Some(qr) = qr_from_response(&body) else {
                 continue;
             };
-            let mut engine = self.app.engine();
-            let outcome = engine.apply_fetched_qr(&id, &qr, Utc::now());
-            if let Some(q) = outcome.qr {
-                self.app.bus.publish(Payload::Qr(q));
-            }
-            if let Some(s) = outcome.status {
-                self.app.bus.publish(Payload::Status(s));
-            }
+            self.app.decide(|engine, now| {
+                let outcome = engine.apply_fetched_qr(&id, &qr, now);
+                let mut out: Vec<Payload> = outcome.qr.map(Payload::Qr).into_iter().collect();
+                out.extend(outcome.status.map(Payload::Status));
+                out
+            });
         }
     }
 
     async fn reconcile(&self) {
-        if let Some(list) = self.get_json(&["instances"]).await {
-            let mut engine = self.app.engine();
-            for s in engine.apply_instance_list(&list, Utc::now()) {
-                self.app.bus.publish(Payload::Status(s));
-            }
+        let upstream = &self.app.upstream;
+        if let Some(list) = upstream.get_json(&["instances"]).await {
+            self.app.decide(|engine, now| {
+                let changed = engine.apply_instance_list(&list, now);
+                changed.into_iter().map(Payload::Status).collect()
+            });
         }
-        let ids = self.app.engine().instance_ids();
+        let ids = self.app.read_engine(|e| e.instance_ids());
         for id in ids {
-            let Some(api) = self
+            let Some(api) = upstream
                 .get_json(&["instances", &id, "client", "status"])
                 .await
                 .as_ref()
@@ -158,10 +118,10 @@ impl Pollers {
             else {
                 continue;
             };
-            let mut engine = self.app.engine();
-            if let Some(s) = engine.apply_api_status(&id, api, Utc::now()) {
-                self.app.bus.publish(Payload::Status(s));
-            }
+            self.app.decide(|engine, now| {
+                let changed = engine.apply_api_status(&id, api, now);
+                changed.into_iter().map(Payload::Status).collect()
+            });
         }
     }
 }

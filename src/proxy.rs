@@ -1,75 +1,60 @@
-//! The thin Pingora `ProxyHttp`: routes each request, serves local routes from
-//! `request_filter`, and proxies `/api/wahub/*` to wa-hub with the API key injected, recording
-//! every proxied call as an ApiLog (DESIGN.md "Engineering notes on Pingora 0.9").
+//! The thin Pingora `ProxyHttp` (Pingora's own pattern: one service, a per-request [`Ctx`]):
+//! `request_filter` refuses, proxies, streams, receives a webhook or calls a handler, by the
+//! route table in [`crate::routes`]; the proxy hooks inject wa-hub's key and record each
+//! proxied call as an ApiLog (DESIGN.md "Engineering notes on Pingora 0.9").
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use chrono::Utc;
+use bytes::Bytes;
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use wa_hub_sinks::envelope::iso_timestamp;
-use wa_hub_sinks::{ApiLog, Payload};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use wa_hub_sinks::Payload;
 
-use crate::apilog::BodyCapture;
-use crate::app::{App, InflightGuard};
+use crate::apilog::ProxiedCall;
+use crate::app::App;
 use crate::auth;
 use crate::cors;
-use crate::local::{self, LocalResponse};
-use crate::routes::{self, Route};
-use crate::signature::SIGNATURE_HEADER;
-use crate::status::ApiStatus;
+use crate::exchange::{declared_length, read_limited, write_response, LocalResponse};
+use crate::handlers::{self, Answer};
+use crate::rejection::Rejection;
+use crate::routes::{self, Access, Route};
+use crate::status::ApiKnowledge;
 use crate::stream;
-use crate::webhook::{self, WebhookHeaders};
+use crate::webhook;
 
 /// Headers an upstream response's `Connection` list may not remove: message framing.
 const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
 
-/// The Pingora service: one instance serves every request.
+/// Largest request body of the sidecar's own POST routes other than the webhook.
+const SMALL_BODY_MAX: usize = 64 * 1024;
+
+/// The Pingora service: one instance serves every request on `listen`.
 pub struct SidecarProxy {
     app: Arc<App>,
-    metrics_only: bool,
 }
 
 impl SidecarProxy {
     /// The main listener's service over the shared state.
     pub fn new(app: Arc<App>) -> Self {
-        Self {
-            app,
-            metrics_only: false,
-        }
-    }
-
-    /// The `metrics_listen` service: serves `GET /metrics` (no client token) and 404 otherwise.
-    pub fn metrics_only(app: Arc<App>) -> Self {
-        Self {
-            app,
-            metrics_only: true,
-        }
+        Self { app }
     }
 }
 
 /// Per-request state (Pingora's `CTX`).
 pub struct Ctx {
-    _inflight: InflightGuard,
-    start: Instant,
-    started_at: chrono::DateTime<Utc>,
+    _inflight: TaskTrackerToken,
+    /// The `Access-Control-Allow-Origin` to send, decided once per request.
+    cors_origin: Option<String>,
+    /// Whether the route is the webhook receiver (its rejections count as webhooks').
+    webhook: bool,
     /// Set for proxied calls once the request passed every check.
     call: Option<ProxiedCall>,
-}
-
-/// What the ApiLog needs of a proxied call.
-struct ProxiedCall {
-    upstream_path: String,
-    instance_id: Option<String>,
-    request_body: BodyCapture,
-    response_body: BodyCapture,
-    error: Option<String>,
 }
 
 #[async_trait]
@@ -78,155 +63,55 @@ impl ProxyHttp for SidecarProxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            _inflight: self.app.inflight_guard(),
-            start: Instant::now(),
-            started_at: Utc::now(),
+            _inflight: self.app.request_token(),
+            cors_origin: None,
+            webhook: false,
             call: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let origins = &self.app.config.raw.cors.allowed_origins;
         if self.app.is_shutting_down() {
-            session.set_keepalive(None);
-            let resp = LocalResponse::error(503, "Shutting down", "the sidecar is draining");
-            return write_local(session, resp, origins).await;
+            return self
+                .answer(session, ctx, Err(Rejection::ShuttingDown))
+                .await;
         }
         let req = session.req_header();
-        let method = req.method.clone();
-        let raw_path = req.uri.path().to_owned();
-        let query = req.uri.query().map(str::to_owned);
-        if self.metrics_only {
-            let resp = match (raw_path.as_str(), method == http::Method::GET) {
-                ("/metrics", true) => local::metrics(&self.app),
-                ("/metrics", false) => local::method_not_allowed("GET"),
-                _ => local::not_found(),
-            };
-            return write_local(session, resp, &[]).await;
-        }
-        let cors_origin =
+        ctx.cors_origin =
             cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
-        if let Some(origin) = &cors_origin {
-            if cors::is_preflight(&method, &req.headers) {
-                let mut resp = LocalResponse::empty(204);
-                resp.headers = cors::preflight_headers(origin, &req.headers);
-                return write_local(session, resp, origins).await;
-            }
+        if let (Some(origin), true) = (
+            &ctx.cors_origin,
+            cors::is_preflight(&req.method, &req.headers),
+        ) {
+            let resp = cors::preflight_response(origin, &req.headers);
+            return self.answer(session, ctx, Ok(resp)).await;
         }
-
-        let route = match routes::route(&raw_path) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(path = %raw_path, "refused: {e}");
-                session.set_keepalive(None);
-                return write_local(
-                    session,
-                    LocalResponse::error(400, "Bad request", e.to_string()),
-                    origins,
-                )
-                .await;
-            }
+        let route = match routes::route(&req.method, req.uri.path()) {
+            Ok(route) => route,
+            Err(e) => return self.answer(session, ctx, Err(e.into())).await,
         };
-        let resp = match route {
-            Route::Healthz if method == http::Method::GET => local::healthz(),
-            Route::Readyz if method == http::Method::GET => local::readyz(&self.app).await,
-            Route::Config if method == http::Method::GET => local::config(&self.app),
-            Route::Healthz | Route::Readyz | Route::Config => local::method_not_allowed("GET"),
-            Route::Webhook if method == http::Method::POST => self.webhook(session).await,
-            Route::Webhook => local::method_not_allowed("POST"),
-            Route::Instances | Route::InstanceStatus(_) | Route::Events | Route::Stream
-                if method != http::Method::GET =>
-            {
-                local::method_not_allowed("GET")
-            }
-            Route::Instances | Route::InstanceStatus(_) | Route::Events | Route::Stream
-                if !self.client_allowed(session, query.as_deref()) =>
-            {
-                unauthorized()
-            }
-            Route::Stream => match &self.app.sse {
-                None => LocalResponse::error(404, "Not found", "no sink of type sse is configured"),
-                Some(hub) => {
-                    match stream::serve(
-                        &self.app,
-                        hub,
-                        session,
-                        query.as_deref(),
-                        cors_origin.as_deref(),
-                    )
-                    .await?
-                    {
-                        Some(refusal) => refusal,
-                        None => return Ok(true),
-                    }
-                }
-            },
-            Route::DeadLetters(_) if method != http::Method::GET => {
-                local::method_not_allowed("GET")
-            }
-            Route::DeadLetterReplay(_) if method != http::Method::POST => {
-                local::method_not_allowed("POST")
-            }
-            Route::DeadLetters(_) | Route::DeadLetterReplay(_)
-                if !self.client_allowed(session, query.as_deref()) =>
-            {
-                unauthorized()
-            }
-            Route::DeadLetters(name) => {
-                local::dead_letters(
-                    &self.app,
-                    &name,
-                    routes::query_param(query.as_deref(), "limit").as_deref(),
-                )
-                .await
-            }
-            Route::DeadLetterReplay(name) => match read_small_body(session).await {
-                Ok(body) => {
-                    local::replay_dead_letters(
-                        &self.app,
-                        &name,
-                        routes::query_param(query.as_deref(), "id").as_deref(),
-                        &body,
-                    )
-                    .await
-                }
-                Err(refusal) => {
-                    session.set_keepalive(None);
-                    refusal
-                }
-            },
-            Route::Instances => local::instances(&self.app),
-            Route::InstanceStatus(id) => local::instance_status(&self.app, &id),
-            Route::Events => local::events(
-                &self.app,
-                routes::query_param(query.as_deref(), "instanceId").as_deref(),
-                routes::query_param(query.as_deref(), "limit").as_deref(),
-            ),
-            Route::Metrics if method != http::Method::GET => local::method_not_allowed("GET"),
-            Route::Metrics if !self.client_allowed(session, query.as_deref()) => unauthorized(),
-            Route::Metrics => local::metrics(&self.app),
-            Route::NotFound => local::not_found(),
-            Route::Proxy(upstream_path) => {
-                if let Some(resp) = self.admit_proxied(session) {
-                    resp
-                } else {
-                    let path_and_query = match &query {
-                        Some(q) => format!("{upstream_path}?{q}"),
-                        None => upstream_path,
-                    };
-                    let cap = self.app.config.raw.api_log.max_body_bytes.get();
-                    ctx.call = Some(ProxiedCall {
-                        instance_id: routes::instance_id(&path_and_query),
-                        upstream_path: path_and_query,
-                        request_body: BodyCapture::new(cap),
-                        response_body: BodyCapture::new(cap),
-                        error: None,
-                    });
+        ctx.webhook = route == Route::Webhook;
+        if !self.access_allowed(session, route.spec().access) {
+            return self
+                .answer(session, ctx, Err(Rejection::Unauthorized))
+                .await;
+        }
+        let answer = match route {
+            Route::Proxy(path) => match self.admit_proxied(session, path) {
+                Ok(call) => {
+                    ctx.call = Some(call);
                     return Ok(false);
                 }
-            }
+                Err(rejection) => Err(rejection),
+            },
+            Route::Stream => match self.stream(session, ctx).await {
+                Ok(()) => return Ok(true),
+                Err(rejection) => Err(rejection),
+            },
+            Route::Webhook => webhook::receive(&self.app, session).await,
+            local => self.handle(session, local).await,
         };
-        write_local(session, resp, origins).await
+        self.answer(session, ctx, answer).await
     }
 
     async fn request_body_filter(
@@ -287,15 +172,12 @@ impl ProxyHttp for SidecarProxy {
 
     async fn upstream_response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         strip_hop_by_hop_response(upstream_response);
-        if let Some(origin) = cors::allow_origin(
-            &self.app.config.raw.cors.allowed_origins,
-            &session.req_header().headers,
-        ) {
+        if let Some(origin) = &ctx.cors_origin {
             upstream_response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
             upstream_response.append_header(header::VARY, "Origin")?;
         }
@@ -341,8 +223,7 @@ impl ProxyHttp for SidecarProxy {
         }
         if failure.status > 0 && !headers_sent {
             let resp = LocalResponse::error(failure.status, failure.error, failure.message);
-            let origins = &self.app.config.raw.cors.allowed_origins;
-            if let Err(we) = write_response(session, resp, origins).await {
+            if let Err(we) = write_response(session, resp, ctx.cors_origin.as_deref()).await {
                 tracing::debug!("could not write error response: {we}");
             }
         }
@@ -359,22 +240,133 @@ impl ProxyHttp for SidecarProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let Some(call) = ctx.call.take() else {
-            return;
+        if let Some(call) = ctx.call.take() {
+            self.finish_call(session, call);
+        }
+    }
+}
+
+impl SidecarProxy {
+    /// Writes `answer` and ends request handling: a rejection is logged and counted here (the
+    /// one place), and closes the connection when its body may be unread.
+    async fn answer(&self, session: &mut Session, ctx: &Ctx, answer: Answer) -> Result<bool> {
+        let resp = match answer {
+            Ok(resp) => resp,
+            Err(rejection) => {
+                self.app.metrics.rejected(ctx.webhook, &rejection);
+                let what = if ctx.webhook {
+                    "webhook rejected"
+                } else {
+                    "request rejected"
+                };
+                if rejection.is_notable() || ctx.webhook {
+                    tracing::warn!(
+                        reason = rejection.reason(),
+                        status = rejection.status(),
+                        "{what}"
+                    );
+                } else {
+                    tracing::debug!(
+                        reason = rejection.reason(),
+                        status = rejection.status(),
+                        "{what}"
+                    );
+                }
+                if rejection.closes_connection() {
+                    session.set_keepalive(None);
+                }
+                rejection.response()
+            }
         };
+        write_response(session, resp, ctx.cors_origin.as_deref()).await?;
+        Ok(true)
+    }
+
+    /// Whether the request may use a route with `access`.
+    fn access_allowed(&self, session: &Session, access: Access) -> bool {
+        let tokens = &self.app.config.raw.auth.client_tokens;
+        let req = session.req_header();
+        let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        match access {
+            Access::Open => true,
+            Access::ClientHeader => auth::client_allowed(tokens, authz, None),
+            Access::Client => {
+                let query_token = routes::query_param(req.uri.query(), "access_token");
+                auth::client_allowed(tokens, authz, query_token.as_deref())
+            }
+        }
+    }
+
+    /// Admits a proxied request before anything is sent upstream: a declared body over
+    /// `proxy.max_body_bytes` is refused (413); otherwise the call to record.
+    fn admit_proxied(
+        &self,
+        session: &Session,
+        upstream_path: String,
+    ) -> Result<ProxiedCall, Rejection> {
+        let cfg = &self.app.config.raw;
+        let limit = cfg.proxy.max_body_bytes.get();
+        if declared_length(session).is_some_and(|n| n > limit as u64) {
+            return Err(Rejection::TooLarge { limit });
+        }
+        let path_and_query = match session.req_header().uri.query() {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path,
+        };
+        Ok(ProxiedCall::new(
+            path_and_query,
+            cfg.api_log.max_body_bytes.get(),
+        ))
+    }
+
+    /// `GET /api/stream`, when an SSE sink is configured.
+    async fn stream(&self, session: &mut Session, ctx: &Ctx) -> std::result::Result<(), Rejection> {
+        let hub = self.app.sse.as_ref().ok_or(Rejection::NoSseSink)?;
+        let query = session.req_header().uri.query().map(str::to_owned);
+        stream::serve(
+            &self.app,
+            hub,
+            session,
+            query.as_deref(),
+            ctx.cors_origin.as_deref(),
+        )
+        .await
+    }
+
+    /// The sidecar's own routes other than the stream and the webhook.
+    async fn handle(&self, session: &mut Session, route: Route) -> Answer {
+        let app = &self.app;
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let q = |name| routes::query_param(query.as_deref(), name);
+        match route {
+            Route::Healthz => handlers::healthz(),
+            Route::Readyz => handlers::readyz(app).await,
+            Route::Config => handlers::config(app),
+            Route::Instances => handlers::instances(app),
+            Route::InstanceStatus(id) => handlers::instance_status(app, &id),
+            Route::Events => {
+                handlers::events(app, q("instanceId").as_deref(), q("limit").as_deref())
+            }
+            Route::Metrics => handlers::metrics(app),
+            Route::DeadLetters(name) => {
+                handlers::dead_letters(app, &name, q("limit").as_deref()).await
+            }
+            Route::DeadLetterReplay(name) => {
+                let body = read_limited(session, SMALL_BODY_MAX).await?;
+                handlers::replay_dead_letters(app, &name, q("id").as_deref(), &body).await
+            }
+            // Dispatched by `request_filter` before this.
+            Route::Webhook | Route::Stream | Route::Proxy(_) => Err(Rejection::NotFound),
+        }
+    }
+
+    /// A proxied call ended: log it, count it, and publish its ApiLog; a successful `GET` of a
+    /// status route also feeds the status engine, under its lock with the ApiLog.
+    fn finish_call(&self, session: &Session, call: ProxiedCall) {
+        let method = session.req_header().method.to_string();
         let status_code = session.response_written().map(|h| h.status.as_u16());
-        let log = ApiLog {
-            id: uuid::Uuid::new_v4().to_string(),
-            timestamp: iso_timestamp(ctx.started_at),
-            method: session.req_header().method.to_string(),
-            path: call.upstream_path,
-            status_code,
-            latency_ms: u64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            request_body: call.request_body.to_json(),
-            response_body: call.response_body.to_json(),
-            instance_id: call.instance_id,
-            error: call.error,
-        };
+        let elapsed = call.elapsed();
+        let log = call.into_log(method, status_code);
         tracing::info!(
             method = %log.method,
             path = %log.path,
@@ -385,180 +377,32 @@ impl ProxyHttp for SidecarProxy {
         let route = self.app.metrics.route_label(&log.path);
         self.app
             .metrics
-            .observe_proxy(&log.method, &route, log.status_code, ctx.start.elapsed());
-        let learned = (log.method == "GET" && log.status_code == Some(200))
-            .then(|| api_knowledge(&log))
-            .flatten();
-        let mut engine = self.app.engine();
-        let event = self.app.bus.publish(Payload::ApiLog(log));
-        self.app.api_logs.push(event);
-        let now = Utc::now();
-        let changed = match learned {
-            Some(ApiKnowledge::ClientStatus(id, api)) => {
-                engine.apply_api_status(&id, api, now).into_iter().collect()
+            .observe_proxy(&log.method, &route, log.status_code, elapsed);
+        let learned = (log.method == "GET"
+            && log.status_code == Some(200)
+            && ApiKnowledge::route_carries_status(&log.path))
+        .then(|| {
+            ApiKnowledge::from_response(
+                &log.path,
+                log.instance_id.as_deref(),
+                log.response_body.get(),
+            )
+        })
+        .flatten();
+        match learned {
+            None => {
+                self.app.publish(Payload::ApiLog(log));
             }
-            Some(ApiKnowledge::InstanceList(body)) => engine.apply_instance_list(&body, now),
-            None => Vec::new(),
-        };
-        for status in changed {
-            self.app.bus.publish(Payload::Status(status));
-        }
-    }
-}
-
-/// What the status engine can learn from a successful proxied GET (webhook issue §5).
-enum ApiKnowledge {
-    /// `GET /instances/<id>/client/status`.
-    ClientStatus(String, ApiStatus),
-    /// `GET /instances`.
-    InstanceList(serde_json::Value),
-}
-
-fn api_knowledge(log: &ApiLog) -> Option<ApiKnowledge> {
-    let path = log.path.split('?').next().unwrap_or_default();
-    let body = || serde_json::from_str::<serde_json::Value>(log.response_body.get()).ok();
-    if path == "/instances" || path == "/instances/" {
-        return body().map(ApiKnowledge::InstanceList);
-    }
-    if path.ends_with("/client/status") {
-        let id = log.instance_id.clone()?;
-        let rest = path.strip_prefix("/instances/")?;
-        // Exactly /instances/<id>/client/status.
-        if rest.split('/').count() != 3 {
-            return None;
-        }
-        return ApiStatus::from_response(&body()?).map(|api| ApiKnowledge::ClientStatus(id, api));
-    }
-    None
-}
-
-impl SidecarProxy {
-    /// Whether the request carries a valid client token (header, or `access_token` query
-    /// parameter on local routes).
-    fn client_allowed(&self, session: &Session, query: Option<&str>) -> bool {
-        let authz = session
-            .req_header()
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let query_token = routes::query_param(query, "access_token");
-        auth::client_allowed(
-            &self.app.config.raw.auth.client_tokens,
-            authz,
-            query_token.as_deref(),
-        )
-    }
-
-    /// `POST /api/wahub/webhook`: prechecks, bounded body read, then [`webhook::ingest`].
-    async fn webhook(&self, session: &mut Session) -> LocalResponse {
-        let req = session.req_header();
-        let all = |name: &str| -> Vec<Vec<u8>> {
-            req.headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.as_bytes().to_vec())
-                .collect()
-        };
-        let headers = WebhookHeaders {
-            authorization: all("authorization"),
-            signatures: all(SIGNATURE_HEADER),
-            content_type: req
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            content_length: req
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok()),
-        };
-        if let Some(rejection) = webhook::precheck(&self.app, &headers) {
-            session.set_keepalive(None);
-            return rejection;
-        }
-        let limit = self.app.config.raw.webhook.max_body_bytes.get();
-        let mut body = BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        session.set_keepalive(None);
-                        return webhook::too_large(&self.app);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(reason = "read_error", error = %e, "webhook rejected");
-                    self.app.metrics.webhook_rejected("read_error");
-                    session.set_keepalive(None);
-                    return LocalResponse::error(400, "Bad request", "could not read the body");
-                }
-            }
-        }
-        webhook::ingest(&self.app, &headers, body.freeze())
-    }
-
-    /// Checks a proxied request before anything is sent upstream: client token (401) and a
-    /// declared body over the limit (413). `None` admits it.
-    fn admit_proxied(&self, session: &mut Session) -> Option<LocalResponse> {
-        let cfg = &self.app.config.raw;
-        let req = session.req_header();
-        let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if !auth::client_allowed(&cfg.auth.client_tokens, authz, None) {
-            return Some(unauthorized());
-        }
-        let declared = req
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cfg.proxy.max_body_bytes.get() as u64) {
-            session.set_keepalive(None);
-            return Some(too_large(cfg.proxy.max_body_bytes.get()));
-        }
-        None
-    }
-}
-
-/// Largest request body of the sidecar's own POST routes other than the webhook.
-const SMALL_BODY_MAX: usize = 64 * 1024;
-
-/// Reads the whole request body of a local route, refusing more than [`SMALL_BODY_MAX`].
-async fn read_small_body(session: &mut Session) -> std::result::Result<Bytes, LocalResponse> {
-    let mut body = BytesMut::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > SMALL_BODY_MAX {
-                    return Err(too_large(SMALL_BODY_MAX));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.freeze()),
-            Err(_) => {
-                return Err(LocalResponse::error(
-                    400,
-                    "Bad request",
-                    "could not read the body",
-                ))
+            Some(knowledge) => {
+                self.app.decide(|engine, now| {
+                    let changed = engine.learn(knowledge, now);
+                    let mut out = vec![Payload::ApiLog(log)];
+                    out.extend(changed.into_iter().map(Payload::Status));
+                    out
+                });
             }
         }
     }
-}
-
-fn unauthorized() -> LocalResponse {
-    LocalResponse::error(401, "Unauthorized", "a valid client token is required")
-        .with_header("www-authenticate", "Bearer")
-}
-
-fn too_large(limit: usize) -> LocalResponse {
-    LocalResponse::error(
-        413,
-        "Request body too large",
-        format!("the limit is {limit} bytes"),
-    )
 }
 
 /// An upstream failure as the client sees it.
@@ -668,47 +512,6 @@ fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     for name in ["connection", "keep-alive", "proxy-connection"] {
         resp.remove_header(name);
     }
-}
-
-/// Writes a local response and ends request handling (`request_filter` returns `Ok(true)`).
-async fn write_local(
-    session: &mut Session,
-    resp: LocalResponse,
-    allowed_origins: &[String],
-) -> Result<bool> {
-    write_response(session, resp, allowed_origins).await?;
-    Ok(true)
-}
-
-async fn write_response(
-    session: &mut Session,
-    resp: LocalResponse,
-    allowed_origins: &[String],
-) -> Result<()> {
-    let mut header = ResponseHeader::build(resp.status, Some(6 + resp.headers.len()))?;
-    if !resp.body.is_empty() {
-        header.insert_header(header::CONTENT_TYPE, resp.content_type)?;
-    }
-    header.insert_header(header::CONTENT_LENGTH, resp.body.len().to_string())?;
-    header.insert_header(header::CACHE_CONTROL, "no-store")?;
-    let has_cors = resp
-        .headers
-        .iter()
-        .any(|(n, _)| *n == "access-control-allow-origin");
-    for (name, value) in resp.headers {
-        header.insert_header(name, value)?;
-    }
-    if !has_cors {
-        if let Some(origin) = cors::allow_origin(allowed_origins, &session.req_header().headers) {
-            header.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
-            header.insert_header(header::VARY, "Origin")?;
-        }
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(resp.body), true).await?;
-    Ok(())
 }
 
 #[cfg(test)]

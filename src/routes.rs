@@ -1,13 +1,18 @@
-//! Routing: which of the sidecar's routes a request path names, and, for the proxy, the
-//! upstream path it maps to. Plain functions over the raw (still percent-encoded) path, testable
-//! without Pingora (DESIGN.md "Public interface").
+//! The route table: which of the sidecar's routes a request names, the methods each allows and
+//! who may call it. Plain functions over the method and the raw (still percent-encoded) path,
+//! testable without Pingora (DESIGN.md "Public interface").
+//!
+//! Every route is declared once, in [`Route::spec`], with its methods and its [`Access`]. A
+//! route that allows `GET` also answers `HEAD` (RFC 9110 §9.3.2). Route paths are public
+//! interface: they change only with a note in the README.
 
+use http::Method;
 use percent_encoding::percent_decode_str;
 
-/// Prefix of the proxied wa-hub API.
+/// Prefix of the proxied wa-hub API. Public interface.
 pub const PROXY_PREFIX: &str = "/api/wahub";
 
-/// The route a request path names.
+/// The route a request names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET /healthz`: liveness.
@@ -16,7 +21,7 @@ pub enum Route {
     Readyz,
     /// `GET /api/config`: the dashboard's `{"webhookUrl"}`.
     Config,
-    /// `/api/wahub/webhook`: the webhook receiver, never proxied.
+    /// `POST /api/wahub/webhook`: the webhook receiver, never proxied.
     Webhook,
     /// `GET /api/instances`: every known instance's display status.
     Instances,
@@ -33,26 +38,100 @@ pub enum Route {
     DeadLetters(String),
     /// `POST /api/sinks/<name>/dead-letters/replay`: re-queue a forward sink's dead letters.
     DeadLetterReplay(String),
-    /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
+    /// `ANY /api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
-    /// Anything else.
-    NotFound,
 }
 
-/// Why a proxied path was refused.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness, readiness, the dashboard's config, and the webhook receiver (which
+    /// checks wa-hub's own token and signature).
+    Open,
+    /// A client token from `auth.client_tokens` when any is configured: `Authorization:
+    /// Bearer`, or on local routes the `access_token` query parameter (an `EventSource`
+    /// cannot set headers).
+    Client,
+    /// Like [`Access::Client`], but only the header: a proxied query belongs to wa-hub.
+    ClientHeader,
+}
+
+/// What a route allows: its methods (as the `Allow` header lists them) and its access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Methods allowed, as the `Allow` value (`GET` implies `HEAD`); `None`: any method.
+    pub allow: Option<&'static str>,
+    /// Who may call it.
+    pub access: Access,
+}
+
+const GET: Option<&str> = Some("GET, HEAD");
+const POST: Option<&str> = Some("POST");
+
+impl Route {
+    /// The route's methods and access rule: the one place each is declared.
+    pub fn spec(&self) -> RouteSpec {
+        use Access::*;
+        let (allow, access) = match self {
+            Route::Healthz | Route::Readyz | Route::Config => (GET, Open),
+            Route::Webhook => (POST, Open),
+            Route::Instances
+            | Route::InstanceStatus(_)
+            | Route::Events
+            | Route::Stream
+            | Route::Metrics
+            | Route::DeadLetters(_) => (GET, Client),
+            Route::DeadLetterReplay(_) => (POST, Client),
+            Route::Proxy(_) => (None, ClientHeader),
+        };
+        RouteSpec { allow, access }
+    }
+
+    /// Whether the route allows `method` (`HEAD` wherever `GET` is allowed).
+    pub fn allows(&self, method: &Method) -> bool {
+        match self.spec().allow {
+            None => true,
+            Some(allow) => allow
+                .split(", ")
+                .any(|m| m.as_bytes() == method.as_str().as_bytes()),
+        }
+    }
+}
+
+/// Why a request names no route it may use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    /// A segment is `.` or `..`, literally or percent-encoded (also inside an encoded `%2F`).
+pub enum RouteError {
+    /// No route has this path.
+    #[error("no such route")]
+    NotFound,
+    /// The path is a route, the method is not one of its methods.
+    #[error("use {allow}")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
+    /// A proxied path has a segment that is `.` or `..`, literally or percent-encoded (also
+    /// inside an encoded `%2F`).
     #[error("path escapes the /api/wahub prefix")]
     Traversal,
 }
 
-/// Maps a raw request path (no query) to its [`Route`].
+/// Maps a method and a raw request path (no query) to its [`Route`].
 ///
 /// # Errors
-/// [`PathError::Traversal`] for a proxied path with a dot segment.
-pub fn route(raw_path: &str) -> Result<Route, PathError> {
+/// [`RouteError::NotFound`], [`RouteError::MethodNotAllowed`] with the route's `Allow` value,
+/// or [`RouteError::Traversal`] for a proxied path with a dot segment.
+pub fn route(method: &Method, raw_path: &str) -> Result<Route, RouteError> {
+    let route = match_path(raw_path)?;
+    match route.spec().allow {
+        Some(allow) if !route.allows(method) => Err(RouteError::MethodNotAllowed { allow }),
+        _ => Ok(route),
+    }
+}
+
+/// The route a raw path names, whatever the method.
+fn match_path(raw_path: &str) -> Result<Route, RouteError> {
     Ok(match raw_path {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
@@ -62,57 +141,54 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
         "/api/events" => Route::Events,
         "/api/stream" => Route::Stream,
         "/metrics" => Route::Metrics,
-        _ if raw_path.starts_with("/api/instances/") => {
-            match raw_path
-                .strip_prefix("/api/instances/")
-                .and_then(|r| r.strip_suffix("/status"))
-                .filter(|id| !id.is_empty() && !id.contains('/'))
-            {
-                Some(id) => {
-                    Route::InstanceStatus(percent_decode_str(id).decode_utf8_lossy().into_owned())
-                }
-                None => Route::NotFound,
-            }
-        }
-        _ if raw_path.starts_with("/api/sinks/") => sink_route(raw_path),
+        _ if raw_path.starts_with("/api/instances/") => raw_path
+            .strip_prefix("/api/instances/")
+            .and_then(|r| r.strip_suffix("/status"))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(|id| Route::InstanceStatus(decode(id)))
+            .ok_or(RouteError::NotFound)?,
+        _ if raw_path.starts_with("/api/sinks/") => sink_route(raw_path)?,
         _ => match raw_path.strip_prefix(PROXY_PREFIX) {
             Some("") => Route::Proxy("/".to_owned()),
             Some(rest) if rest.starts_with('/') => {
                 check_no_dot_segments(rest)?;
                 Route::Proxy(rest.to_owned())
             }
-            _ => Route::NotFound,
+            _ => return Err(RouteError::NotFound),
         },
     })
 }
 
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
 /// `/api/sinks/<name>/dead-letters[/replay]`; anything else under `/api/sinks/` is not found.
-fn sink_route(raw_path: &str) -> Route {
-    let Some(rest) = raw_path.strip_prefix("/api/sinks/") else {
-        return Route::NotFound;
-    };
+fn sink_route(raw_path: &str) -> Result<Route, RouteError> {
+    let rest = raw_path
+        .strip_prefix("/api/sinks/")
+        .ok_or(RouteError::NotFound)?;
     let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
     if name.is_empty() {
-        return Route::NotFound;
+        return Err(RouteError::NotFound);
     }
-    let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
     match tail {
-        "dead-letters" => Route::DeadLetters(name),
-        "dead-letters/replay" => Route::DeadLetterReplay(name),
-        _ => Route::NotFound,
+        "dead-letters" => Ok(Route::DeadLetters(decode(name))),
+        "dead-letters/replay" => Ok(Route::DeadLetterReplay(decode(name))),
+        _ => Err(RouteError::NotFound),
     }
 }
 
 /// Refuses any segment that decodes to `.` or `..`, including segments hidden behind an encoded
 /// slash or backslash (`..%2F`, `%2e%2e%5c`), which some upstreams treat as separators.
-fn check_no_dot_segments(raw: &str) -> Result<(), PathError> {
+fn check_no_dot_segments(raw: &str) -> Result<(), RouteError> {
     for segment in raw.split('/') {
         let decoded = percent_decode_str(segment).decode_utf8_lossy();
         if decoded
             .split(['/', '\\'])
             .any(|part| part == ".." || part == ".")
         {
-            return Err(PathError::Traversal);
+            return Err(RouteError::Traversal);
         }
     }
     Ok(())
@@ -122,11 +198,7 @@ fn check_no_dot_segments(raw: &str) -> Result<(), PathError> {
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        (k == name).then(|| decode(&v.replace('+', " ")))
     })
 }
 
@@ -136,31 +208,63 @@ pub fn instance_id(upstream_path: &str) -> Option<String> {
     let path = upstream_path.split('?').next().unwrap_or_default();
     let rest = path.strip_prefix("/instances/")?;
     let raw = rest.split('/').next().filter(|s| !s.is_empty())?;
-    Some(percent_decode_str(raw).decode_utf8_lossy().into_owned())
+    Some(decode(raw))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn get(path: &str) -> Result<Route, RouteError> {
+        route(&Method::GET, path)
+    }
+
     #[test]
     fn local_routes_are_recognised() {
-        assert_eq!(route("/healthz"), Ok(Route::Healthz));
-        assert_eq!(route("/readyz"), Ok(Route::Readyz));
-        assert_eq!(route("/api/config"), Ok(Route::Config));
-        assert_eq!(route("/api/wahub/webhook"), Ok(Route::Webhook));
-        assert_eq!(route("/nope"), Ok(Route::NotFound));
-        assert_eq!(route("/api/wahubx/instances"), Ok(Route::NotFound));
+        assert_eq!(get("/healthz"), Ok(Route::Healthz));
+        assert_eq!(get("/readyz"), Ok(Route::Readyz));
+        assert_eq!(get("/api/config"), Ok(Route::Config));
+        assert_eq!(
+            route(&Method::POST, "/api/wahub/webhook"),
+            Ok(Route::Webhook)
+        );
+        assert_eq!(get("/nope"), Err(RouteError::NotFound));
+        assert_eq!(get("/api/wahubx/instances"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn wrong_method_names_the_allowed_ones_and_head_follows_get() {
+        assert_eq!(
+            route(&Method::POST, "/healthz"),
+            Err(RouteError::MethodNotAllowed { allow: "GET, HEAD" })
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/wahub/webhook"),
+            Err(RouteError::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(route(&Method::HEAD, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(
+            route(&Method::DELETE, "/api/wahub/instances/x"),
+            Ok(Route::Proxy("/instances/x".into()))
+        );
+    }
+
+    #[test]
+    fn each_route_declares_its_access() {
+        assert_eq!(Route::Healthz.spec().access, Access::Open);
+        assert_eq!(Route::Webhook.spec().access, Access::Open);
+        assert_eq!(Route::Stream.spec().access, Access::Client);
+        assert_eq!(Route::Proxy("/".into()).spec().access, Access::ClientHeader);
     }
 
     #[test]
     fn proxy_prefix_is_stripped_keeping_percent_encoding() {
         assert_eq!(
-            route("/api/wahub/instances/a%2Fb/client/status"),
+            get("/api/wahub/instances/a%2Fb/client/status"),
             Ok(Route::Proxy("/instances/a%2Fb/client/status".into()))
         );
-        assert_eq!(route("/api/wahub"), Ok(Route::Proxy("/".into())));
-        assert_eq!(route("/api/wahub/"), Ok(Route::Proxy("/".into())));
+        assert_eq!(get("/api/wahub"), Ok(Route::Proxy("/".into())));
+        assert_eq!(get("/api/wahub/"), Ok(Route::Proxy("/".into())));
     }
 
     #[test]
@@ -175,32 +279,32 @@ mod tests {
             "/api/wahub/x/%2e%2e%5cadmin",
             "/api/wahub/./x",
         ] {
-            assert_eq!(route(p), Err(PathError::Traversal), "{p}");
+            assert_eq!(get(p), Err(RouteError::Traversal), "{p}");
         }
-        assert!(route("/api/wahub/instances/a..b/x").is_ok());
-        assert!(route("/api/wahub/instances/%252e%252e").is_ok());
+        assert!(get("/api/wahub/instances/a..b/x").is_ok());
+        assert!(get("/api/wahub/instances/%252e%252e").is_ok());
     }
 
     #[test]
     fn read_routes_are_recognised_with_decoded_ids() {
-        assert_eq!(route("/api/instances"), Ok(Route::Instances));
-        assert_eq!(route("/api/events"), Ok(Route::Events));
+        assert_eq!(get("/api/instances"), Ok(Route::Instances));
+        assert_eq!(get("/api/events"), Ok(Route::Events));
         assert_eq!(
-            route("/api/instances/WASP-a%2Fb/status"),
+            get("/api/instances/WASP-a%2Fb/status"),
             Ok(Route::InstanceStatus("WASP-a/b".into()))
         );
-        assert_eq!(route("/api/instances//status"), Ok(Route::NotFound));
-        assert_eq!(route("/api/instances/a/b/status"), Ok(Route::NotFound));
+        assert_eq!(get("/api/instances//status"), Err(RouteError::NotFound));
+        assert_eq!(get("/api/instances/a/b/status"), Err(RouteError::NotFound));
     }
 
     #[test]
     fn dead_letter_routes_name_the_sink_decoded() {
         assert_eq!(
-            route("/api/sinks/crm/dead-letters"),
+            get("/api/sinks/crm/dead-letters"),
             Ok(Route::DeadLetters("crm".into()))
         );
         assert_eq!(
-            route("/api/sinks/crm%20hook/dead-letters/replay"),
+            route(&Method::POST, "/api/sinks/crm%20hook/dead-letters/replay"),
             Ok(Route::DeadLetterReplay("crm hook".into()))
         );
         for p in [
@@ -211,7 +315,7 @@ mod tests {
             "/api/sinks/crm/dead-letters/replay/x",
             "/api/sinks/crm/other",
         ] {
-            assert_eq!(route(p), Ok(Route::NotFound), "{p}");
+            assert_eq!(get(p), Err(RouteError::NotFound), "{p}");
         }
     }
 

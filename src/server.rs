@@ -4,16 +4,19 @@
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::services::listening::Service;
 use wa_hub_sinks::SinkTask;
 
 use crate::app::{App, AppError};
 use crate::config::Config;
+use crate::metrics_listener::MetricsListener;
 use crate::poll::Pollers;
 use crate::proxy::SidecarProxy;
 use crate::shutdown::DrainOnSignal;
@@ -71,11 +74,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
     server.add_service(proxy);
     if let Some(metrics_listen) = app.config.raw.metrics_listen {
-        let mut metrics = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            SidecarProxy::metrics_only(app.clone()),
-            "metrics",
-        );
+        let mut metrics = Service::new("metrics".to_owned(), MetricsListener::new(app.clone()));
         metrics.add_tcp(&metrics_listen.to_string());
         metrics.threads = Some(1);
         server.add_service(metrics);
@@ -105,7 +104,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 }
 
 /// Runs every sink under the router's supervisor until the sinks are told to stop
-/// ([`App::stop_sinks`], after in-flight requests finished), then lets them drain.
+/// ([`App::stop_sinks`], after in-flight requests finished), then lets them drain. The sink
+/// tasks are tracked in [`App::sink_tasks`], which shutdown waits for.
 struct SinkRunner {
     app: Arc<App>,
     tasks: Mutex<Vec<SinkTask>>,
@@ -114,22 +114,15 @@ struct SinkRunner {
 #[async_trait]
 impl BackgroundService for SinkRunner {
     async fn start(&self, _pingora_shutdown: ShutdownWatch) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut running = tokio::task::JoinSet::new();
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        let tracker = &self.app.sink_tasks;
         for task in tasks {
-            let guard = self.app.sink_guard();
             let shutdown = self.app.sinks_shutdown_watch();
             let drain = self.app.config.grace_period();
             tracing::debug!(sink = task.name(), "sink started");
-            running.spawn(async move {
-                wa_hub_sinks::supervise(task, shutdown, drain).await;
-                drop(guard);
-            });
+            tracker.spawn(wa_hub_sinks::supervise(task, shutdown, drain));
         }
-        while let Some(done) = running.join_next().await {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "sink supervisor ended abnormally");
-            }
-        }
+        tracker.close();
+        tracker.wait().await;
     }
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 
@@ -57,46 +58,46 @@ impl ShutdownSignalWatch for DrainOnSignal {
         );
         self.app.begin_shutdown();
         let deadline = Instant::now() + grace;
-        loop {
-            let inflight = self.app.inflight();
-            if inflight == 0 {
-                tracing::info!("requests drained");
-                break;
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    inflight,
-                    "grace period over, exiting with requests in flight"
-                );
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = int.recv() => return ShutdownSignal::FastShutdown,
-            }
+        match wait_for(&self.app.requests, deadline, &mut int).await {
+            Waited::Done => tracing::info!("requests drained"),
+            Waited::TimedOut => tracing::warn!(
+                inflight = self.app.requests.len(),
+                "grace period over, exiting with requests in flight"
+            ),
+            Waited::Interrupted => return ShutdownSignal::FastShutdown,
         }
         // Then the sinks: each delivers what is queued for it and stops (`Sink::stop`), within
         // what is left of the grace period, but never less than SINKS_MIN_STOP.
         self.app.stop_sinks();
         let deadline = deadline.max(Instant::now() + SINKS_MIN_STOP);
-        loop {
-            let running = self.app.sinks_running();
-            if running == 0 {
-                tracing::info!("sinks stopped");
-                break;
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    running,
-                    "grace period over, exiting with sinks still running"
-                );
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = int.recv() => return ShutdownSignal::FastShutdown,
-            }
+        match wait_for(&self.app.sink_tasks, deadline, &mut int).await {
+            Waited::Done => tracing::info!("sinks stopped"),
+            Waited::TimedOut => tracing::warn!(
+                running = self.app.sink_tasks.len(),
+                "grace period over, exiting with sinks still running"
+            ),
+            Waited::Interrupted => return ShutdownSignal::FastShutdown,
         }
         ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// How waiting for a tracker ended.
+enum Waited {
+    /// Everything it tracks finished.
+    Done,
+    /// The deadline passed first.
+    TimedOut,
+    /// SIGINT came first.
+    Interrupted,
+}
+
+/// Closes `tracker` and waits until what it tracks finished, the deadline passed, or SIGINT.
+async fn wait_for(tracker: &TaskTracker, deadline: Instant, int: &mut Signal) -> Waited {
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => Waited::Done,
+        _ = tokio::time::sleep_until(deadline) => Waited::TimedOut,
+        _ = int.recv() => Waited::Interrupted,
     }
 }

@@ -21,21 +21,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use wa_hub_sinks::envelope::iso_timestamp;
-use wa_hub_sinks::{InstanceStatus, QrEvent};
-
-/// Rank names, indexed by rank.
-pub const LABELS: [&str; 4] = ["disconnected", "needs_qr", "syncing", "active"];
+use wa_hub_sinks::{InstanceStatus, QrEvent, Rank};
 
 /// Rank when nothing says otherwise (needs_qr).
-pub const DEFAULT_RANK: u8 = 1;
+pub const DEFAULT_RANK: Rank = Rank::NeedsQr;
 
 /// What one webhook does to an instance's lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
     /// Sets the rank; the string is the status word shown.
-    Rank(u8, String),
+    SetRank(Rank, String),
     /// Keeps the rank, shows a new status word (`change_state` other than `CONNECTED`).
     KeepRank(String),
     /// `ready_timeout`: keeps rank and word, marks the status timed out.
@@ -47,12 +44,14 @@ pub enum Lifecycle {
 /// Classifies a webhook by its `event` name and `data` (dashboard reference §5).
 pub fn lifecycle(event: &str, data: &Value) -> Lifecycle {
     match event {
-        "disconnected" | "auth_failure" | "restricted" => Lifecycle::Rank(0, event.to_owned()),
-        "qr" => Lifecycle::Rank(1, "qr".to_owned()),
-        "authenticated" => Lifecycle::Rank(2, "authenticated".to_owned()),
-        "ready" => Lifecycle::Rank(3, "ready".to_owned()),
+        "disconnected" | "auth_failure" | "restricted" => {
+            Lifecycle::SetRank(Rank::Disconnected, event.to_owned())
+        }
+        "qr" => Lifecycle::SetRank(Rank::NeedsQr, "qr".to_owned()),
+        "authenticated" => Lifecycle::SetRank(Rank::Syncing, "authenticated".to_owned()),
+        "ready" => Lifecycle::SetRank(Rank::Active, "ready".to_owned()),
         "change_state" => match data.get("status").and_then(Value::as_str) {
-            Some("CONNECTED") => Lifecycle::Rank(3, "CONNECTED".to_owned()),
+            Some("CONNECTED") => Lifecycle::SetRank(Rank::Active, "CONNECTED".to_owned()),
             Some(other) => Lifecycle::KeepRank(other.to_owned()),
             None => Lifecycle::KeepRank("change_state".to_owned()),
         },
@@ -62,12 +61,12 @@ pub fn lifecycle(event: &str, data: &Value) -> Lifecycle {
 }
 
 /// Rank of a status word reported by the API or the instance list.
-pub fn rank_of_word(word: &str) -> u8 {
+pub fn rank_of_word(word: &str) -> Rank {
     match word.to_ascii_lowercase().as_str() {
-        "ready" | "connected" | "active" => 3,
-        "authenticated" | "syncing" | "authenticating" | "loading" => 2,
+        "ready" | "connected" | "active" => Rank::Active,
+        "authenticated" | "syncing" | "authenticating" | "loading" => Rank::Syncing,
         "disconnected" | "auth_failure" | "restricted" | "error" | "failed" | "logged_out"
-        | "stopped" => 0,
+        | "stopped" => Rank::Disconnected,
         _ => DEFAULT_RANK,
     }
 }
@@ -119,11 +118,51 @@ impl ApiStatus {
     }
 }
 
+/// What the engine can learn from a successful proxied `GET` (dashboard reference §5: the API
+/// and the instance list are status sources).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiKnowledge {
+    /// `GET /instances/<id>/client/status`: that instance's API status.
+    ClientStatus(String, ApiStatus),
+    /// `GET /instances`: the instance list.
+    InstanceList(Value),
+}
+
+impl ApiKnowledge {
+    /// Whether a proxied call to `path` (wa-hub path, query ignored) can carry a status: the
+    /// two status routes. Lets the proxy skip parsing every other answer.
+    pub fn route_carries_status(path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or_default();
+        path == "/instances" || path == "/instances/" || client_status_id(path).is_some()
+    }
+
+    /// What a successful `GET` of wa-hub `path` (query ignored) answering `body` teaches, for
+    /// instance `instance_id` (decoded from the path). `None` for other routes or bodies that
+    /// are not a status.
+    pub fn from_response(path: &str, instance_id: Option<&str>, body: &str) -> Option<Self> {
+        let path = path.split('?').next().unwrap_or_default();
+        let json = || serde_json::from_str::<Value>(body).ok();
+        if path == "/instances" || path == "/instances/" {
+            return json().map(ApiKnowledge::InstanceList);
+        }
+        client_status_id(path)?;
+        let id = instance_id?.to_owned();
+        ApiStatus::from_response(&json()?).map(|api| ApiKnowledge::ClientStatus(id, api))
+    }
+}
+
+/// The raw id of exactly `/instances/<id>/client/status`.
+fn client_status_id(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/instances/")?;
+    let id = rest.strip_suffix("/client/status")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
 /// Everything the engine knows of one instance.
 #[derive(Debug, Clone, Default)]
 struct Instance {
     /// Status word and rank from the last lifecycle webhook.
-    webhook: Option<(String, u8)>,
+    webhook: Option<(String, Rank)>,
     /// `status` from the instance list.
     meta_status: Option<String>,
     api: Option<ApiStatus>,
@@ -133,6 +172,24 @@ struct Instance {
     last_event_at: Option<DateTime<Utc>>,
     /// The status last returned as a change.
     decided: Option<InstanceStatus>,
+}
+
+/// What the engine knows of one instance, borrowed: see [`StatusEngine::views`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstanceView<'a> {
+    /// The instance id.
+    pub id: &'a str,
+    /// The decided rank; `None` before a status was decided.
+    pub rank: Option<Rank>,
+    /// Status word and rank of the last lifecycle webhook (the dashboard's `waStatus`,
+    /// `lifecycleRank`).
+    pub lifecycle: Option<(&'a str, Rank)>,
+    /// When its last webhook arrived.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// The QR to show (base64 PNG, or raw QR text), when known.
+    pub qr: Option<&'a str>,
+    /// The last QR failure reported by wa-hub.
+    pub qr_error: Option<&'a str>,
 }
 
 /// What a webhook produced besides being stored.
@@ -189,7 +246,7 @@ impl StatusEngine {
                 inst.webhook = Some((word, rank));
                 inst.timed_out = false;
             }
-            Lifecycle::Rank(rank, word) => {
+            Lifecycle::SetRank(rank, word) => {
                 inst.webhook = Some((word, rank));
                 inst.timed_out = false;
                 if event == "qr" {
@@ -208,7 +265,7 @@ impl StatusEngine {
                             None => err.to_string(),
                         });
                     }
-                } else if rank >= 2 {
+                } else if rank >= Rank::Syncing {
                     // A QR is single-use: once authenticated it is stale.
                     inst.qr = None;
                     inst.qr_error = None;
@@ -264,6 +321,16 @@ impl StatusEngine {
         changed
     }
 
+    /// Learns what a proxied answer carried; returns the statuses that changed.
+    pub fn learn(&mut self, knowledge: ApiKnowledge, now: DateTime<Utc>) -> Vec<InstanceStatus> {
+        match knowledge {
+            ApiKnowledge::ClientStatus(id, api) => {
+                self.apply_api_status(&id, api, now).into_iter().collect()
+            }
+            ApiKnowledge::InstanceList(body) => self.apply_instance_list(&body, now),
+        }
+    }
+
     /// Records a QR fetched from the API (QR fallback). Returns the `qr` event and the status
     /// change it caused.
     pub fn apply_fetched_qr(&mut self, id: &str, qr: &str, now: DateTime<Utc>) -> Outcome {
@@ -302,22 +369,22 @@ impl StatusEngine {
         self.instances.keys().cloned().collect()
     }
 
-    /// Rank and seconds since the last event of every instance with a decided status, for
-    /// metrics, ordered by id.
-    pub fn samples(&self, now: DateTime<Utc>) -> Vec<crate::metrics::InstanceSample> {
-        self.instances
-            .iter()
-            .filter_map(|(id, i)| {
-                let rank = i.decided.as_ref()?.rank;
-                Some(crate::metrics::InstanceSample {
-                    id: id.clone(),
-                    rank,
-                    since_last_event: i
-                        .last_event_at
-                        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
-                })
-            })
-            .collect()
+    /// What the engine knows of each instance, ordered by id, as plain views for the
+    /// metrics (rank, time since the last event) and the stream (`instanceMeta`).
+    pub fn views(&self) -> impl Iterator<Item = InstanceView<'_>> {
+        self.instances.iter().map(|(id, i)| InstanceView {
+            id,
+            rank: i.decided.as_ref().map(|s| s.rank),
+            lifecycle: i.webhook.as_ref().map(|(w, r)| (w.as_str(), *r)),
+            last_event_at: i.last_event_at,
+            qr: i.qr.as_deref(),
+            qr_error: i.qr_error.as_deref(),
+        })
+    }
+
+    /// The view of one instance, if known.
+    pub fn view(&self, id: &str) -> Option<InstanceView<'_>> {
+        self.views().find(|v| v.id == id)
     }
 
     /// Instances that need a QR and have none yet (the QR fallback's work list).
@@ -328,32 +395,10 @@ impl StatusEngine {
                 i.qr.is_none()
                     && i.decided
                         .as_ref()
-                        .is_some_and(|s| s.rank == 1 && !is_busy(&s.display_status))
+                        .is_some_and(|s| s.rank == Rank::NeedsQr && !is_busy(&s.display_status))
             })
             .map(|(id, _)| id.clone())
             .collect()
-    }
-
-    /// The dashboard's `instanceMeta` map: per instance `waStatus`, `lifecycleRank`,
-    /// `lastEventAt`, `lastQrBase64`, `qrError`. `only` restricts it to one instance.
-    pub fn instance_meta(&self, only: Option<&str>) -> Value {
-        let mut map = Map::new();
-        for (id, inst) in &self.instances {
-            if only.is_some_and(|o| o != id) {
-                continue;
-            }
-            map.insert(
-                id.clone(),
-                json!({
-                    "waStatus": inst.webhook.as_ref().map(|(w, _)| w),
-                    "lifecycleRank": inst.webhook.as_ref().map(|(_, r)| r),
-                    "lastEventAt": inst.last_event_at.map(iso_timestamp),
-                    "lastQrBase64": inst.qr,
-                    "qrError": inst.qr_error,
-                }),
-            );
-        }
-        Value::Object(map)
     }
 
     /// Recomputes the status of `id`; returns it when it differs from the last decided one.
@@ -378,7 +423,7 @@ fn same_ignoring_time(a: &InstanceStatus, b: &InstanceStatus) -> bool {
 }
 
 /// Status word, rank and source by the precedence rule.
-fn word_rank_source(inst: &Instance) -> (String, u8, &'static str) {
+fn word_rank_source(inst: &Instance) -> (String, Rank, &'static str) {
     if let Some((word, rank)) = &inst.webhook {
         return (word.clone(), *rank, "webhook");
     }
@@ -393,7 +438,7 @@ fn word_rank_source(inst: &Instance) -> (String, u8, &'static str) {
     ("unknown".to_owned(), DEFAULT_RANK, "unknown")
 }
 
-fn current_rank(inst: &Instance) -> u8 {
+fn current_rank(inst: &Instance) -> Rank {
     word_rank_source(inst).1
 }
 
@@ -407,10 +452,10 @@ fn compute(id: &str, inst: &Instance, now: DateTime<Utc>) -> InstanceStatus {
     let api = inst.api.clone().unwrap_or_default();
     InstanceStatus {
         instance_id: id.to_owned(),
-        show_qr: rank == 1 && inst.qr.is_some() && !is_busy(&word) && !api_busy,
+        show_qr: rank == Rank::NeedsQr && inst.qr.is_some() && !is_busy(&word) && !api_busy,
         display_status: word,
         rank,
-        label: LABELS[usize::from(rank.min(3))],
+        label: rank.label(),
         qr: inst.qr.clone(),
         qr_error: inst.qr_error.clone(),
         timed_out: inst.timed_out,
@@ -426,6 +471,7 @@ fn compute(id: &str, inst: &Instance, now: DateTime<Utc>) -> InstanceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_764_400_000 + s, 0).unwrap()
@@ -438,7 +484,7 @@ mod tests {
         struct Row {
             rule: &'static str,
             events: &'static [(&'static str, &'static str)],
-            rank: u8,
+            rank: Rank,
             word: &'static str,
             timed_out: bool,
         }
@@ -446,49 +492,49 @@ mod tests {
             Row {
                 rule: "disconnected is rank 0",
                 events: &[("ready", "{}"), ("disconnected", "{}")],
-                rank: 0,
+                rank: Rank::Disconnected,
                 word: "disconnected",
                 timed_out: false,
             },
             Row {
                 rule: "auth_failure is rank 0",
                 events: &[("auth_failure", "{}")],
-                rank: 0,
+                rank: Rank::Disconnected,
                 word: "auth_failure",
                 timed_out: false,
             },
             Row {
                 rule: "restricted is rank 0",
                 events: &[("ready", "{}"), ("restricted", "{}")],
-                rank: 0,
+                rank: Rank::Disconnected,
                 word: "restricted",
                 timed_out: false,
             },
             Row {
                 rule: "qr is rank 1",
                 events: &[("qr", r#"{"qr":"abc"}"#)],
-                rank: 1,
+                rank: Rank::NeedsQr,
                 word: "qr",
                 timed_out: false,
             },
             Row {
                 rule: "qr error is still needs_qr",
                 events: &[("qr", r#"{"error":"x"}"#)],
-                rank: 1,
+                rank: Rank::NeedsQr,
                 word: "qr",
                 timed_out: false,
             },
             Row {
                 rule: "authenticated is rank 2",
                 events: &[("qr", "{}"), ("authenticated", "{}")],
-                rank: 2,
+                rank: Rank::Syncing,
                 word: "authenticated",
                 timed_out: false,
             },
             Row {
                 rule: "ready is rank 3",
                 events: &[("ready", "{}")],
-                rank: 3,
+                rank: Rank::Active,
                 word: "ready",
                 timed_out: false,
             },
@@ -498,7 +544,7 @@ mod tests {
                     ("disconnected", "{}"),
                     ("change_state", r#"{"status":"CONNECTED"}"#),
                 ],
-                rank: 3,
+                rank: Rank::Active,
                 word: "CONNECTED",
                 timed_out: false,
             },
@@ -508,21 +554,21 @@ mod tests {
                     ("authenticated", "{}"),
                     ("change_state", r#"{"status":"OPENING"}"#),
                 ],
-                rank: 2,
+                rank: Rank::Syncing,
                 word: "OPENING",
                 timed_out: false,
             },
             Row {
                 rule: "change_state without status keeps rank",
                 events: &[("ready", "{}"), ("change_state", "{}")],
-                rank: 3,
+                rank: Rank::Active,
                 word: "change_state",
                 timed_out: false,
             },
             Row {
                 rule: "ready_timeout keeps rank and marks timed out",
                 events: &[("authenticated", "{}"), ("ready_timeout", "{}")],
-                rank: 2,
+                rank: Rank::Syncing,
                 word: "authenticated",
                 timed_out: true,
             },
@@ -533,21 +579,21 @@ mod tests {
                     ("ready_timeout", "{}"),
                     ("ready", "{}"),
                 ],
-                rank: 3,
+                rank: Rank::Active,
                 word: "ready",
                 timed_out: false,
             },
             Row {
                 rule: "message after ready keeps instance active",
                 events: &[("ready", "{}"), ("message", r#"{"message":{"body":"hi"}}"#)],
-                rank: 3,
+                rank: Rank::Active,
                 word: "ready",
                 timed_out: false,
             },
             Row {
                 rule: "vote_update never changes status",
                 events: &[("authenticated", "{}"), ("vote_update", "{}")],
-                rank: 2,
+                rank: Rank::Syncing,
                 word: "authenticated",
                 timed_out: false,
             },
@@ -557,7 +603,7 @@ mod tests {
                     ("disconnected", "{}"),
                     ("brand_new_event", r#"{"status":"CONNECTED"}"#),
                 ],
-                rank: 0,
+                rank: Rank::Disconnected,
                 word: "disconnected",
                 timed_out: false,
             },
@@ -572,7 +618,7 @@ mod tests {
                 .status("i")
                 .unwrap_or_else(|| panic!("{}: no status", row.rule));
             assert_eq!(s.rank, row.rank, "{}", row.rule);
-            assert_eq!(s.label, LABELS[row.rank as usize], "{}", row.rule);
+            assert_eq!(s.label, row.rank.label(), "{}", row.rule);
             assert_eq!(s.display_status, row.word, "{}", row.rule);
             assert_eq!(s.source, "webhook", "{}", row.rule);
             assert_eq!(s.timed_out, row.timed_out, "{}", row.rule);
@@ -614,7 +660,7 @@ mod tests {
         let s = e.apply_api_status("i", api, t(0)).unwrap();
         assert_eq!(
             (s.source, s.display_status.as_str(), s.rank),
-            ("api", "error", 0)
+            ("api", "error", Rank::Disconnected)
         );
         let api = ApiStatus {
             instance_status: Some("ready".into()),
@@ -624,23 +670,26 @@ mod tests {
         let s = e.apply_api_status("i", api, t(1)).unwrap();
         assert_eq!(
             (s.source, s.display_status.as_str(), s.rank),
-            ("api", "ready", 3)
+            ("api", "ready", Rank::Active)
         );
         let s = e
             .apply_instance_list(&json!([{"id": "i", "status": "disconnected"}]), t(2))
             .pop()
             .unwrap();
-        assert_eq!((s.source, s.rank), ("meta", 0));
+        assert_eq!((s.source, s.rank), ("meta", Rank::Disconnected));
         let s = e
             .apply_webhook("i", "qr", &json!({"qr": "q"}), t(3))
             .status
             .unwrap();
-        assert_eq!((s.source, s.rank), ("webhook", 1));
+        assert_eq!((s.source, s.rank), ("webhook", Rank::NeedsQr));
         let s = e
             .apply_webhook("j", "ready_timeout", &json!({}), t(4))
             .status
             .unwrap();
-        assert_eq!((s.source, s.rank, s.timed_out), ("unknown", 1, true));
+        assert_eq!(
+            (s.source, s.rank, s.timed_out),
+            ("unknown", Rank::NeedsQr, true)
+        );
     }
 
     #[test]
@@ -705,8 +754,8 @@ mod tests {
             Some("Failed to generate QR: timeout")
         );
         assert_eq!(
-            e.instance_meta(Some("b"))["b"]["qrError"],
-            "Failed to generate QR: timeout"
+            e.view("b").unwrap().qr_error,
+            Some("Failed to generate QR: timeout")
         );
     }
 

@@ -3,10 +3,17 @@
 //! engine and publishes `webhook`, `qr` and `status` events on the bus.
 //!
 //! Order of checks: bearer token (401) → declared size (413) → body read with the limit (413) →
-//! signature per `webhook.signature` (401) → JSON (400 `{"error":"Invalid JSON"}`).
+//! signature per `webhook.signature` (401) → JSON (400 `{"error":"Invalid JSON"}`). Each
+//! refusal is a [`Rejection`]; the proxy logs and counts it (as `webhooks_rejected_total`).
+//!
+//! The route `POST /api/wahub/webhook`, the header `x-wa-hub-signature` and the answers are
+//! public interface: they change only with a note in the README.
 
 use bytes::Bytes;
 use chrono::Utc;
+use http::header;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use wa_hub_sinks::envelope::iso_timestamp;
@@ -15,8 +22,9 @@ use wa_hub_sinks::{Payload, WebhookRecord};
 use crate::app::App;
 use crate::auth::bearer_token;
 use crate::config::SignaturePolicy;
-use crate::local::LocalResponse;
-use crate::signature::SignatureCheck;
+use crate::exchange::{read_limited, LocalResponse};
+use crate::rejection::Rejection;
+use crate::signature::{SignatureCheck, SIGNATURE_HEADER};
 
 /// The request headers the receiver looks at.
 #[derive(Debug, Default, Clone)]
@@ -31,9 +39,43 @@ pub struct WebhookHeaders {
     pub content_length: Option<u64>,
 }
 
-/// Checks that need no body: the bearer token and a declared size. `None` lets the request
-/// through to [`ingest`].
-pub fn precheck(app: &App, headers: &WebhookHeaders) -> Option<LocalResponse> {
+impl WebhookHeaders {
+    /// The headers of a request, every value of the repeatable ones.
+    pub fn from_request(req: &RequestHeader) -> Self {
+        let all = |name: &str| -> Vec<Vec<u8>> {
+            req.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect()
+        };
+        let text = |name| req.headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            authorization: all("authorization"),
+            signatures: all(SIGNATURE_HEADER),
+            content_type: text(header::CONTENT_TYPE).map(str::to_owned),
+            content_length: text(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+        }
+    }
+}
+
+/// `POST /api/wahub/webhook` on a Pingora session: [`precheck`], the body read up to
+/// `webhook.max_body_bytes`, then [`ingest`]. 200 `{"ok":true}`.
+///
+/// # Errors
+/// The [`Rejection`] of the first check that fails, in the order of the module docs.
+pub async fn receive(app: &App, session: &mut Session) -> Result<LocalResponse, Rejection> {
+    let headers = WebhookHeaders::from_request(session.req_header());
+    precheck(app, &headers)?;
+    let body = read_limited(session, app.config.raw.webhook.max_body_bytes.get()).await?;
+    ingest(app, &headers, body)
+}
+
+/// Checks that need no body: the bearer token and a declared size.
+///
+/// # Errors
+/// [`Rejection::WebhookUnauthorized`] or [`Rejection::TooLarge`].
+pub fn precheck(app: &App, headers: &WebhookHeaders) -> Result<(), Rejection> {
     let cfg = &app.config.raw.webhook;
     if let Some(token) = &cfg.auth_token {
         let ok = match headers.authorization.as_slice() {
@@ -43,72 +85,85 @@ pub fn precheck(app: &App, headers: &WebhookHeaders) -> Option<LocalResponse> {
             _ => false,
         };
         if !ok {
-            tracing::warn!(reason = "auth_token", "webhook rejected");
-            app.metrics.webhook_rejected("auth_token");
-            return Some(
-                LocalResponse::error(
-                    401,
-                    "Unauthorized",
-                    "a valid webhook bearer token is required",
-                )
-                .with_header("www-authenticate", "Bearer"),
-            );
+            return Err(Rejection::WebhookUnauthorized);
         }
     }
-    if headers
-        .content_length
-        .is_some_and(|n| n > cfg.max_body_bytes.get() as u64)
-    {
-        return Some(too_large(app));
+    let limit = cfg.max_body_bytes.get();
+    if headers.content_length.is_some_and(|n| n > limit as u64) {
+        return Err(Rejection::TooLarge { limit });
     }
-    None
+    Ok(())
 }
 
-/// The 413 answer for a body over `webhook.max_body_bytes`.
-pub fn too_large(app: &App) -> LocalResponse {
-    let limit = app.config.raw.webhook.max_body_bytes.get();
-    tracing::warn!(reason = "too_large", limit, "webhook rejected");
-    app.metrics.webhook_rejected("too_large");
-    LocalResponse::error(
-        413,
-        "Payload too large",
-        format!("the limit is {limit} bytes"),
-    )
+/// Whether the signature lets the delivery in: `Some(valid)` when checked, `None` when
+/// signatures are off.
+fn check_signature(
+    app: &App,
+    headers: &WebhookHeaders,
+    body: &[u8],
+) -> Result<Option<bool>, Rejection> {
+    let (policy, verifier) = match (app.config.signature, &app.verifier) {
+        (SignaturePolicy::Off, _) | (_, None) => return Ok(None),
+        (policy, Some(verifier)) => (policy, verifier),
+    };
+    let check = verifier.verify(headers.signatures.iter().map(Vec::as_slice), body);
+    match check {
+        SignatureCheck::Valid => Ok(Some(true)),
+        _ if policy == SignaturePolicy::Optional => Ok(Some(false)),
+        SignatureCheck::Absent => Err(Rejection::SignatureAbsent),
+        SignatureCheck::Invalid => Err(Rejection::InvalidSignature),
+    }
 }
 
-/// Verifies, stores and routes one delivery whose body was read in full.
-pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse {
-    let cfg = &app.config;
+/// Verifies, stores and routes one delivery whose body was read in full: the signature per
+/// `webhook.signature`, the JSON, then the record, the status engine and the bus (webhook, then
+/// `qr` and `status` events it caused, in that order). Free of Pingora.
+///
+/// # Errors
+/// [`Rejection::SignatureAbsent`], [`Rejection::InvalidSignature`] or
+/// [`Rejection::InvalidJson`].
+pub fn ingest(
+    app: &App,
+    headers: &WebhookHeaders,
+    body: Bytes,
+) -> Result<LocalResponse, Rejection> {
     app.metrics.webhook_body_bytes.observe(body.len() as f64);
-    let signature_valid = match (cfg.signature, &app.verifier) {
-        (SignaturePolicy::Off, _) | (_, None) => None,
-        (policy, Some(verifier)) => {
-            let check = verifier.verify(headers.signatures.iter().map(Vec::as_slice), &body);
-            if check != SignatureCheck::Valid && policy == SignaturePolicy::Required {
-                let reason = match check {
-                    SignatureCheck::Absent => "signature_absent",
-                    _ => "signature_invalid",
-                };
-                tracing::warn!(reason, "webhook rejected");
-                app.metrics.webhook_rejected(reason);
-                return LocalResponse::error(
-                    401,
-                    "Invalid signature",
-                    "x-wa-hub-signature does not match the body",
-                );
-            }
-            Some(check == SignatureCheck::Valid)
-        }
+    let signature_valid = check_signature(app, headers, &body)?;
+    let payload = parse_json(&body).map_err(|e| {
+        tracing::debug!(error = %e, "webhook body is not JSON");
+        Rejection::InvalidJson
+    })?;
+    let record = record(payload, signature_valid, body, headers);
+    tracing::debug!(summary = %record.summary, "webhook accepted");
+    let signature_label = match record.signature_valid {
+        None => "unchecked",
+        Some(true) => "valid",
+        Some(false) if headers.signatures.is_empty() => "absent",
+        Some(false) => "invalid",
     };
-    let payload = match parse_json(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(reason = "invalid_json", error = %e, "webhook rejected");
-            app.metrics.webhook_rejected("invalid_json");
-            return LocalResponse::json(400, &json!({ "error": "Invalid JSON" }));
-        }
-    };
+    app.metrics.webhook_received(&record.event, signature_label);
+    app.decide(|engine, now| {
+        let data = record.payload.get("data").unwrap_or(&Value::Null);
+        let outcome = match &record.instance_id {
+            Some(id) => engine.apply_webhook(id, &record.event, data, now),
+            None => Default::default(),
+        };
+        let mut out = vec![Payload::Webhook(record)];
+        out.extend(outcome.qr.map(Payload::Qr));
+        out.extend(outcome.status.map(Payload::Status));
+        out
+    });
+    Ok(LocalResponse::json(200, &json!({ "ok": true })))
+}
 
+/// The dashboard's event record of a delivery: `event` (`unknown` when missing), `instanceId`
+/// (a string or a number), a summary, a fresh id and the time of receipt.
+fn record(
+    payload: Value,
+    signature_valid: Option<bool>,
+    raw: Bytes,
+    headers: &WebhookHeaders,
+) -> WebhookRecord {
     let event = payload
         .get("event")
         .and_then(Value::as_str)
@@ -120,47 +175,21 @@ pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let data = payload.get("data").cloned().unwrap_or(Value::Null);
-    let now = Utc::now();
-    let record = WebhookRecord {
+    let data = payload.get("data").unwrap_or(&Value::Null);
+    WebhookRecord {
         id: uuid::Uuid::new_v4().to_string(),
-        timestamp: iso_timestamp(now),
-        summary: summary(&event, instance_id.as_deref(), &data),
+        timestamp: iso_timestamp(Utc::now()),
+        summary: summary(&event, instance_id.as_deref(), data),
         instance_id,
         event,
         payload,
         signature_valid,
-        raw: body,
+        raw,
         content_type: headers
             .content_type
             .clone()
             .unwrap_or_else(|| "application/json".to_owned()),
-    };
-    tracing::debug!(summary = %record.summary, "webhook accepted");
-    let signature_label = match record.signature_valid {
-        None => "unchecked",
-        Some(true) => "valid",
-        Some(false) if headers.signatures.is_empty() => "absent",
-        Some(false) => "invalid",
-    };
-    app.metrics.webhook_received(&record.event, signature_label);
-
-    // Engine, history and bus move together so event ids follow the order of decisions.
-    let mut engine = app.engine();
-    let outcome = match &record.instance_id {
-        Some(id) => engine.apply_webhook(id, &record.event, &data, now),
-        None => Default::default(),
-    };
-    let event = app.bus.publish(Payload::Webhook(record));
-    app.webhooks.push(event);
-    if let Some(qr) = outcome.qr {
-        app.bus.publish(Payload::Qr(qr));
     }
-    if let Some(status) = outcome.status {
-        app.bus.publish(Payload::Status(status));
-    }
-    drop(engine);
-    LocalResponse::json(200, &json!({ "ok": true }))
 }
 
 /// `change_state:<status> @ <id>` for `change_state`, else `<event> @ <id>` (dashboard).
