@@ -37,6 +37,8 @@ pub struct App {
     pub verifier: Option<Verifier>,
     /// Forward sinks by name, for the dead-letter routes.
     pub forward: BTreeMap<String, ForwardHandle>,
+    /// Dashboard cookie sessions (`auth.dashboard`).
+    pub sessions: crate::session::Sessions,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -83,6 +85,7 @@ impl App {
                 .filter(|s| !s.is_empty())
                 .map(|s| Verifier::new(s.expose().as_bytes())),
             forward: sinks.forward,
+            sessions: crate::session::Sessions::new(&config.raw.auth.dashboard),
             shutdown,
             sinks_shutdown,
             sinks_running: Arc::new(AtomicUsize::new(0)),

@@ -2,7 +2,7 @@
 //!
 //! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
 //! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
-//! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`cors`] answers cross-origin browsers, [`apilog`]
+//! paths, [`local`] serves the sidecar's own routes, [`auth`] decides client access, [`session`] keeps dashboard cookie sessions, [`dashboard`] serves the dashboard's extra routes, [`cors`] answers cross-origin browsers, [`apilog`]
 //! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
 //! [`webhook`] receives wa-hub's deliveries, [`signature`] checks their HMAC, [`status`] is the
 //! pure display-status engine, [`poll`] runs its API fallbacks, [`metrics`] exposes Prometheus metrics, [`stream`] serves SSE clients.
@@ -13,6 +13,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod dashboard;
 pub mod local;
 pub mod logging;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod poll;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod shutdown;
 pub mod signature;
 pub mod status;

@@ -20,6 +20,7 @@ use crate::apilog::BodyCapture;
 use crate::app::{App, InflightGuard};
 use crate::auth;
 use crate::cors;
+use crate::dashboard;
 use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
 use crate::signature::SIGNATURE_HEADER;
@@ -142,7 +143,7 @@ impl ProxyHttp for SidecarProxy {
             Route::Instances | Route::InstanceStatus(_) | Route::Events | Route::Stream
                 if !self.client_allowed(session, query.as_deref()) =>
             {
-                unauthorized()
+                self.refusal(session, query.as_deref())
             }
             Route::Stream => match &self.app.sse {
                 None => LocalResponse::error(404, "Not found", "no sink of type sse is configured"),
@@ -170,7 +171,7 @@ impl ProxyHttp for SidecarProxy {
             Route::DeadLetters(_) | Route::DeadLetterReplay(_)
                 if !self.client_allowed(session, query.as_deref()) =>
             {
-                unauthorized()
+                self.refusal(session, query.as_deref())
             }
             Route::DeadLetters(name) => {
                 local::dead_letters(
@@ -203,9 +204,12 @@ impl ProxyHttp for SidecarProxy {
                 routes::query_param(query.as_deref(), "limit").as_deref(),
             ),
             Route::Metrics if method != http::Method::GET => local::method_not_allowed("GET"),
-            Route::Metrics if !self.client_allowed(session, query.as_deref()) => unauthorized(),
+            Route::Metrics if !self.client_allowed(session, query.as_deref()) => {
+                self.refusal(session, query.as_deref())
+            }
             Route::Metrics => local::metrics(&self.app),
             Route::NotFound => local::not_found(),
+            Route::Dashboard(d) => dashboard::serve(&self.app, session, d, query.as_deref()).await,
             Route::Proxy(upstream_path) => {
                 if let Some(resp) = self.admit_proxied(session) {
                     resp
@@ -282,6 +286,18 @@ impl ProxyHttp for SidecarProxy {
             format!("Bearer {}", cfg.raw.upstream.token.expose()),
         )?;
         upstream.insert_header(header::HOST, cfg.upstream_authority.as_str())?;
+        // The dashboard session cookie is the sidecar's own; it never goes to wa-hub.
+        let cookies: Vec<String> = upstream
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(crate::session::strip_session_cookie)
+            .collect();
+        upstream.remove_header(&header::COOKIE);
+        for c in cookies {
+            upstream.append_header(header::COOKIE, c)?;
+        }
         Ok(())
     }
 
@@ -433,20 +449,38 @@ fn api_knowledge(log: &ApiLog) -> Option<ApiKnowledge> {
 }
 
 impl SidecarProxy {
-    /// Whether the request carries a valid client token (header, or `access_token` query
-    /// parameter on local routes).
-    fn client_allowed(&self, session: &Session, query: Option<&str>) -> bool {
-        let authz = session
-            .req_header()
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let query_token = routes::query_param(query, "access_token");
-        auth::client_allowed(
-            &self.app.config.raw.auth.client_tokens,
-            authz,
+    /// [`auth::decide`] for this request (token in the header, or `access_token` query
+    /// parameter on local routes when `query` is given; or the dashboard session cookie).
+    fn access(&self, session: &Session, query: Option<&str>) -> auth::Access {
+        let req = session.req_header();
+        let query_token = query.and_then(|q| routes::query_param(Some(q), "access_token"));
+        let cfg = &self.app.config.raw;
+        auth::decide(
+            &cfg.auth.client_tokens,
+            &self.app.sessions,
+            &cfg.cors.allowed_origins,
+            &req.method,
+            &req.headers,
             query_token.as_deref(),
         )
+    }
+
+    /// Whether the request may use a protected local route ([`Self::access`]).
+    fn client_allowed(&self, session: &Session, query: Option<&str>) -> bool {
+        self.access(session, query) == auth::Access::Allowed
+    }
+
+    /// The answer to a request [`Self::client_allowed`] refused: 401, or 403 for a cookie
+    /// request from a foreign origin.
+    fn refusal(&self, session: &Session, query: Option<&str>) -> LocalResponse {
+        match self.access(session, query) {
+            auth::Access::CrossOrigin => LocalResponse::error(
+                403,
+                "Forbidden",
+                "a state-changing request with a session cookie needs an Origin of this site",
+            ),
+            _ => unauthorized(),
+        }
     }
 
     /// `POST /api/wahub/webhook`: prechecks, bounded body read, then [`webhook::ingest`].
@@ -503,12 +537,11 @@ impl SidecarProxy {
     /// Checks a proxied request before anything is sent upstream: client token (401) and a
     /// declared body over the limit (413). `None` admits it.
     fn admit_proxied(&self, session: &mut Session) -> Option<LocalResponse> {
+        if !self.client_allowed(session, None) {
+            return Some(self.refusal(session, None));
+        }
         let cfg = &self.app.config.raw;
         let req = session.req_header();
-        let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if !auth::client_allowed(&cfg.auth.client_tokens, authz, None) {
-            return Some(unauthorized());
-        }
         let declared = req
             .headers
             .get(header::CONTENT_LENGTH)
@@ -526,7 +559,9 @@ impl SidecarProxy {
 const SMALL_BODY_MAX: usize = 64 * 1024;
 
 /// Reads the whole request body of a local route, refusing more than [`SMALL_BODY_MAX`].
-async fn read_small_body(session: &mut Session) -> std::result::Result<Bytes, LocalResponse> {
+pub(crate) async fn read_small_body(
+    session: &mut Session,
+) -> std::result::Result<Bytes, LocalResponse> {
     let mut body = BytesMut::new();
     loop {
         match session.read_request_body().await {

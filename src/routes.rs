@@ -33,6 +33,8 @@ pub enum Route {
     DeadLetters(String),
     /// `POST /api/sinks/<name>/dead-letters/replay`: re-queue a forward sink's dead letters.
     DeadLetterReplay(String),
+    /// One of the dashboard's extra routes (issue 13), served by `crate::dashboard`.
+    Dashboard(crate::dashboard::DashRoute),
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -53,6 +55,9 @@ pub enum PathError {
 /// # Errors
 /// [`PathError::Traversal`] for a proxied path with a dot segment.
 pub fn route(raw_path: &str) -> Result<Route, PathError> {
+    if let Some(d) = crate::dashboard::route(raw_path) {
+        return Ok(Route::Dashboard(d));
+    }
     Ok(match raw_path {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
