@@ -63,8 +63,12 @@ impl App {
     /// # Errors
     /// [`AppError`] when the HTTP client or a sink cannot be built.
     pub fn new(config: Config) -> Result<(Arc<Self>, Vec<SinkTask>), AppError> {
+        // wa-hub is called directly: no proxies from the environment, no redirects (which
+        // would carry the API key and the admin debug header elsewhere).
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout())
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);

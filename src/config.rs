@@ -685,16 +685,19 @@ impl RawConfig {
                 format!("must be at least {MIN_SESSION_SECRET_BYTES} bytes"),
             ));
         }
-        if self
-            .upstream
-            .admin_debug_secret
-            .as_ref()
-            .is_some_and(Secret::is_empty)
-        {
-            return Err(invalid(
-                "upstream.admin_debug_secret",
-                "is empty; remove the key to send no X-Admin-Debug-Secret",
-            ));
+        if let Some(s) = &self.upstream.admin_debug_secret {
+            if s.is_empty() {
+                return Err(invalid(
+                    "upstream.admin_debug_secret",
+                    "is empty; remove the key to send no X-Admin-Debug-Secret",
+                ));
+            }
+            if http::HeaderValue::from_str(s.expose()).is_err() {
+                return Err(invalid(
+                    "upstream.admin_debug_secret",
+                    "cannot be sent as a header value (control characters or non-ASCII)",
+                ));
+            }
         }
         if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
             o.as_str() != "*"
@@ -870,6 +873,58 @@ mod tests {
             assert!(!text.contains(s), "{s} leaked in {text}");
         }
         assert!(text.contains("********"));
+    }
+
+    #[test]
+    fn dashboard_env_names_set_the_auth_dashboard_keys() {
+        let mut raw = RawConfig::default();
+        raw.apply_env(env(&[
+            ("DASHBOARD_PASSWORD", "pw-secret"),
+            ("DASHBOARD_SESSION_SECRET", "session-secret-0123456789"),
+            ("DASHBOARD_SECURE_COOKIES", "False"),
+            ("ADMIN_DEBUG_SECRET", "admin-secret"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let d = &c.raw.auth.dashboard;
+        assert_eq!(d.password.as_ref().unwrap().expose(), "pw-secret");
+        assert!(!d.secure_cookies);
+        assert_eq!(d.session_ttl_secs.get(), 86_400);
+        let text = format!("{}{:?}", c.to_masked_yaml(), c);
+        for s in ["pw-secret", "session-secret-0123456789", "admin-secret"] {
+            assert!(!text.contains(s), "{s} leaked in {text}");
+        }
+        let mut raw = RawConfig::default();
+        let err = raw
+            .apply_env(env(&[("DASHBOARD_SECURE_COOKIES", "sometimes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DASHBOARD_SECURE_COOKIES"), "{err}");
+    }
+
+    #[test]
+    fn weak_or_empty_dashboard_secrets_are_refused() {
+        for (yaml, key) in [
+            (
+                "auth:\n  dashboard:\n    password: ''\n",
+                "auth.dashboard.password",
+            ),
+            (
+                "auth:\n  dashboard:\n    password: x\n    session_secret: short\n",
+                "auth.dashboard.session_secret",
+            ),
+            (
+                "upstream:\n  admin_debug_secret: \"a\\nb\"\n",
+                "upstream.admin_debug_secret",
+            ),
+        ] {
+            let err = RawConfig::from_yaml(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]
