@@ -20,6 +20,30 @@ pub enum Access {
     CrossOrigin,
 }
 
+impl Access {
+    /// The answer to a refused request: 401 `{"error":"Unauthorized",...}` with
+    /// `WWW-Authenticate: Bearer`, or 403 `{"error":"Forbidden",...}`; `None` when allowed.
+    pub fn refusal(self) -> Option<crate::local::LocalResponse> {
+        use crate::local::LocalResponse;
+        match self {
+            Access::Allowed => None,
+            Access::Unauthorized => Some(
+                LocalResponse::error(
+                    401,
+                    "Unauthorized",
+                    "a valid client token or dashboard session is required",
+                )
+                .with_header("www-authenticate", "Bearer"),
+            ),
+            Access::CrossOrigin => Some(LocalResponse::error(
+                403,
+                "Forbidden",
+                "a state-changing request with a session cookie needs an Origin of this site",
+            )),
+        }
+    }
+}
+
 /// Decides access to a route that needs a client token (issue 13, "Auth the dashboard can use"):
 ///
 /// - open to all when no `auth.client_tokens` and no dashboard password are configured (as

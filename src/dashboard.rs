@@ -142,17 +142,17 @@ pub async fn serve(
     }
     if !route.is_open() {
         let query_token = routes::query_param(query, "access_token");
-        match auth::decide(
+        if let Some(refusal) = auth::decide(
             &app.config.raw.auth.client_tokens,
             &app.sessions,
             &app.config.raw.cors.allowed_origins,
             &method,
             &headers,
             query_token.as_deref(),
-        ) {
-            Access::Allowed => {}
-            Access::Unauthorized => return unauthorized(),
-            Access::CrossOrigin => return cross_origin(),
+        )
+        .refusal()
+        {
+            return refusal;
         }
     }
     let body = if method == Method::POST {
@@ -196,21 +196,10 @@ pub async fn serve(
     }
 }
 
-fn unauthorized() -> LocalResponse {
-    LocalResponse::error(
-        401,
-        "Unauthorized",
-        "a valid client token or dashboard session is required",
-    )
-    .with_header("www-authenticate", "Bearer")
-}
-
 fn cross_origin() -> LocalResponse {
-    LocalResponse::error(
-        403,
-        "Forbidden",
-        "a state-changing request with a session cookie needs an Origin of this site",
-    )
+    Access::CrossOrigin
+        .refusal()
+        .unwrap_or_else(local::not_found)
 }
 
 /// The request's origin: its `Origin` header, else `http://<Host>`.

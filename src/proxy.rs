@@ -473,14 +473,9 @@ impl SidecarProxy {
     /// The answer to a request [`Self::client_allowed`] refused: 401, or 403 for a cookie
     /// request from a foreign origin.
     fn refusal(&self, session: &Session, query: Option<&str>) -> LocalResponse {
-        match self.access(session, query) {
-            auth::Access::CrossOrigin => LocalResponse::error(
-                403,
-                "Forbidden",
-                "a state-changing request with a session cookie needs an Origin of this site",
-            ),
-            _ => unauthorized(),
-        }
+        self.access(session, query)
+            .refusal()
+            .unwrap_or_else(unauthorized)
     }
 
     /// `POST /api/wahub/webhook`: prechecks, bounded body read, then [`webhook::ingest`].
