@@ -166,6 +166,39 @@ fn system_status_failure_is_502_in_the_dashboards_shape() {
     let (status, v) = post(&sc, "/api/system/force-normal", json!({}));
     assert_eq!(status, 502);
     assert!(v["error"].is_string());
+    let (status, v) = post(&sc, "/api/view-session/create", json!({"instanceId": "x"}));
+    assert_eq!(status, 502);
+    assert!(v["error"].is_string());
+    let r = client()
+        .get(sc.url("/api/view-session/screenshot?token=t"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(!r.text().unwrap().is_empty());
+}
+
+#[test]
+fn tokens_and_the_cookie_work_side_by_side() {
+    let up = FakeUpstream::start();
+    let sc = password_sidecar(&up, "auth:\n  client_tokens: [tok-1]\n");
+    let bearer = client()
+        .post(sc.url("/api/system/force-normal"))
+        .bearer_auth("tok-1")
+        .send()
+        .unwrap();
+    assert_eq!(bearer.status().as_u16(), 200, "a token needs no Origin");
+    let cookie = cookie_pair(
+        login(&sc, PASSWORD).headers()["set-cookie"]
+            .to_str()
+            .unwrap(),
+    );
+    assert_eq!(get_with_cookie(&sc, "/api/system/status", &cookie), 200);
+    let wrong = client()
+        .get(sc.url("/api/system/status"))
+        .bearer_auth("tok-2")
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
 }
 
 #[test]
