@@ -42,6 +42,8 @@ pub struct App {
     pub verifier: Option<Verifier>,
     /// Sinks that keep dead letters (forward sinks), by name, for the dead-letter routes.
     pub dead_letters: BTreeMap<String, ForwardHandle>,
+    /// Dashboard cookie sessions (`auth.dashboard`).
+    pub sessions: crate::session::Sessions,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -88,6 +90,7 @@ impl App {
                 .filter(|s| !s.is_empty())
                 .map(|s| Verifier::new(s.expose().as_bytes())),
             dead_letters: sinks.dead_letters,
+            sessions: crate::session::Sessions::new(&config.raw.auth.dashboard),
             shutdown,
             sinks_shutdown,
             requests: TaskTracker::new(),

@@ -173,6 +173,9 @@ pub struct UpstreamConfig {
     /// Interval of the background `/health` probe behind `wa_hub_sidecar_upstream_up`, ms.
     /// 0 disables it. Default 10000.
     pub health_interval_ms: u64,
+    /// Sent as `X-Admin-Debug-Secret` on the dashboard's system routes (`/api/system/*`) only,
+    /// never logged. Env `ADMIN_DEBUG_SECRET`. Default: none (header not sent).
+    pub admin_debug_secret: Option<Secret>,
 }
 
 impl Default for UpstreamConfig {
@@ -186,6 +189,7 @@ impl Default for UpstreamConfig {
             idle_timeout_ms: nz(4000),
             health_timeout_ms: nz(2000),
             health_interval_ms: 10_000,
+            admin_debug_secret: None,
         }
     }
 }
@@ -287,7 +291,44 @@ pub struct AuthConfig {
     /// the stream and the read routes need `Authorization: Bearer <token>` (or, for browsers'
     /// `EventSource`, an `access_token` query parameter on local routes).
     pub client_tokens: Vec<Secret>,
+    /// Cookie sessions for the dashboard's browser code (issue 13); see [`DashboardAuthConfig`].
+    pub dashboard: DashboardAuthConfig,
 }
+
+/// `auth.dashboard.*`: the dashboard's password login and its signed session cookie
+/// (`crate::session`). Off while no password is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardAuthConfig {
+    /// The login password. Env `DASHBOARD_PASSWORD`. Default: none (no login; `check`
+    /// answers `authenticated: false`). When set, every route that needs a client token also
+    /// accepts the session cookie, and needs one of the two even without `client_tokens`.
+    pub password: Option<Secret>,
+    /// HMAC-SHA256 key of the session cookie, at least 16 bytes. Env
+    /// `DASHBOARD_SESSION_SECRET`. Default: none, in which case a random key is drawn at each
+    /// start (a warning is logged; sessions end with the process).
+    pub session_secret: Option<Secret>,
+    /// Whether the cookie carries `Secure` (sent over HTTPS only). Env
+    /// `DASHBOARD_SECURE_COOKIES` (`false`/`0`/`no` turn it off). Default `true`.
+    pub secure_cookies: bool,
+    /// Lifetime of a session, seconds (the cookie's `Max-Age` and the signed expiry).
+    /// Default 86400 (24 h).
+    pub session_ttl_secs: NonZeroU64,
+}
+
+impl Default for DashboardAuthConfig {
+    fn default() -> Self {
+        Self {
+            password: None,
+            session_secret: None,
+            secure_cookies: true,
+            session_ttl_secs: nz(86_400),
+        }
+    }
+}
+
+/// Shortest accepted `auth.dashboard.session_secret`, bytes.
+pub const MIN_SESSION_SECRET_BYTES: usize = 16;
 
 /// `metrics.*`: Prometheus metrics.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -437,6 +478,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "DASHBOARD_WEBHOOK_PUBLIC_URL",
         "dashboard.webhook_public_url",
     ),
+    ("ADMIN_DEBUG_SECRET", "upstream.admin_debug_secret"),
+    ("DASHBOARD_PASSWORD", "auth.dashboard.password"),
+    ("DASHBOARD_SESSION_SECRET", "auth.dashboard.session_secret"),
+    ("DASHBOARD_SECURE_COOKIES", "auth.dashboard.secure_cookies"),
 ];
 
 impl RawConfig {
@@ -475,7 +520,8 @@ impl RawConfig {
     /// in the dashboard.
     ///
     /// # Errors
-    /// [`ConfigError::Env`] when `WA_HUB_BASE_URL` is not a URL.
+    /// [`ConfigError::Env`] when `WA_HUB_BASE_URL` is not a URL or `DASHBOARD_SECURE_COOKIES`
+    /// is not a boolean (`true`/`false`, `1`/`0`, `yes`/`no`).
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -506,6 +552,28 @@ impl RawConfig {
         if let Some(v) = vars.get("DASHBOARD_WEBHOOK_PUBLIC_URL") {
             self.dashboard.webhook_public_url = Some(v.clone());
         }
+        if let Some(v) = vars.get("ADMIN_DEBUG_SECRET") {
+            self.upstream.admin_debug_secret = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = vars.get("DASHBOARD_PASSWORD") {
+            self.auth.dashboard.password = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = vars.get("DASHBOARD_SESSION_SECRET") {
+            self.auth.dashboard.session_secret = Some(Secret::from(v.as_str()));
+        }
+        if let Some(v) = vars.get("DASHBOARD_SECURE_COOKIES") {
+            self.auth.dashboard.secure_cookies = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "DASHBOARD_SECURE_COOKIES",
+                        key: "auth.dashboard.secure_cookies",
+                        reason: format!("`{v}` is not true or false"),
+                    })
+                }
+            };
+        }
         Ok(())
     }
 
@@ -514,7 +582,9 @@ impl RawConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the key: an upstream URL that is not plain `http` with a
     /// host, a host that does not resolve, `webhook.signature: off` with a secret set,
-    /// `required`/`optional` without one, an empty token, or a zero-length client token.
+    /// `required`/`optional` without one, an empty token, or a zero-length client token; an
+    /// empty dashboard password or admin debug secret; a session secret under
+    /// [`MIN_SESSION_SECRET_BYTES`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let url = &self.upstream.base_url;
         if url.scheme() != "http" {
@@ -597,6 +667,37 @@ impl RawConfig {
         }
         if self.auth.client_tokens.iter().any(Secret::is_empty) {
             return Err(invalid("auth.client_tokens", "contains an empty token"));
+        }
+        let dash = &self.auth.dashboard;
+        if dash.password.as_ref().is_some_and(Secret::is_empty) {
+            return Err(invalid(
+                "auth.dashboard.password",
+                "is empty; remove the key to disable the dashboard login",
+            ));
+        }
+        if dash
+            .session_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < MIN_SESSION_SECRET_BYTES)
+        {
+            return Err(invalid(
+                "auth.dashboard.session_secret",
+                format!("must be at least {MIN_SESSION_SECRET_BYTES} bytes"),
+            ));
+        }
+        if let Some(s) = &self.upstream.admin_debug_secret {
+            if s.is_empty() {
+                return Err(invalid(
+                    "upstream.admin_debug_secret",
+                    "is empty; remove the key to send no X-Admin-Debug-Secret",
+                ));
+            }
+            if http::HeaderValue::from_str(s.expose()).is_err() {
+                return Err(invalid(
+                    "upstream.admin_debug_secret",
+                    "cannot be sent as a header value (control characters or non-ASCII)",
+                ));
+            }
         }
         if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
             o.as_str() != "*"
@@ -772,6 +873,58 @@ mod tests {
             assert!(!text.contains(s), "{s} leaked in {text}");
         }
         assert!(text.contains("********"));
+    }
+
+    #[test]
+    fn dashboard_env_names_set_the_auth_dashboard_keys() {
+        let mut raw = RawConfig::default();
+        raw.apply_env(env(&[
+            ("DASHBOARD_PASSWORD", "pw-secret"),
+            ("DASHBOARD_SESSION_SECRET", "session-secret-0123456789"),
+            ("DASHBOARD_SECURE_COOKIES", "False"),
+            ("ADMIN_DEBUG_SECRET", "admin-secret"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let d = &c.raw.auth.dashboard;
+        assert_eq!(d.password.as_ref().unwrap().expose(), "pw-secret");
+        assert!(!d.secure_cookies);
+        assert_eq!(d.session_ttl_secs.get(), 86_400);
+        let text = format!("{}{:?}", c.to_masked_yaml(), c);
+        for s in ["pw-secret", "session-secret-0123456789", "admin-secret"] {
+            assert!(!text.contains(s), "{s} leaked in {text}");
+        }
+        let mut raw = RawConfig::default();
+        let err = raw
+            .apply_env(env(&[("DASHBOARD_SECURE_COOKIES", "sometimes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DASHBOARD_SECURE_COOKIES"), "{err}");
+    }
+
+    #[test]
+    fn weak_or_empty_dashboard_secrets_are_refused() {
+        for (yaml, key) in [
+            (
+                "auth:\n  dashboard:\n    password: ''\n",
+                "auth.dashboard.password",
+            ),
+            (
+                "auth:\n  dashboard:\n    password: x\n    session_secret: short\n",
+                "auth.dashboard.session_secret",
+            ),
+            (
+                "upstream:\n  admin_debug_secret: \"a\\nb\"\n",
+                "upstream.admin_debug_secret",
+            ),
+        ] {
+            let err = RawConfig::from_yaml(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]

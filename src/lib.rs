@@ -5,8 +5,9 @@
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
 //! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
 //!   access of every route), [`rejection`] the typed refusals, [`exchange`] reads bodies and
-//!   writes local answers, [`handlers`] serve the sidecar's own routes, [`auth`] checks client
-//!   tokens, [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
+//!   writes local answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
+//!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
+//!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
 //!   [`metrics_listener`] the `metrics_listen` port;
 //! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
@@ -20,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod dashboard;
 pub mod exchange;
 pub mod handlers;
 pub mod logging;
@@ -30,6 +32,7 @@ pub mod proxy;
 pub mod rejection;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod shutdown;
 pub mod status;
 pub mod store;

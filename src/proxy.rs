@@ -20,6 +20,7 @@ use crate::apilog::ProxiedCall;
 use crate::app::App;
 use crate::auth;
 use crate::cors;
+use crate::dashboard;
 use crate::exchange::{declared_length, read_limited, write_response, LocalResponse};
 use crate::handlers::{self, Answer};
 use crate::rejection::Rejection;
@@ -91,10 +92,8 @@ impl ProxyHttp for SidecarProxy {
             Err(e) => return self.answer(session, ctx, Err(e.into())).await,
         };
         ctx.webhook = route == Route::Webhook;
-        if !self.access_allowed(session, route.spec().access) {
-            return self
-                .answer(session, ctx, Err(Rejection::Unauthorized))
-                .await;
+        if let Err(refused) = self.access(session, route.spec().access) {
+            return self.answer(session, ctx, Err(refused)).await;
         }
         let answer = match route {
             Route::Proxy(path) => match self.admit_proxied(session, path) {
@@ -109,6 +108,10 @@ impl ProxyHttp for SidecarProxy {
                 Err(rejection) => Err(rejection),
             },
             Route::Webhook => webhook::receive(&self.app, session).await,
+            Route::Dashboard(d) => {
+                let query = session.req_header().uri.query().map(str::to_owned);
+                dashboard::serve(&self.app, session, d, query.as_deref()).await
+            }
             local => self.handle(session, local).await,
         };
         self.answer(session, ctx, answer).await
@@ -167,6 +170,18 @@ impl ProxyHttp for SidecarProxy {
             format!("Bearer {}", cfg.raw.upstream.token.expose()),
         )?;
         upstream.insert_header(header::HOST, cfg.upstream_authority.as_str())?;
+        // The dashboard session cookie is the sidecar's own; it never goes to wa-hub.
+        let cookies: Vec<String> = upstream
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(crate::session::strip_session_cookie)
+            .collect();
+        upstream.remove_header(&header::COOKIE);
+        for c in cookies {
+            upstream.append_header(header::COOKIE, c)?;
+        }
         Ok(())
     }
 
@@ -282,19 +297,25 @@ impl SidecarProxy {
         Ok(true)
     }
 
-    /// Whether the request may use a route with `access`.
-    fn access_allowed(&self, session: &Session, access: Access) -> bool {
-        let tokens = &self.app.config.raw.auth.client_tokens;
+    /// Whether the request may use a route with `access`: [`auth::decide`] over the client
+    /// token (header; on local routes also `access_token`) and the dashboard session cookie.
+    fn access(&self, session: &Session, access: Access) -> std::result::Result<(), Rejection> {
+        let cfg = &self.app.config.raw;
         let req = session.req_header();
-        let authz = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match access {
-            Access::Open => true,
-            Access::ClientHeader => auth::client_allowed(tokens, authz, None),
-            Access::Client => {
-                let query_token = routes::query_param(req.uri.query(), "access_token");
-                auth::client_allowed(tokens, authz, query_token.as_deref())
-            }
-        }
+        let query_token = match access {
+            Access::Open => return Ok(()),
+            Access::ClientHeader => None,
+            Access::Client => routes::query_param(req.uri.query(), "access_token"),
+        };
+        auth::decide(
+            &cfg.auth.client_tokens,
+            &self.app.sessions,
+            &cfg.cors.allowed_origins,
+            &req.method,
+            &req.headers,
+            query_token.as_deref(),
+        )
+        .check()
     }
 
     /// Admits a proxied request before anything is sent upstream: a declared body over
@@ -356,7 +377,9 @@ impl SidecarProxy {
                 handlers::replay_dead_letters(app, &name, q("id").as_deref(), &body).await
             }
             // Dispatched by `request_filter` before this.
-            Route::Webhook | Route::Stream | Route::Proxy(_) => Err(Rejection::NotFound),
+            Route::Webhook | Route::Stream | Route::Dashboard(_) | Route::Proxy(_) => {
+                Err(Rejection::NotFound)
+            }
         }
     }
 

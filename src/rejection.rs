@@ -14,6 +14,9 @@ use crate::exchange::LocalResponse;
 pub enum Rejection {
     /// 401: a client token is required and missing or wrong.
     Unauthorized,
+    /// 403: a state-changing request authenticated by the dashboard session cookie whose
+    /// `Origin` is missing or foreign (cross-site request forgery).
+    CrossOrigin,
     /// 401: the webhook's bearer token (`WEBHOOK_AUTH_TOKEN`) is missing or wrong.
     WebhookUnauthorized,
     /// 401: the webhook has no `x-wa-hub-signature` header while signatures are required.
@@ -67,6 +70,7 @@ impl Rejection {
         use Rejection::*;
         match self {
             Unauthorized | WebhookUnauthorized | SignatureAbsent | InvalidSignature => 401,
+            CrossOrigin => 403,
             InvalidJson | BadRequest(_) | Traversal | UnreadableBody => 400,
             NotFound
             | NoSseSink
@@ -85,6 +89,7 @@ impl Rejection {
         use Rejection::*;
         match self {
             Unauthorized | WebhookUnauthorized => "Unauthorized",
+            CrossOrigin => "Forbidden",
             SignatureAbsent | InvalidSignature => "Invalid signature",
             InvalidJson => "Invalid JSON",
             BadRequest(_) | Traversal | UnreadableBody => "Bad request",
@@ -104,7 +109,10 @@ impl Rejection {
     pub fn message(&self) -> String {
         use Rejection::*;
         match self {
-            Unauthorized => "a valid client token is required".into(),
+            Unauthorized => "a valid client token or dashboard session is required".into(),
+            CrossOrigin => {
+                "a state-changing request with a session cookie needs an Origin of this site".into()
+            }
             WebhookUnauthorized => "a valid webhook bearer token is required".into(),
             SignatureAbsent => "the x-wa-hub-signature header is absent".into(),
             InvalidSignature => "x-wa-hub-signature does not match the body".into(),
@@ -132,6 +140,7 @@ impl Rejection {
         use Rejection::*;
         match self {
             Unauthorized => "unauthorized",
+            CrossOrigin => "cross_origin",
             WebhookUnauthorized => "auth_token",
             SignatureAbsent => "signature_absent",
             InvalidSignature => "signature_invalid",
@@ -160,6 +169,7 @@ impl Rejection {
         matches!(
             self,
             Unauthorized
+                | CrossOrigin
                 | WebhookUnauthorized
                 | SignatureAbsent
                 | InvalidSignature

@@ -38,6 +38,8 @@ pub enum Route {
     DeadLetters(String),
     /// `POST /api/sinks/<name>/dead-letters/replay`: re-queue a forward sink's dead letters.
     DeadLetterReplay(String),
+    /// One of the wa-hub dashboard's extra routes, served by [`crate::dashboard`].
+    Dashboard(DashRoute),
     /// `ANY /api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
@@ -83,6 +85,10 @@ impl Route {
             | Route::Metrics
             | Route::DeadLetters(_) => (GET, Client),
             Route::DeadLetterReplay(_) => (POST, Client),
+            Route::Dashboard(d) => (
+                if d.method() == Method::GET { GET } else { POST },
+                if d.is_open() { Open } else { Client },
+            ),
             Route::Proxy(_) => (None, ClientHeader),
         };
         RouteSpec { allow, access }
@@ -132,6 +138,9 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Route, RouteError> {
 
 /// The route a raw path names, whatever the method.
 fn match_path(raw_path: &str) -> Result<Route, RouteError> {
+    if let Some(d) = dashboard_route(raw_path) {
+        return Ok(Route::Dashboard(d));
+    }
     Ok(match raw_path {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
@@ -156,6 +165,91 @@ fn match_path(raw_path: &str) -> Result<Route, RouteError> {
             }
             _ => return Err(RouteError::NotFound),
         },
+    })
+}
+
+/// One of the wa-hub dashboard's extra routes (its browser code calls them); see the README's
+/// route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DashRoute {
+    /// `GET /api/system/status`.
+    SystemStatus,
+    /// `POST /api/system/force-normal`.
+    ForceNormal,
+    /// `POST /api/view-session/create`.
+    ViewSessionCreate,
+    /// `POST /api/view-session/revoke`.
+    ViewSessionRevoke,
+    /// `GET /api/view-session/screenshot`.
+    Screenshot,
+    /// `POST /api/view-session/click`.
+    Click,
+    /// `POST /api/view-session/scroll`.
+    Scroll,
+    /// `GET /api/ping`.
+    Ping,
+    /// `POST /api/instances/<id>/poll/start` (`start: true`) or `.../poll/stop`.
+    Poll {
+        /// The instance id, percent-decoded.
+        instance_id: String,
+        /// Start or stop.
+        start: bool,
+    },
+    /// `GET /api/auth/check`.
+    AuthCheck,
+    /// `POST /api/auth/login`.
+    AuthLogin,
+    /// `POST /api/auth/logout`.
+    AuthLogout,
+}
+
+impl DashRoute {
+    /// The one method the route answers.
+    pub fn method(&self) -> Method {
+        match self {
+            Self::SystemStatus | Self::Screenshot | Self::Ping | Self::AuthCheck => Method::GET,
+            _ => Method::POST,
+        }
+    }
+
+    /// Whether the route is open to everyone (`/api/ping` and the auth routes).
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            Self::Ping | Self::AuthCheck | Self::AuthLogin | Self::AuthLogout
+        )
+    }
+}
+
+/// The dashboard route a raw request path (no query) names, if any.
+fn dashboard_route(raw_path: &str) -> Option<DashRoute> {
+    Some(match raw_path {
+        "/api/system/status" => DashRoute::SystemStatus,
+        "/api/system/force-normal" => DashRoute::ForceNormal,
+        "/api/view-session/create" => DashRoute::ViewSessionCreate,
+        "/api/view-session/revoke" => DashRoute::ViewSessionRevoke,
+        "/api/view-session/screenshot" => DashRoute::Screenshot,
+        "/api/view-session/click" => DashRoute::Click,
+        "/api/view-session/scroll" => DashRoute::Scroll,
+        "/api/ping" => DashRoute::Ping,
+        "/api/auth/check" => DashRoute::AuthCheck,
+        "/api/auth/login" => DashRoute::AuthLogin,
+        "/api/auth/logout" => DashRoute::AuthLogout,
+        _ => {
+            let rest = raw_path.strip_prefix("/api/instances/")?;
+            let (id, start) = if let Some(id) = rest.strip_suffix("/poll/start") {
+                (id, true)
+            } else {
+                (rest.strip_suffix("/poll/stop")?, false)
+            };
+            if id.is_empty() || id.contains('/') {
+                return None;
+            }
+            DashRoute::Poll {
+                instance_id: decode(id),
+                start,
+            }
+        }
     })
 }
 
@@ -317,6 +411,33 @@ mod tests {
         ] {
             assert_eq!(get(p), Err(RouteError::NotFound), "{p}");
         }
+    }
+
+    #[test]
+    fn dashboard_paths_are_recognised() {
+        assert_eq!(
+            dashboard_route("/api/system/status"),
+            Some(DashRoute::SystemStatus)
+        );
+        assert_eq!(dashboard_route("/api/ping"), Some(DashRoute::Ping));
+        assert_eq!(
+            dashboard_route("/api/instances/WASP-a%20b/poll/start"),
+            Some(DashRoute::Poll {
+                instance_id: "WASP-a b".into(),
+                start: true
+            })
+        );
+        assert_eq!(
+            dashboard_route("/api/instances/x/poll/stop"),
+            Some(DashRoute::Poll {
+                instance_id: "x".into(),
+                start: false
+            })
+        );
+        assert_eq!(dashboard_route("/api/instances//poll/stop"), None);
+        assert_eq!(dashboard_route("/api/instances/a/b/poll/stop"), None);
+        assert_eq!(dashboard_route("/api/instances/x/status"), None);
+        assert_eq!(dashboard_route("/api/system"), None);
     }
 
     #[test]

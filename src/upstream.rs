@@ -27,8 +27,12 @@ impl Upstream {
     /// reqwest's error when the HTTP client cannot be built.
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
         Ok(Self {
+            // wa-hub is called directly: no proxies from the environment, no redirects (which
+            // would carry the API key and the admin debug header elsewhere).
             http: reqwest::Client::builder()
                 .connect_timeout(config.connect_timeout())
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             base: format!(
                 "http://{}{}/",
@@ -49,6 +53,16 @@ impl Upstream {
             .pop_if_empty()
             .extend(segments);
         Some(url)
+    }
+
+    /// `http://<upstream addr><prefix><path_and_query>` for a path that starts with `/` and is
+    /// already percent-encoded.
+    pub fn url_of(&self, path_and_query: &str) -> Option<Url> {
+        Url::parse(&format!(
+            "{}{path_and_query}",
+            self.base.trim_end_matches('/')
+        ))
+        .ok()
     }
 
     /// A request to wa-hub with its `Host` and `Authorization: Bearer <key>`, timing out after

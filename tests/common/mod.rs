@@ -79,6 +79,18 @@ pub fn fixture_qr() -> String {
     body["data"]["qr"].as_str().unwrap().to_owned()
 }
 
+/// The fake wa-hub's view-session screenshot: the first `qr` fixture's PNG, decoded (a real
+/// image, so a browser can draw it).
+pub fn fixture_png() -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(fixture_qr())
+        .expect("fixture QR is base64")
+}
+
+/// The view-session token the fake wa-hub treats as expired (404).
+pub const EXPIRED_VIEW_TOKEN: &str = "expired-token";
+
 /// Posts `body` to the sidecar's webhook route with the given extra headers.
 pub fn post_webhook(
     sc: &Sidecar,
@@ -171,6 +183,11 @@ struct UpstreamState {
 /// - Requires `Authorization: Bearer testkey` like wa-hub (401 with wa-hub's body otherwise).
 /// - Answers `(method, path)` pairs recorded in the fixtures with the recorded status and body.
 /// - `/hang` never answers; `/slow?ms=N` answers after N ms.
+/// - The dashboard routes of issue 13: `POST /system/force-normal` (`{"ok":true,"mode":"normal"}`),
+///   `POST /instances/<id>/view-session` (a token and URL built from `dashboardBaseUrl`; 404
+///   for `nope`), `POST /view-session/revoke|click|scroll` (`{"success":true}`),
+///   `GET /view-session/screenshot?token=` ([`fixture_png`] as `image/png`; 404 JSON for
+///   [`EXPIRED_VIEW_TOKEN`]). `GET /system/status` comes from the fixtures.
 /// - Anything else: 200 echoing `{method, path, headers, body}` as JSON.
 /// - Records every request for assertions ([`FakeUpstream::received`]).
 pub struct FakeUpstream {
@@ -280,6 +297,9 @@ async fn answer(State(state): State<UpstreamState>, req: Request) -> Response {
     if let Some(f) = find(false) {
         return json_response(f.status, f.body.clone());
     }
+    if let Some(resp) = dashboard_answer(method, path, parts.uri.query(), &body) {
+        return resp;
+    }
     let echo = serde_json::json!({
         "method": method,
         "path": path_and_query,
@@ -289,6 +309,63 @@ async fn answer(State(state): State<UpstreamState>, req: Request) -> Response {
         "body": String::from_utf8_lossy(&body),
     });
     json_response(200, echo.to_string())
+}
+
+/// wa-hub's view-session and system routes (issue 13), in the shapes its dashboard reads.
+fn dashboard_answer(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Option<Response> {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match (method, path) {
+        ("POST", "/system/force-normal") => Some(json_response(
+            200,
+            serde_json::json!({"ok": true, "mode": "normal"}).to_string(),
+        )),
+        ("POST", "/view-session/revoke" | "/view-session/click" | "/view-session/scroll") => {
+            Some(json_response(200, r#"{"success":true}"#.into()))
+        }
+        ("GET", "/view-session/screenshot") => {
+            let token = query.and_then(|q| q.strip_prefix("token=")).unwrap_or("");
+            if token.is_empty() || token == EXPIRED_VIEW_TOKEN {
+                return Some(json_response(
+                    404,
+                    r#"{"error":"View session not found or expired"}"#.into(),
+                ));
+            }
+            Some(
+                (
+                    StatusCode::OK,
+                    [("content-type", "image/png")],
+                    Body::from(fixture_png()),
+                )
+                    .into_response(),
+            )
+        }
+        ("POST", _) if path.starts_with("/instances/") && path.ends_with("/view-session") => {
+            let id = &path["/instances/".len()..path.len() - "/view-session".len()];
+            if id == "nope" {
+                return Some(json_response(
+                    404,
+                    r#"{"error":"Instance nope not found","status":404}"#.into(),
+                ));
+            }
+            let base = json["dashboardBaseUrl"].as_str().unwrap_or("");
+            let token = format!("view-{id}");
+            Some(json_response(
+                200,
+                serde_json::json!({
+                    "token": token,
+                    "viewUrl": format!("{base}/view/{token}"),
+                    "expiresAt": "2026-11-30T20:00:00.000Z",
+                })
+                .to_string(),
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn json_response(status: u16, body: String) -> Response {
@@ -321,6 +398,10 @@ pub const OVERRIDE_VARS: &[&str] = &[
     "WEBHOOK_AUTH_TOKEN",
     "DASHBOARD_WEBHOOK_INTERNAL_URL",
     "DASHBOARD_WEBHOOK_PUBLIC_URL",
+    "ADMIN_DEBUG_SECRET",
+    "DASHBOARD_PASSWORD",
+    "DASHBOARD_SESSION_SECRET",
+    "DASHBOARD_SECURE_COOKIES",
     "RUST_LOG",
     "WA_HUB_SIDECAR_CONFIG",
 ];
