@@ -81,7 +81,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The YAML document as written. Every field has a default, so an empty file is valid.
+/// The YAML document as written. Every field has a default, so an empty file is valid. Its keys
+/// are public interface: a key changes only with a note in the README.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
@@ -464,7 +465,8 @@ impl Config {
     }
 }
 
-/// Environment variables that override config keys (names users already have).
+/// Environment variables that override config keys (names users already have). Public
+/// interface: a name changes only with a note in the README.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("WA_HUB_BASE_URL", "upstream.base_url"),
     ("WA_HUB_TOKEN", "upstream.token"),
@@ -586,74 +588,54 @@ impl RawConfig {
     /// empty dashboard password or admin debug secret; a session secret under
     /// [`MIN_SESSION_SECRET_BYTES`].
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let url = &self.upstream.base_url;
-        if url.scheme() != "http" {
+        let (upstream_addr, upstream_authority, upstream_path_prefix) =
+            resolve_upstream(&self.upstream.base_url)?;
+        let signature = self.webhook.policy()?;
+        self.check_secrets()?;
+        if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
+            o.as_str() != "*"
+                && Url::parse(o)
+                    .map(|u| u.origin().ascii_serialization() != o.trim_end_matches('/'))
+                    .unwrap_or(true)
+        }) {
             return Err(invalid(
-                "upstream.base_url",
-                format!(
-                    "scheme `{}` is not supported: use http:// (wa-hub runs beside the sidecar)",
-                    url.scheme()
-                ),
+                "cors.allowed_origins",
+                format!("`{bad}` is not an origin like http://host:port (or `*`)"),
             ));
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "is empty"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", format!("not a tracing filter: {e}")));
+        }
+        if self.metrics_listen.is_some_and(|m| m == self.listen) {
             return Err(invalid(
-                "upstream.base_url",
-                "must not carry credentials; set upstream.token (WA_HUB_TOKEN) instead",
+                "metrics_listen",
+                "must differ from listen (/metrics is served on listen anyway)",
             ));
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(
-                "upstream.base_url",
-                "must not have a query or fragment",
-            ));
+        if let Err(e) = wa_hub_sinks::config::validate(&self.sinks) {
+            return Err(invalid("sinks", e.to_string()));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| invalid("upstream.base_url", "has no host"))?;
-        let port = url.port_or_known_default().unwrap_or(80);
-        let upstream_addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
-            .to_socket_addrs()
-            .map_err(|e| invalid("upstream.base_url", format!("cannot resolve `{host}`: {e}")))?
-            .next()
-            .ok_or_else(|| {
-                invalid(
-                    "upstream.base_url",
-                    format!("`{host}` resolves to no address"),
-                )
-            })?;
-        let upstream_authority = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        let upstream_path_prefix = url.path().trim_end_matches('/').to_owned();
+        let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(NonZeroUsize::get)
+                .unwrap_or(1)
+        });
+        Ok(Config {
+            raw: self,
+            upstream_addr,
+            upstream_authority,
+            upstream_path_prefix,
+            signature,
+            threads,
+        })
+    }
 
-        let secret_set = self.webhook.secret.as_ref().is_some_and(|s| !s.is_empty());
-        let signature = match (self.webhook.signature, secret_set) {
-            (None, true) => SignaturePolicy::Required,
-            (None, false) => SignaturePolicy::Off,
-            (Some(SignaturePolicy::Off), true) => {
-                return Err(invalid(
-                    "webhook.signature",
-                    "`off` is allowed only when no webhook.secret \
-                     (WA_HUB_WEBHOOK_SIGNATURE_SECRET) is set",
-                ))
-            }
-            (Some(p @ (SignaturePolicy::Required | SignaturePolicy::Optional)), false) => {
-                return Err(invalid(
-                    "webhook.signature",
-                    format!(
-                        "`{}` needs webhook.secret (WA_HUB_WEBHOOK_SIGNATURE_SECRET)",
-                        if p == SignaturePolicy::Required {
-                            "required"
-                        } else {
-                            "optional"
-                        }
-                    ),
-                ))
-            }
-            (Some(p), _) => p,
-        };
+    /// Secrets that are set must be usable: no empty token, password or secret; a session
+    /// secret long enough; an admin secret that fits in a header.
+    fn check_secrets(&self) -> Result<(), ConfigError> {
         if self
             .webhook
             .auth_token
@@ -699,46 +681,71 @@ impl RawConfig {
                 ));
             }
         }
-        if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
-            o.as_str() != "*"
-                && Url::parse(o)
-                    .map(|u| u.origin().ascii_serialization() != o.trim_end_matches('/'))
-                    .unwrap_or(true)
-        }) {
-            return Err(invalid(
-                "cors.allowed_origins",
-                format!("`{bad}` is not an origin like http://host:port (or `*`)"),
-            ));
-        }
-        if self.log.level.trim().is_empty() {
-            return Err(invalid("log.level", "is empty"));
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(invalid("log.level", format!("not a tracing filter: {e}")));
-        }
-        if self.metrics_listen.is_some_and(|m| m == self.listen) {
-            return Err(invalid(
-                "metrics_listen",
-                "must differ from listen (/metrics is served on listen anyway)",
-            ));
-        }
-        if let Err(e) = wa_hub_sinks::config::validate(&self.sinks) {
-            return Err(invalid("sinks", e.to_string()));
-        }
-        let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(NonZeroUsize::get)
-                .unwrap_or(1)
-        });
-        Ok(Config {
-            raw: self,
-            upstream_addr,
-            upstream_authority,
-            upstream_path_prefix,
-            signature,
-            threads,
-        })
+        Ok(())
     }
+}
+
+impl WebhookConfig {
+    /// The effective signature policy: `required` with a secret and `off` without, unless
+    /// set; `off` with a secret, or `required`/`optional` without one, is refused.
+    fn policy(&self) -> Result<SignaturePolicy, ConfigError> {
+        let secret_set = self.secret.as_ref().is_some_and(|s| !s.is_empty());
+        match (self.signature, secret_set) {
+            (None, true) => Ok(SignaturePolicy::Required),
+            (None, false) => Ok(SignaturePolicy::Off),
+            (Some(SignaturePolicy::Off), true) => Err(invalid(
+                "webhook.signature",
+                "`off` is allowed only when no webhook.secret \
+                 (WA_HUB_WEBHOOK_SIGNATURE_SECRET) is set",
+            )),
+            (Some(p @ (SignaturePolicy::Required | SignaturePolicy::Optional)), false) => {
+                Err(invalid(
+                    "webhook.signature",
+                    format!(
+                        "`{}` needs webhook.secret (WA_HUB_WEBHOOK_SIGNATURE_SECRET)",
+                        if p == SignaturePolicy::Required {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    ),
+                ))
+            }
+            (Some(p), _) => Ok(p),
+        }
+    }
+}
+
+/// The upstream's socket address (resolved once, at start-up), `Host` value and path prefix,
+/// from `upstream.base_url`: plain `http`, a host, no credentials, query or fragment.
+fn resolve_upstream(url: &Url) -> Result<(SocketAddr, String, String), ConfigError> {
+    let bad = |reason: String| invalid("upstream.base_url", reason);
+    if url.scheme() != "http" {
+        return Err(bad(format!(
+            "scheme `{}` is not supported: use http:// (wa-hub runs beside the sidecar)",
+            url.scheme()
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "must not carry credentials; set upstream.token (WA_HUB_TOKEN) instead".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment".into()));
+    }
+    let host = url.host_str().ok_or_else(|| bad("has no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve `{host}`: {e}")))?
+        .next()
+        .ok_or_else(|| bad(format!("`{host}` resolves to no address")))?;
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok((addr, authority, url.path().trim_end_matches('/').to_owned()))
 }
 
 /// Loads `path`, applies the process environment and validates: what `main` calls.

@@ -31,8 +31,8 @@ pub fn is_preflight(method: &http::Method, headers: &HeaderMap) -> bool {
 }
 
 /// The 204 answer to a preflight from an allowed `origin`.
-pub fn preflight_response(origin: &str, headers: &HeaderMap) -> crate::exchange::LocalResponse {
-    let mut resp = crate::exchange::LocalResponse::empty(204);
+pub fn preflight_response(origin: &str, headers: &HeaderMap) -> crate::response::LocalResponse {
+    let mut resp = crate::response::LocalResponse::empty(204);
     resp.headers = preflight_headers(origin, headers);
     resp
 }

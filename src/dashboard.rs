@@ -20,9 +20,10 @@ use serde_json::{json, Map, Value};
 
 use crate::app::App;
 use crate::auth;
-use crate::exchange::{read_limited, LocalResponse};
+use crate::exchange::read_limited;
 use crate::handlers::Answer;
 use crate::rejection::Rejection;
+use crate::response::LocalResponse;
 use crate::routes::{self, DashRoute};
 use crate::session::{self, LoginOutcome};
 
@@ -48,13 +49,10 @@ const WEBHOOK_SUFFIX: &str = "/api/wahub/webhook";
 ///
 /// # Errors
 /// [`Rejection::TooLarge`] or [`Rejection::UnreadableBody`] for a POST body.
-pub async fn serve(
-    app: &App,
-    session: &mut Session,
-    route: DashRoute,
-    query: Option<&str>,
-) -> Answer {
+pub async fn serve(app: &App, session: &mut Session, route: DashRoute) -> Answer {
     let headers = session.req_header().headers.clone();
+    let query = session.req_header().uri.query().map(str::to_owned);
+    let query = query.as_deref();
     let body = if route.method() == Method::POST {
         read_limited(session, SMALL_BODY_MAX).await?
     } else {

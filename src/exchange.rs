@@ -6,64 +6,9 @@ use bytes::{Bytes, BytesMut};
 use http::header;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use serde_json::{json, Value};
 
 use crate::rejection::Rejection;
-
-/// A complete response to write to the client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LocalResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// Body bytes.
-    pub body: Bytes,
-    /// Extra headers beyond `Content-Type` and `Content-Length`.
-    pub headers: Vec<(&'static str, String)>,
-    /// `Content-Type` of a non-empty body.
-    pub content_type: &'static str,
-}
-
-impl LocalResponse {
-    /// A JSON response.
-    pub fn json(status: u16, value: &Value) -> Self {
-        Self {
-            status,
-            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-            headers: Vec::new(),
-            content_type: "application/json",
-        }
-    }
-
-    /// A response with no body (e.g. 204).
-    pub fn empty(status: u16) -> Self {
-        Self {
-            status,
-            body: Bytes::new(),
-            headers: Vec::new(),
-            content_type: "application/json",
-        }
-    }
-
-    /// The error shape every rejection uses: `{"error": <what>, "message": <detail>}`.
-    pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
-        Self::json(
-            status,
-            &json!({ "error": error, "message": message.into() }),
-        )
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
-
-impl From<Rejection> for LocalResponse {
-    fn from(r: Rejection) -> Self {
-        r.response()
-    }
-}
+use crate::response::LocalResponse;
 
 /// Reads the whole request body, refusing more than `limit` bytes.
 ///

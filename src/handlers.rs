@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::exchange::LocalResponse;
 use crate::rejection::Rejection;
+use crate::response::LocalResponse;
 
 /// What a handler answers: a response, or a refusal the proxy logs, counts and writes.
 pub type Answer = Result<LocalResponse, Rejection>;

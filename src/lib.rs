@@ -4,8 +4,8 @@
 //! - start-up: [`config`] loads and validates settings, [`logging`] sets up logs, [`server`]
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
 //! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
-//!   access of every route), [`rejection`] the typed refusals, [`exchange`] reads bodies and
-//!   writes local answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
+//!   access of every route), [`rejection`] the typed refusals, [`response`] the answers the sidecar
+//!   writes itself, [`exchange`] reads bodies and writes those answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
 //!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
 //!   [`metrics_listener`] the `metrics_listen` port;
@@ -30,6 +30,7 @@ pub mod metrics_listener;
 pub mod poll;
 pub mod proxy;
 pub mod rejection;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod session;

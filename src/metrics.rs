@@ -79,14 +79,7 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     /// Webhook body sizes, bytes.
     pub webhook_body_bytes: Histogram,
-    sink_deliveries: IntCounterVec,
-    sink_dropped: IntCounterVec,
-    sink_retries: IntCounterVec,
-    sink_dead_letters: IntCounterVec,
-    sink_restarts: IntCounterVec,
-    sink_queue_depth: IntGaugeVec,
-    sink_pending: IntGaugeVec,
-    sink_connected: IntGaugeVec,
+    sinks: SinkFamilies,
     sse_clients: IntGauge,
     sse_events_sent: IntCounter,
     sse_dropped_slow: IntCounter,
@@ -112,15 +105,65 @@ fn name(n: &str) -> String {
     format!("{PREFIX}_{n}")
 }
 
-macro_rules! reg {
-    ($registry:expr, $metric:expr) => {{
-        let m = $metric.expect("metric definition is valid");
-        $registry
+/// Registers metrics under [`PREFIX`] in one registry. The definitions are static (fixed
+/// names, unique, valid labels), so a failure is a programming error caught by every test run.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: prometheus::Result<M>,
+    ) -> M {
+        let m = metric.expect("metric definition is valid");
+        self.0
             .register(Box::new(m.clone()))
             .expect("metric names are unique");
         m
-    }};
+    }
+
+    fn counter(&self, n: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name(n), help))
+    }
+
+    fn counters(&self, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name(n), help), labels))
+    }
+
+    fn gauge(&self, n: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name(n), help))
+    }
+
+    fn gauges(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name(n), help), labels))
+    }
+
+    /// `build_info` (version, git sha) and `start_time_seconds`, set once.
+    fn process_info(&self) {
+        let r = self;
+        r.gauges(
+            "build_info",
+            "Build of the running sidecar (always 1).",
+            &["version", "git_sha"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("WA_HUB_SIDECAR_GIT_SHA")])
+        .set(1);
+        r.add(Gauge::new(
+            name("start_time_seconds"),
+            "Start time of the process, Unix seconds.",
+        ))
+        .set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+    }
 }
+
+/// Buckets of the proxy latency histogram, seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 impl Metrics {
     /// Registers every metric, plus build info, start time and the standard process metrics.
@@ -129,229 +172,88 @@ impl Metrics {
     /// # Panics
     /// Never for the static definitions here (names and labels are fixed and unique).
     pub fn new(max_instances: usize) -> Self {
-        let r = Registry::new();
+        let r = Registrar(Registry::new());
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = r.register(Box::new(pc));
+            let _ = r.0.register(Box::new(pc));
         }
-        let build = reg!(
-            r,
-            IntGaugeVec::new(
-                Opts::new(
-                    name("build_info"),
-                    "Build of the running sidecar (always 1)."
-                ),
-                &["version", "git_sha"]
-            )
-        );
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("WA_HUB_SIDECAR_GIT_SHA")])
-            .set(1);
-        let start = reg!(
-            r,
-            Gauge::new(
-                name("start_time_seconds"),
-                "Start time of the process, Unix seconds."
-            )
-        );
-        start.set(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64(),
-        );
-        let latency_buckets = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ];
+        r.process_info();
         let size_buckets = prometheus::exponential_buckets(256.0, 4.0, 8).expect("valid buckets");
-        let sink = |n: &str, help: &str| IntCounterVec::new(Opts::new(name(n), help), &["sink"]);
-        let sink_gauge =
-            |n: &str, help: &str| IntGaugeVec::new(Opts::new(name(n), help), &["sink"]);
+        let upstream_up = r.gauge(
+            "upstream_up",
+            "1 when wa-hub's /health last answered 200, 0 when not, -1 before the first probe.",
+        );
+        upstream_up.set(-1);
+        let instance = ["instance_id"];
         Self {
-            proxy_requests: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(name("proxy_requests_total"), "Requests proxied to wa-hub."),
-                    &["method", "route", "status_class"]
+            proxy_requests: r.counters(
+                "proxy_requests_total",
+                "Requests proxied to wa-hub.",
+                &["method", "route", "status_class"],
+            ),
+            proxy_duration: r.add(HistogramVec::new(
+                HistogramOpts::new(
+                    name("proxy_request_duration_seconds"),
+                    "Time from request start to the end of the response, seconds.",
                 )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route"],
+            )),
+            upstream_up,
+            upstream_errors: r.counters(
+                "upstream_errors_total",
+                "Failed exchanges with wa-hub.",
+                &["kind"],
             ),
-            proxy_duration: reg!(
-                r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        name("proxy_request_duration_seconds"),
-                        "Time from request start to the end of the response, seconds."
-                    )
-                    .buckets(latency_buckets),
-                    &["route"]
-                )
+            webhooks_received: r.counters(
+                "webhooks_received_total",
+                "Webhooks accepted and stored.",
+                &["event", "signature"],
             ),
-            upstream_up: {
-                let g = reg!(
-                    r,
-                    IntGauge::new(
-                        name("upstream_up"),
-                        "1 when wa-hub's /health last answered 200, 0 when not, -1 before the first probe."
-                    )
-                );
-                g.set(-1);
-                g
-            },
-            upstream_errors: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        name("upstream_errors_total"),
-                        "Failed exchanges with wa-hub."
-                    ),
-                    &["kind"]
-                )
+            webhooks_rejected: r.counters(
+                "webhooks_rejected_total",
+                "Webhooks refused.",
+                &["reason"],
             ),
-            webhooks_received: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        name("webhooks_received_total"),
-                        "Webhooks accepted and stored."
-                    ),
-                    &["event", "signature"]
-                )
+            requests_rejected: r.counters(
+                "requests_rejected_total",
+                "Requests (other than webhooks) the sidecar refused itself.",
+                &["reason"],
             ),
-            webhooks_rejected: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(name("webhooks_rejected_total"), "Webhooks refused."),
-                    &["reason"]
-                )
+            webhook_body_bytes: r.add(Histogram::with_opts(
+                HistogramOpts::new(name("webhook_body_bytes"), "Webhook body sizes, bytes.")
+                    .buckets(size_buckets),
+            )),
+            sinks: SinkFamilies::new(&r),
+            sse_clients: r.gauge("sse_clients", "Connected SSE clients."),
+            sse_events_sent: r.counter("sse_events_sent_total", "Events written to SSE clients."),
+            sse_dropped_slow: r.counter(
+                "sse_clients_dropped_slow_total",
+                "SSE clients dropped for falling behind.",
             ),
-            requests_rejected: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        name("requests_rejected_total"),
-                        "Requests (other than webhooks) the sidecar refused itself."
-                    ),
-                    &["reason"]
-                )
+            sse_resumes: r.counter(
+                "sse_resumes_total",
+                "SSE connections resumed after Last-Event-ID.",
             ),
-            webhook_body_bytes: reg!(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(name("webhook_body_bytes"), "Webhook body sizes, bytes.")
-                        .buckets(size_buckets)
-                )
+            sse_resets: r.counter(
+                "sse_resets_total",
+                "SSE connections reset: Last-Event-ID not kept.",
             ),
-            sink_deliveries: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        name("sink_deliveries_total"),
-                        "Events handed to sinks, by outcome."
-                    ),
-                    &["sink", "outcome"]
-                )
+            instances: r.gauge("instances", "Instances known to the status engine."),
+            instance_rank: r.gauges(
+                "instance_lifecycle_rank",
+                "Display rank: 0 disconnected, 1 needs_qr, 2 syncing, 3 active.",
+                &instance,
             ),
-            sink_dropped: reg!(
-                r,
-                sink(
-                    "sink_dropped_total",
-                    "Events dropped by a sink (queue full, too large)."
-                )
-            ),
-            sink_retries: reg!(
-                r,
-                sink("sink_retries_total", "Delivery attempts a sink retried.")
-            ),
-            sink_dead_letters: reg!(
-                r,
-                sink(
-                    "sink_dead_letters_total",
-                    "Events moved to a dead-letter list."
-                )
-            ),
-            sink_restarts: reg!(
-                r,
-                sink(
-                    "sink_restarts_total",
-                    "Sink restarts after a failure or panic."
-                )
-            ),
-            sink_queue_depth: reg!(
-                r,
-                sink_gauge("sink_queue_depth", "Events waiting in a sink's queue.")
-            ),
-            sink_pending: reg!(
-                r,
-                sink_gauge(
-                    "sink_pending_events",
-                    "Events held inside a sink (buffer, outbox)."
-                )
-            ),
-            sink_connected: reg!(
-                r,
-                sink_gauge(
-                    "sink_connected",
-                    "1 when a connection-holding sink (MQTT) is connected, else 0."
-                )
-            ),
-            sse_clients: reg!(
-                r,
-                IntGauge::new(name("sse_clients"), "Connected SSE clients.")
-            ),
-            sse_events_sent: reg!(
-                r,
-                IntCounter::new(
-                    name("sse_events_sent_total"),
-                    "Events written to SSE clients."
-                )
-            ),
-            sse_dropped_slow: reg!(
-                r,
-                IntCounter::new(
-                    name("sse_clients_dropped_slow_total"),
-                    "SSE clients dropped for falling behind."
-                )
-            ),
-            sse_resumes: reg!(
-                r,
-                IntCounter::new(
-                    name("sse_resumes_total"),
-                    "SSE connections resumed after Last-Event-ID."
-                )
-            ),
-            sse_resets: reg!(
-                r,
-                IntCounter::new(
-                    name("sse_resets_total"),
-                    "SSE connections reset: Last-Event-ID not kept."
-                )
-            ),
-            instances: reg!(
-                r,
-                IntGauge::new(name("instances"), "Instances known to the status engine.")
-            ),
-            instance_rank: reg!(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        name("instance_lifecycle_rank"),
-                        "Display rank: 0 disconnected, 1 needs_qr, 2 syncing, 3 active."
-                    ),
-                    &["instance_id"]
-                )
-            ),
-            instance_since_event: reg!(
-                r,
-                GaugeVec::new(
-                    Opts::new(
-                        name("instance_seconds_since_last_event"),
-                        "Seconds since the instance's last webhook."
-                    ),
-                    &["instance_id"]
-                )
-            ),
-            registry: r,
+            instance_since_event: r.add(GaugeVec::new(
+                Opts::new(
+                    name("instance_seconds_since_last_event"),
+                    "Seconds since the instance's last webhook.",
+                ),
+                &instance,
+            )),
+            registry: r.0,
             route_templates: Mutex::new(HashSet::new()),
             max_instances,
         }
@@ -426,45 +328,7 @@ impl Metrics {
         sse: Option<&SseHub>,
         instances: &[InstanceSample],
     ) -> Vec<u8> {
-        for s in sinks {
-            let st = &s.stats;
-            let name = s.name.as_str();
-            catch_up(
-                &self.sink_deliveries.with_label_values(&[name, "delivered"]),
-                st.delivered.load(Ordering::Relaxed),
-            );
-            catch_up(
-                &self.sink_deliveries.with_label_values(&[name, "failed"]),
-                st.failed.load(Ordering::Relaxed),
-            );
-            catch_up(
-                &self.sink_dropped.with_label_values(&[name]),
-                st.dropped.load(Ordering::Relaxed),
-            );
-            catch_up(
-                &self.sink_retries.with_label_values(&[name]),
-                st.retries.load(Ordering::Relaxed),
-            );
-            catch_up(
-                &self.sink_dead_letters.with_label_values(&[name]),
-                st.dead_letters.load(Ordering::Relaxed),
-            );
-            catch_up(
-                &self.sink_restarts.with_label_values(&[name]),
-                st.restarts.load(Ordering::Relaxed),
-            );
-            self.sink_queue_depth
-                .with_label_values(&[name])
-                .set(i64::try_from(s.queue_depth).unwrap_or(i64::MAX));
-            self.sink_pending
-                .with_label_values(&[name])
-                .set(i64::try_from(st.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-            if let Some(up) = st.connected() {
-                self.sink_connected
-                    .with_label_values(&[name])
-                    .set(i64::from(up));
-            }
-        }
+        self.sinks.refresh(sinks);
         if let Some(hub) = sse {
             self.sse_clients
                 .set(i64::try_from(hub.clients()).unwrap_or(i64::MAX));
@@ -498,6 +362,108 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// The per-sink families (label `sink`), refreshed from the sinks' counters at scrape time.
+#[derive(Debug)]
+struct SinkFamilies {
+    deliveries: IntCounterVec,
+    dropped: IntCounterVec,
+    retries: IntCounterVec,
+    dead_letters: IntCounterVec,
+    restarts: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    pending: IntGaugeVec,
+    connected: IntGaugeVec,
+}
+
+impl SinkFamilies {
+    fn new(r: &Registrar) -> Self {
+        let sink = ["sink"];
+        Self {
+            deliveries: r.counters(
+                "sink_deliveries_total",
+                "Events handed to sinks, by outcome.",
+                &["sink", "outcome"],
+            ),
+            dropped: r.counters(
+                "sink_dropped_total",
+                "Events dropped by a sink (queue full, too large).",
+                &sink,
+            ),
+            retries: r.counters(
+                "sink_retries_total",
+                "Delivery attempts a sink retried.",
+                &sink,
+            ),
+            dead_letters: r.counters(
+                "sink_dead_letters_total",
+                "Events moved to a dead-letter list.",
+                &sink,
+            ),
+            restarts: r.counters(
+                "sink_restarts_total",
+                "Sink restarts after a failure or panic.",
+                &sink,
+            ),
+            queue_depth: r.gauges(
+                "sink_queue_depth",
+                "Events waiting in a sink's queue.",
+                &sink,
+            ),
+            pending: r.gauges(
+                "sink_pending_events",
+                "Events held inside a sink (buffer, outbox).",
+                &sink,
+            ),
+            connected: r.gauges(
+                "sink_connected",
+                "1 when a connection-holding sink (MQTT) is connected, else 0.",
+                &sink,
+            ),
+        }
+    }
+
+    /// Raises the counters and sets the gauges from each sink's snapshot.
+    fn refresh(&self, sinks: &[SinkSnapshot]) {
+        for s in sinks {
+            let st = &s.stats;
+            let name = s.name.as_str();
+            catch_up(
+                &self.deliveries.with_label_values(&[name, "delivered"]),
+                st.delivered.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.deliveries.with_label_values(&[name, "failed"]),
+                st.failed.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.dropped.with_label_values(&[name]),
+                st.dropped.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.retries.with_label_values(&[name]),
+                st.retries.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.dead_letters.with_label_values(&[name]),
+                st.dead_letters.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.restarts.with_label_values(&[name]),
+                st.restarts.load(Ordering::Relaxed),
+            );
+            self.queue_depth
+                .with_label_values(&[name])
+                .set(i64::try_from(s.queue_depth).unwrap_or(i64::MAX));
+            self.pending
+                .with_label_values(&[name])
+                .set(i64::try_from(st.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+            if let Some(up) = st.connected() {
+                self.connected.with_label_values(&[name]).set(i64::from(up));
+            }
+        }
     }
 }
 

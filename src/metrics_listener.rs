@@ -9,9 +9,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::app::App;
-use crate::exchange::LocalResponse;
 use crate::handlers;
 use crate::rejection::Rejection;
+use crate::response::LocalResponse;
 
 /// Serves `GET`/`HEAD /metrics`; 405 for other methods there, 404 elsewhere.
 pub struct MetricsListener {

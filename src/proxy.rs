@@ -21,9 +21,10 @@ use crate::app::App;
 use crate::auth;
 use crate::cors;
 use crate::dashboard;
-use crate::exchange::{declared_length, read_limited, write_response, LocalResponse};
+use crate::exchange::{declared_length, read_limited, write_response};
 use crate::handlers::{self, Answer};
 use crate::rejection::Rejection;
+use crate::response::LocalResponse;
 use crate::routes::{self, Access, Route};
 use crate::status::ApiKnowledge;
 use crate::stream;
@@ -72,29 +73,10 @@ impl ProxyHttp for SidecarProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if self.app.is_shutting_down() {
-            return self
-                .answer(session, ctx, Err(Rejection::ShuttingDown))
-                .await;
-        }
-        let req = session.req_header();
-        ctx.cors_origin =
-            cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
-        if let (Some(origin), true) = (
-            &ctx.cors_origin,
-            cors::is_preflight(&req.method, &req.headers),
-        ) {
-            let resp = cors::preflight_response(origin, &req.headers);
-            return self.answer(session, ctx, Ok(resp)).await;
-        }
-        let route = match routes::route(&req.method, req.uri.path()) {
+        let route = match self.admit(session, ctx) {
             Ok(route) => route,
-            Err(e) => return self.answer(session, ctx, Err(e.into())).await,
+            Err(answer) => return self.answer(session, ctx, answer).await,
         };
-        ctx.webhook = route == Route::Webhook;
-        if let Err(refused) = self.access(session, route.spec().access) {
-            return self.answer(session, ctx, Err(refused)).await;
-        }
         let answer = match route {
             Route::Proxy(path) => match self.admit_proxied(session, path) {
                 Ok(call) => {
@@ -108,10 +90,7 @@ impl ProxyHttp for SidecarProxy {
                 Err(rejection) => Err(rejection),
             },
             Route::Webhook => webhook::receive(&self.app, session).await,
-            Route::Dashboard(d) => {
-                let query = session.req_header().uri.query().map(str::to_owned);
-                dashboard::serve(&self.app, session, d, query.as_deref()).await
-            }
+            Route::Dashboard(d) => dashboard::serve(&self.app, session, d).await,
             local => self.handle(session, local).await,
         };
         self.answer(session, ctx, answer).await
@@ -262,6 +241,29 @@ impl ProxyHttp for SidecarProxy {
 }
 
 impl SidecarProxy {
+    /// What every request goes through before its route runs: draining (503), the CORS origin
+    /// and preflight (204), the route table (404, 405, 400) and the route's access rule (401,
+    /// 403). `Err` is the answer to write instead.
+    fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Route, Answer> {
+        if self.app.is_shutting_down() {
+            return Err(Err(Rejection::ShuttingDown));
+        }
+        let req = session.req_header();
+        ctx.cors_origin =
+            cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
+        if let Some(origin) = ctx
+            .cors_origin
+            .as_deref()
+            .filter(|_| cors::is_preflight(&req.method, &req.headers))
+        {
+            return Err(Ok(cors::preflight_response(origin, &req.headers)));
+        }
+        let route = routes::route(&req.method, req.uri.path()).map_err(|e| Err(e.into()))?;
+        ctx.webhook = route == Route::Webhook;
+        self.access(session, route.spec().access).map_err(Err)?;
+        Ok(route)
+    }
+
     /// Writes `answer` and ends request handling: a rejection is logged and counted here (the
     /// one place), and closes the connection when its body may be unread.
     async fn answer(&self, session: &mut Session, ctx: &Ctx, answer: Answer) -> Result<bool> {

@@ -7,7 +7,7 @@
 //! and never reveals internals. The `error` words are public interface: they change only with
 //! a note in the README.
 
-use crate::exchange::LocalResponse;
+use crate::response::LocalResponse;
 
 /// A request the sidecar refuses itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

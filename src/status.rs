@@ -33,8 +33,18 @@ pub const DEFAULT_RANK: Rank = Rank::NeedsQr;
 pub enum Lifecycle {
     /// Sets the rank; the string is the status word shown.
     SetRank(Rank, String),
-    /// Keeps the rank, shows a new status word (`change_state` other than `CONNECTED`).
+    /// Rank 0 with a reason (the sidecar's own rules for whatsapp-web.js states the dashboard
+    /// reference ignores): `change_state` `UNPAIRED`/`UNPAIRED_IDLE` → `logged_out`,
+    /// `TOS_BLOCK`/`SMB_TOS_BLOCK` → `banned`. The string is the status word shown.
+    Lost(String, &'static str),
+    /// Keeps the rank, shows a new status word (`change_state` other than the states above).
     KeepRank(String),
+    /// `change_state` `CONFLICT` (the session is open elsewhere): keeps the rank, sets
+    /// `conflict: true` until the next lifecycle event.
+    Conflict,
+    /// `change_state` `DEPRECATED_VERSION`: keeps the rank, sets a warning until the next
+    /// event that sets the rank.
+    Deprecated,
     /// `ready_timeout`: keeps rank and word, marks the status timed out.
     TimedOut,
     /// Not a lifecycle event: `message`, `vote_update`, unknown names.
@@ -52,6 +62,10 @@ pub fn lifecycle(event: &str, data: &Value) -> Lifecycle {
         "ready" => Lifecycle::SetRank(Rank::Active, "ready".to_owned()),
         "change_state" => match data.get("status").and_then(Value::as_str) {
             Some("CONNECTED") => Lifecycle::SetRank(Rank::Active, "CONNECTED".to_owned()),
+            Some(s @ ("UNPAIRED" | "UNPAIRED_IDLE")) => Lifecycle::Lost(s.to_owned(), "logged_out"),
+            Some(s @ ("TOS_BLOCK" | "SMB_TOS_BLOCK")) => Lifecycle::Lost(s.to_owned(), "banned"),
+            Some("CONFLICT") => Lifecycle::Conflict,
+            Some("DEPRECATED_VERSION") => Lifecycle::Deprecated,
             Some(other) => Lifecycle::KeepRank(other.to_owned()),
             None => Lifecycle::KeepRank("change_state".to_owned()),
         },
@@ -169,6 +183,12 @@ struct Instance {
     qr: Option<String>,
     qr_error: Option<String>,
     timed_out: bool,
+    /// Why rank 0, by the sidecar's own rules (`logged_out`, `banned`).
+    reason: Option<&'static str>,
+    /// `change_state` CONFLICT seen since the last lifecycle event.
+    conflict: bool,
+    /// A warning to show (`DEPRECATED_VERSION`).
+    warning: Option<&'static str>,
     last_event_at: Option<DateTime<Utc>>,
     /// The status last returned as a change.
     decided: Option<InstanceStatus>,
@@ -190,6 +210,33 @@ pub struct InstanceView<'a> {
     pub qr: Option<&'a str>,
     /// The last QR failure reported by wa-hub.
     pub qr_error: Option<&'a str>,
+}
+
+/// The warning a `change_state` `DEPRECATED_VERSION` sets.
+pub const DEPRECATED_WARNING: &str =
+    "whatsapp-web.js reports DEPRECATED_VERSION: WhatsApp Web may stop working; update wa-hub";
+
+impl Instance {
+    /// Keeps the QR (or the QR error) of a `qr` webhook; the `qr` event when it carried one.
+    fn record_qr(&mut self, id: &str, data: &Value) -> Option<QrEvent> {
+        let mut event = None;
+        if let Some(qr) = data.get("qr").and_then(Value::as_str) {
+            self.qr = Some(qr.to_owned());
+            self.qr_error = None;
+            event = Some(QrEvent {
+                instance_id: id.to_owned(),
+                qr: qr.to_owned(),
+                classification: "READY",
+            });
+        }
+        if let Some(err) = data.get("error") {
+            self.qr_error = Some(match err.as_str() {
+                Some(s) => s.to_owned(),
+                None => err.to_string(),
+            });
+        }
+        event
+    }
 }
 
 /// What a webhook produced besides being stored.
@@ -238,33 +285,37 @@ impl StatusEngine {
         };
         inst.last_event_at = Some(now);
         let mut qr_event = None;
-        match lifecycle(event, data) {
+        let lifecycle = lifecycle(event, data);
+        if !matches!(lifecycle, Lifecycle::None | Lifecycle::TimedOut) {
+            inst.timed_out = false;
+            inst.conflict = false;
+        }
+        match lifecycle {
             Lifecycle::None => return Outcome::default(),
             Lifecycle::TimedOut => inst.timed_out = true,
+            Lifecycle::Conflict => {
+                inst.conflict = true;
+                inst.webhook = Some(("CONFLICT".to_owned(), current_rank(inst)));
+            }
+            Lifecycle::Deprecated => {
+                inst.warning = Some(DEPRECATED_WARNING);
+                inst.webhook = Some(("DEPRECATED_VERSION".to_owned(), current_rank(inst)));
+            }
             Lifecycle::KeepRank(word) => {
                 let rank = current_rank(inst);
                 inst.webhook = Some((word, rank));
-                inst.timed_out = false;
+            }
+            Lifecycle::Lost(word, reason) => {
+                inst.webhook = Some((word, Rank::Disconnected));
+                inst.reason = Some(reason);
+                inst.warning = None;
             }
             Lifecycle::SetRank(rank, word) => {
                 inst.webhook = Some((word, rank));
-                inst.timed_out = false;
+                inst.reason = None;
+                inst.warning = None;
                 if event == "qr" {
-                    if let Some(qr) = data.get("qr").and_then(Value::as_str) {
-                        inst.qr = Some(qr.to_owned());
-                        inst.qr_error = None;
-                        qr_event = Some(QrEvent {
-                            instance_id: id.to_owned(),
-                            qr: qr.to_owned(),
-                            classification: "READY",
-                        });
-                    }
-                    if let Some(err) = data.get("error") {
-                        inst.qr_error = Some(match err.as_str() {
-                            Some(s) => s.to_owned(),
-                            None => err.to_string(),
-                        });
-                    }
+                    qr_event = inst.record_qr(id, data);
                 } else if rank >= Rank::Syncing {
                     // A QR is single-use: once authenticated it is stale.
                     inst.qr = None;
@@ -459,6 +510,13 @@ fn compute(id: &str, inst: &Instance, now: DateTime<Utc>) -> InstanceStatus {
         qr: inst.qr.clone(),
         qr_error: inst.qr_error.clone(),
         timed_out: inst.timed_out,
+        reason: if rank == Rank::Disconnected && source == "webhook" {
+            inst.reason
+        } else {
+            None
+        },
+        conflict: inst.conflict,
+        warning: inst.warning,
         source,
         updated_at: iso_timestamp(now),
         ready_source: api.ready_source,
@@ -622,6 +680,111 @@ mod tests {
             assert_eq!(s.display_status, row.word, "{}", row.rule);
             assert_eq!(s.source, "webhook", "{}", row.rule);
             assert_eq!(s.timed_out, row.timed_out, "{}", row.rule);
+        }
+    }
+
+    /// The sidecar's own rules for whatsapp-web.js states the dashboard reference ignores:
+    /// each row is the events applied in order, then rank, word, reason, conflict, warning.
+    #[test]
+    fn whatsapp_web_states_table() {
+        type Row = (
+            &'static str,
+            &'static [&'static str],
+            Rank,
+            &'static str,
+            Option<&'static str>,
+            bool,
+            bool,
+        );
+        let rows: [Row; 8] = [
+            (
+                "phone-side logout: UNPAIRED",
+                &["ready", "UNPAIRED"],
+                Rank::Disconnected,
+                "UNPAIRED",
+                Some("logged_out"),
+                false,
+                false,
+            ),
+            (
+                "UNPAIRED_IDLE",
+                &["ready", "UNPAIRED_IDLE"],
+                Rank::Disconnected,
+                "UNPAIRED_IDLE",
+                Some("logged_out"),
+                false,
+                false,
+            ),
+            (
+                "TOS_BLOCK bans",
+                &["ready", "TOS_BLOCK"],
+                Rank::Disconnected,
+                "TOS_BLOCK",
+                Some("banned"),
+                false,
+                false,
+            ),
+            (
+                "SMB_TOS_BLOCK bans",
+                &["authenticated", "SMB_TOS_BLOCK"],
+                Rank::Disconnected,
+                "SMB_TOS_BLOCK",
+                Some("banned"),
+                false,
+                false,
+            ),
+            (
+                "CONFLICT keeps the rank",
+                &["ready", "CONFLICT"],
+                Rank::Active,
+                "CONFLICT",
+                None,
+                true,
+                false,
+            ),
+            (
+                "next lifecycle event clears conflict",
+                &["ready", "CONFLICT", "CONNECTED"],
+                Rank::Active,
+                "CONNECTED",
+                None,
+                false,
+                false,
+            ),
+            (
+                "DEPRECATED_VERSION warns and keeps the rank",
+                &["ready", "DEPRECATED_VERSION"],
+                Rank::Active,
+                "DEPRECATED_VERSION",
+                None,
+                false,
+                true,
+            ),
+            (
+                "ready after logout clears the reason",
+                &["UNPAIRED", "ready"],
+                Rank::Active,
+                "ready",
+                None,
+                false,
+                false,
+            ),
+        ];
+        for (rule, states, rank, word, reason, conflict, warning) in rows {
+            let mut e = StatusEngine::new(10);
+            for (i, st) in states.iter().enumerate() {
+                let (event, data) = match *st {
+                    "ready" | "authenticated" => (*st, json!({})),
+                    other => ("change_state", json!({ "status": other })),
+                };
+                e.apply_webhook("i", event, &data, t(i as i64));
+            }
+            let s = e.status("i").unwrap_or_else(|| panic!("{rule}: no status"));
+            assert_eq!(s.rank, rank, "{rule}");
+            assert_eq!(s.display_status, word, "{rule}");
+            assert_eq!(s.reason, reason, "{rule}");
+            assert_eq!(s.conflict, conflict, "{rule}");
+            assert_eq!(s.warning.is_some(), warning, "{rule}");
         }
     }
 

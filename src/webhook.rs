@@ -22,8 +22,9 @@ use wa_hub_sinks::{Payload, WebhookRecord};
 use crate::app::App;
 use crate::auth::bearer_token;
 use crate::config::SignaturePolicy;
-use crate::exchange::{read_limited, LocalResponse};
+use crate::exchange::read_limited;
 use crate::rejection::Rejection;
+use crate::response::LocalResponse;
 use crate::signature::{SignatureCheck, SIGNATURE_HEADER};
 
 /// The request headers the receiver looks at.

@@ -33,6 +33,7 @@ fn replay_all(sc: &Sidecar, range: std::ops::Range<usize>) {
 fn connected_then_initial_then_live_events_in_dashboard_envelope() {
     let sc = sidecar("");
     replay_all(&sc, 0..1); // a qr before connecting: in `initial`
+    wait_sink_delivered(&sc, "sse", 3); // its webhook, qr and status events reached the hub
     let c = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
     assert_eq!(c.status, 200);
     assert!(c.headers["content-type"]

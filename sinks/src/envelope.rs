@@ -226,6 +226,17 @@ pub struct InstanceStatus {
     pub qr_error: Option<String>,
     /// True after `ready_timeout` until the next lifecycle event.
     pub timed_out: bool,
+    /// Why the rank is 0, by the sidecar's own rules: `logged_out` (`change_state`
+    /// `UNPAIRED`/`UNPAIRED_IDLE`) or `banned` (`TOS_BLOCK`/`SMB_TOS_BLOCK`). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// True after `change_state` `CONFLICT` (the session is open elsewhere) until the next
+    /// lifecycle event. Absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub conflict: bool,
+    /// A warning to show (after `change_state` `DEPRECATED_VERSION`). Absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
     /// Which source decided: `webhook`, `meta`, `api` or `unknown`.
     pub source: &'static str,
     /// When this status was decided, ISO 8601 UTC.

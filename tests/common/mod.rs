@@ -137,6 +137,21 @@ pub fn get_json(sc: &Sidecar, path: &str) -> (u16, serde_json::Value) {
     (status, r.json().expect("json body"))
 }
 
+/// Waits (up to 10 s) until sink `sink` has taken at least `n` events from its queue, as
+/// `/metrics` reports (`sink_deliveries_total{outcome="delivered"}`): the sinks are fed
+/// asynchronously, so an SSE client that must find earlier events in its `initial` snapshot
+/// connects only after the hub has them.
+pub fn wait_sink_delivered(sc: &Sidecar, sink: &str, n: u64) {
+    let needle = format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}} ");
+    let done = eventually(Duration::from_secs(10), || {
+        let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
+        let line = text.lines().find(|l| l.starts_with(&needle))?;
+        let v: u64 = line[needle.len()..].trim().parse().ok()?;
+        (v >= n).then_some(())
+    });
+    assert!(done.is_some(), "sink {sink} never delivered {n} events");
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
 pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

@@ -309,13 +309,28 @@ impl Outbox {
     /// [`OutboxError::Store`] when the write failed; the event then stays pending.
     pub fn bury(&self, entry: &Entry) -> Result<(), OutboxError> {
         let json = to_json(&entry.meta);
+        self.move_to_dead(|p, d| {
+            p.remove(entry.seq).map_err(store)?;
+            d.insert(entry.seq, (json.as_str(), &entry.body[..]))
+                .map_err(store)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `change` on the pending and dead tables in one transaction committed with fsync,
+    /// then refreshes both counts.
+    fn move_to_dead(
+        &self,
+        change: impl FnOnce(
+            &mut redb::Table<'_, u64, (&'static str, &'static [u8])>,
+            &mut redb::Table<'_, u64, (&'static str, &'static [u8])>,
+        ) -> Result<(), OutboxError>,
+    ) -> Result<(), OutboxError> {
         let txn = self.write(Durability::Immediate)?;
         let (pending, dead) = {
             let mut p = txn.open_table(PENDING).map_err(store)?;
             let mut d = txn.open_table(DEAD).map_err(store)?;
-            p.remove(entry.seq).map_err(store)?;
-            d.insert(entry.seq, (json.as_str(), &entry.body[..]))
-                .map_err(store)?;
+            change(&mut p, &mut d)?;
             (p.len().map_err(store)?, d.len().map_err(store)?)
         };
         txn.commit().map_err(store)?;
@@ -331,10 +346,7 @@ impl Outbox {
     /// # Errors
     /// [`OutboxError::Store`] when the write failed.
     pub fn quarantine(&self, seq: u64, now_ms: i64) -> Result<(), OutboxError> {
-        let txn = self.write(Durability::Immediate)?;
-        let (pending, dead) = {
-            let mut p = txn.open_table(PENDING).map_err(store)?;
-            let mut d = txn.open_table(DEAD).map_err(store)?;
+        self.move_to_dead(|p, d| {
             if let Some(value) = p.remove(seq).map_err(store)? {
                 let body = value.value().1.to_vec();
                 drop(value);
@@ -351,12 +363,8 @@ impl Outbox {
                 d.insert(seq, (to_json(&meta).as_str(), &body[..]))
                     .map_err(store)?;
             }
-            (p.len().map_err(store)?, d.len().map_err(store)?)
-        };
-        txn.commit().map_err(store)?;
-        self.pending.store(pending, Ordering::Release);
-        self.dead.store(dead, Ordering::Release);
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Up to `limit` dead letters, oldest first.

@@ -289,6 +289,42 @@ impl MqttConfig {
     /// # Panics
     /// Never: values are checked before any rumqttc setter that asserts.
     pub fn validate(&self) -> Result<MqttSettings, MqttConfigError> {
+        let checked = self.check()?;
+        let options = self.options(&checked)?;
+        Ok(MqttSettings {
+            options,
+            connect_timeout_secs: self.connect_timeout_secs.get(),
+            qos: checked.qos,
+            topics: checked.topics,
+            max_packet_bytes: self.max_packet_bytes,
+            buffer_capacity: self.buffer_capacity.get(),
+            max_inflight: usize::from(self.max_inflight.get()),
+            reconnect_min: Duration::from_millis(self.reconnect_min_ms.get()),
+            reconnect_max: Duration::from_millis(self.reconnect_max_ms.get()),
+            flush_timeout: Duration::from_millis(self.flush_timeout_ms),
+            broker: format!("{}:{}", checked.host, checked.port),
+        })
+    }
+
+    /// The client id: the configured one (non-empty, at most 65535 bytes, no NUL), else a
+    /// random one, which needs `clean_session: true`.
+    fn client_id(&self) -> Result<String, MqttConfigError> {
+        match &self.client_id {
+            Some(id) if id.is_empty() => Err(invalid("client_id", "must not be empty when set")),
+            Some(id) if id.contains('\0') || id.len() > 65_535 => {
+                Err(invalid("client_id", "must be at most 65535 bytes, no NUL"))
+            }
+            Some(id) => Ok(id.clone()),
+            None if !self.clean_session => Err(invalid(
+                "client_id",
+                "clean_session: false needs a fixed client_id (the default is random)",
+            )),
+            None => Ok(default_client_id()),
+        }
+    }
+
+    /// Every value checked, before any rumqttc setter that asserts sees it.
+    fn check(&self) -> Result<Checked, MqttConfigError> {
         let (tls, host, port) = parse_url(&self.url)?;
         let qos = match self.qos {
             0 => QoS::AtMostOnce,
@@ -326,22 +362,7 @@ impl MqttConfig {
                 "too small for the availability message",
             ));
         }
-        let client_id = match &self.client_id {
-            Some(id) if id.is_empty() => {
-                return Err(invalid("client_id", "must not be empty when set"))
-            }
-            Some(id) if id.contains('\0') || id.len() > 65_535 => {
-                return Err(invalid("client_id", "must be at most 65535 bytes, no NUL"))
-            }
-            Some(id) => id.clone(),
-            None if !self.clean_session => {
-                return Err(invalid(
-                    "client_id",
-                    "clean_session: false needs a fixed client_id (the default is random)",
-                ))
-            }
-            None => default_client_id(),
-        };
+        let client_id = self.client_id()?;
         if self.password.is_some() && self.username.is_none() {
             return Err(invalid("password", "needs username"));
         }
@@ -358,15 +379,28 @@ impl MqttConfig {
             return Err(invalid("ca_file", "only applies to mqtts:// URLs"));
         }
 
-        let mut options = MqttOptions::new(client_id, host.clone(), port);
-        if tls {
+        Ok(Checked {
+            tls,
+            host,
+            port,
+            qos,
+            client_id,
+            availability,
+            topics,
+        })
+    }
+
+    /// rumqttc's options from checked values.
+    fn options(&self, c: &Checked) -> Result<MqttOptions, MqttConfigError> {
+        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        if c.tls {
             options.set_transport(Transport::tls_with_config(tls_config(
                 self.ca_file.as_ref(),
             )?));
         }
-        // Checked above: 0 or 1..=65535 whole seconds, never the sub-second values that assert.
+        // Checked: 0 or 1..=65535 whole seconds, never the sub-second values that assert.
         options.set_keep_alive(Duration::from_secs(self.keep_alive_secs));
-        // Checked above: a non-empty client id whenever clean_session is false.
+        // Checked: a non-empty client id whenever clean_session is false.
         options.set_clean_session(self.clean_session);
         if let Some(user) = &self.username {
             let pass = self.password.as_ref().map(Secret::expose).unwrap_or("");
@@ -377,22 +411,25 @@ impl MqttConfig {
         options.set_inflight(self.max_inflight.get());
         // The sink never has more than `max_inflight` requests outstanding.
         options.set_request_channel_capacity(usize::from(self.max_inflight.get()));
-        options.set_last_will(LastWill::new(availability, "offline", qos, true));
-
-        Ok(MqttSettings {
-            options,
-            connect_timeout_secs: self.connect_timeout_secs.get(),
-            qos,
-            topics,
-            max_packet_bytes: self.max_packet_bytes,
-            buffer_capacity: self.buffer_capacity.get(),
-            max_inflight: usize::from(self.max_inflight.get()),
-            reconnect_min: Duration::from_millis(self.reconnect_min_ms.get()),
-            reconnect_max: Duration::from_millis(self.reconnect_max_ms.get()),
-            flush_timeout: Duration::from_millis(self.flush_timeout_ms),
-            broker: format!("{host}:{port}"),
-        })
+        options.set_last_will(LastWill::new(
+            c.availability.clone(),
+            "offline",
+            c.qos,
+            true,
+        ));
+        Ok(options)
     }
+}
+
+/// Values [`MqttConfig::check`] derived, for building the options.
+struct Checked {
+    tls: bool,
+    host: String,
+    port: u16,
+    qos: QoS,
+    client_id: String,
+    availability: String,
+    topics: Topics,
 }
 
 #[cfg(test)]
