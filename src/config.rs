@@ -30,13 +30,13 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML did not match the schema. serde_yaml's message names the key path and line.
+    /// The YAML did not match the schema: the message names the key path and its line.
     #[error("invalid config file {path}: {source}")]
     Parse {
         /// File that was parsed.
         path: PathBuf,
-        /// The parser's error (key path, problem, line and column).
-        source: serde_yaml::Error,
+        /// Key path, line and problem ([`crate::config_yaml`]).
+        source: crate::config_yaml::YamlError,
     },
     /// An environment variable override holds a bad value.
     #[error("environment variable {var} (config key {key}): {reason}")]
@@ -459,15 +459,15 @@ impl RawConfig {
     /// Parses YAML text. Blank or comment-only text gives the defaults.
     ///
     /// # Errors
-    /// serde_yaml's error, which names the key path and line.
-    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+    /// [`crate::config_yaml::YamlError`], which names the key path and its line.
+    pub fn from_yaml(text: &str) -> Result<Self, crate::config_yaml::YamlError> {
         if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text)
+        crate::config_yaml::parse(text)
     }
 
     /// Applies the environment overrides in [`ENV_OVERRIDES`] from `vars` (normally

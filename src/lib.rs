@@ -1,6 +1,7 @@
 //! wa-hub-sidecar: a Pingora sidecar in front of wa-hub.
 //!
-//! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings,
+//! One module per concept (DESIGN.md "Layout"): [`config`] loads and validates settings
+//! ([`config_yaml`] reads the YAML text with errors naming key path and line),
 //! [`server`] assembles the process, [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] maps
 //! paths, [`local`] serves the sidecar's own routes, [`auth`] checks client tokens, [`cors`] answers cross-origin browsers, [`apilog`]
 //! records proxied calls, [`store`] keeps histories, [`shutdown`] drains on SIGTERM,
@@ -12,6 +13,7 @@ pub mod apilog;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod config_yaml;
 pub mod cors;
 pub mod local;
 pub mod logging;
