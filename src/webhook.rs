@@ -85,17 +85,19 @@ pub fn ingest(app: &App, headers: &WebhookHeaders, body: Bytes) -> LocalResponse
         (policy, Some(verifier)) => {
             let check = verifier.verify(headers.signatures.iter().map(Vec::as_slice), &body);
             if check != SignatureCheck::Valid && policy == SignaturePolicy::Required {
-                let reason = match check {
-                    SignatureCheck::Absent => "signature_absent",
-                    _ => "signature_invalid",
+                let (reason, message) = match check {
+                    SignatureCheck::Absent => (
+                        "signature_absent",
+                        "x-wa-hub-signature header is absent (signature_absent)",
+                    ),
+                    _ => (
+                        "signature_invalid",
+                        "x-wa-hub-signature does not match the body",
+                    ),
                 };
                 tracing::warn!(reason, "webhook rejected");
                 app.metrics.webhook_rejected(reason);
-                return LocalResponse::error(
-                    401,
-                    "Invalid signature",
-                    "x-wa-hub-signature does not match the body",
-                );
+                return LocalResponse::error(401, "Invalid signature", message);
             }
             Some(check == SignatureCheck::Valid)
         }
