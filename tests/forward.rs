@@ -832,3 +832,41 @@ fn assert_refused(what: &str, dir: &Path, out: std::process::Output, want: &str)
         lines[0]
     );
 }
+
+/// `name{labels…}`'s value in the sidecar's `/metrics` text (0 when absent).
+fn metric(sc: &Sidecar, series: &str) -> f64 {
+    let text = client()
+        .get(sc.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn each_outcome_is_counted_once_under_its_own_name_and_a_redirect_is_not_delivered() {
+    let rx = Receiver::start(Reply::Status(301));
+    let dir = tempfile::tempdir().unwrap();
+    let sc = sidecar(&rx.url(), dir.path(), "");
+    post_ok(&sc, &numbered("WASP-r", 1));
+    wait_outbox(&sc, 0, 1);
+    let delivered = r#"wa_hub_sidecar_sink_deliveries_total{outcome="delivered",sink="fwd"}"#;
+    let dead = r#"wa_hub_sidecar_sink_dead_letters_total{sink="fwd"}"#;
+    assert_eq!(
+        metric(&sc, delivered),
+        0.0,
+        "a 301 is a dead letter, not a delivery"
+    );
+    assert_eq!(metric(&sc, dead), 1.0);
+
+    rx.answer(Reply::Status(200));
+    post_ok(&sc, &numbered("WASP-r", 2));
+    rx.wait_hits(2);
+    wait_outbox(&sc, 0, 1);
+    let n = eventually(T, || (metric(&sc, delivered) == 1.0).then_some(()));
+    assert!(n.is_some(), "the 2xx is counted delivered once");
+    assert_eq!(metric(&sc, dead), 1.0);
+}

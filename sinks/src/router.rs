@@ -277,7 +277,9 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
         }
         match result {
             Ok(()) => {
-                task.stats.delivered.fetch_add(count, Ordering::Relaxed);
+                if !task.sink.counts_deliveries() {
+                    task.stats.delivered.fetch_add(count, Ordering::Relaxed);
+                }
                 backoff = RESTART_BACKOFF_MIN;
             }
             Err(e) => {
@@ -299,7 +301,9 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, guarded(task.sink.deliver(&event))).await {
                 Ok(Ok(())) => {
-                    task.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    if !task.sink.counts_deliveries() {
+                        task.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Ok(Err(e)) => {
                     task.stats.failed.fetch_add(1, Ordering::Relaxed);

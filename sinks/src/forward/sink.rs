@@ -197,6 +197,12 @@ impl Sink for ForwardSink {
         BATCH_LINGER
     }
 
+    /// `true`: `delivered` counts webhooks the receiver accepted (2xx), not those stored in
+    /// the outbox; dead letters and drops are counted under their own names.
+    fn counts_deliveries(&self) -> bool {
+        true
+    }
+
     /// Stores the webhooks among `events` in the outbox in one transaction committed with
     /// fsync, then wakes the worker. Other kinds are skipped. Webhooks that do not fit under
     /// `max_pending` are dropped (counted in `dropped`, logged at most every 10 s).
@@ -364,6 +370,8 @@ impl Shared {
                     // The event will be sent again: a duplicate the receiver deduplicates.
                     return self.store_failed("remove a delivered event", &e);
                 }
+                // Counted here, when the receiver answered 2xx, not when the outbox took it.
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .pending
                     .store(self.outbox.pending_len(), Ordering::Relaxed);
