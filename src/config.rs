@@ -640,13 +640,32 @@ impl RawConfig {
     }
 }
 
-/// Loads `path`, applies the process environment and validates: what `main` calls.
+/// Loads `path`, applies the process environment, checks `RUST_LOG` and validates: what
+/// `main` calls.
 ///
 /// # Errors
 /// Any [`ConfigError`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut raw = RawConfig::from_file(path)?;
-    raw.apply_env(std::env::vars())?;
+    crate::logging::check_rust_log(std::env::var_os(crate::logging::RUST_LOG))?;
+    // `std::env::vars()` panics on a value that is not UTF-8: refuse such an override by name.
+    let mut vars = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => vars.push((k, v)),
+            Err(_) => {
+                if let Some((var, key)) = ENV_OVERRIDES.iter().find(|(n, _)| *n == k) {
+                    return Err(ConfigError::Env {
+                        var,
+                        key,
+                        reason: "is not UTF-8 text".into(),
+                    });
+                }
+            }
+        }
+    }
+    raw.apply_env(vars)?;
     raw.validate()
 }
 
