@@ -61,9 +61,12 @@ impl App {
     /// # Errors
     /// [`AppError`] when the HTTP client or a sink cannot be built.
     pub fn new(config: Config) -> Result<(Arc<Self>, Vec<SinkTask>), AppError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout())
-            .build()?;
+        let http = crate::tls::upstream_client(
+            config.connect_timeout(),
+            &config.upstream_host,
+            config.upstream_addr,
+            config.upstream_ca.as_deref(),
+        )?;
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);
         let (sinks_shutdown, _) = watch::channel(false);

@@ -115,6 +115,8 @@ pub struct RawConfig {
     pub log: LogConfig,
     /// Shutdown.
     pub shutdown: ShutdownConfig,
+    /// HTTPS on `listen` (off unless both files are set).
+    pub tls: TlsConfig,
     /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
     pub sinks: Vec<SinkConfig>,
 }
@@ -136,6 +138,7 @@ impl Default for RawConfig {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            tls: TlsConfig::default(),
             sinks: vec![SinkConfig {
                 name: None,
                 kinds: Vec::new(),
@@ -173,6 +176,9 @@ pub struct UpstreamConfig {
     /// Interval of the background `/health` probe behind `wa_hub_sidecar_upstream_up`, ms.
     /// 0 disables it. Default 10000.
     pub health_interval_ms: u64,
+    /// For an `https://` base_url: PEM file of the CA certificates to trust instead of the
+    /// system's. Default none (the system's CAs).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -186,6 +192,7 @@ impl Default for UpstreamConfig {
             idle_timeout_ms: nz(4000),
             health_timeout_ms: nz(2000),
             health_interval_ms: 10_000,
+            ca_file: None,
         }
     }
 }
@@ -361,6 +368,17 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `tls.*`: HTTPS on `listen` (src/tls.rs). With both files set, `listen` speaks HTTPS only,
+/// offering HTTP/2 and HTTP/1.1 by ALPN; without them, plain HTTP/1.1.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (server certificate first). Default none.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate. Default none.
+    pub key_file: Option<PathBuf>,
+}
+
 /// The validated configuration. Only [`RawConfig::validate`] builds one.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -370,6 +388,12 @@ pub struct Config {
     pub upstream_addr: SocketAddr,
     /// `Host` header value sent upstream (`host[:port]` of the base URL).
     pub upstream_authority: String,
+    /// The base URL's host (without brackets): the TLS server name of an `https://` upstream.
+    pub upstream_host: String,
+    /// Whether the upstream is `https://`.
+    pub upstream_tls: bool,
+    /// The CAs of `upstream.ca_file`, loaded at validation; `None`: the system's.
+    pub upstream_ca: Option<Vec<reqwest::Certificate>>,
     /// Path prefix of the base URL without trailing slash (often empty).
     pub upstream_path_prefix: String,
     /// Effective signature policy.
@@ -405,13 +429,37 @@ impl Config {
     }
 
     /// The webhook URL `GET /api/config` reports: `dashboard.webhook_internal_url`, else the
-    /// public one, else `http://<listen>/api/wahub/webhook`.
+    /// public one, else `http://<listen>/api/wahub/webhook` (`https://` with `tls`).
     pub fn webhook_url(&self) -> String {
         let d = &self.raw.dashboard;
+        let scheme = if self.tls_listener().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         d.webhook_internal_url
             .clone()
             .or_else(|| d.webhook_public_url.clone())
-            .unwrap_or_else(|| format!("http://{}/api/wahub/webhook", self.raw.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}/api/wahub/webhook", self.raw.listen))
+    }
+
+    /// `(cert_file, key_file)` when `listen` speaks HTTPS.
+    pub fn tls_listener(&self) -> Option<(&Path, &Path)> {
+        match (&self.raw.tls.cert_file, &self.raw.tls.key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        }
+    }
+
+    /// Where the sidecar's own requests to wa-hub go, without path: `http://<resolved addr>`,
+    /// or `https://<host[:port]>` (the name is pinned to the resolved address by the client,
+    /// [`crate::tls::upstream_client`]).
+    pub fn upstream_origin(&self) -> String {
+        if self.upstream_tls {
+            format!("https://{}", self.upstream_authority)
+        } else {
+            format!("http://{}", self.upstream_addr)
+        }
     }
 
     /// The effective configuration as YAML, secrets masked.
@@ -517,15 +565,16 @@ impl RawConfig {
     /// `required`/`optional` without one, an empty token, or a zero-length client token.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let url = &self.upstream.base_url;
-        if url.scheme() != "http" {
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(
                 "upstream.base_url",
                 format!(
-                    "scheme `{}` is not supported: use http:// (wa-hub runs beside the sidecar)",
+                    "scheme `{}` is not supported: use http:// or https://",
                     url.scheme()
                 ),
             ));
         }
+        let upstream_tls = url.scheme() == "https";
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
                 "upstream.base_url",
@@ -557,6 +606,34 @@ impl RawConfig {
             None => host.to_owned(),
         };
         let upstream_path_prefix = url.path().trim_end_matches('/').to_owned();
+        let upstream_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let upstream_ca = match &self.upstream.ca_file {
+            Some(path) => Some(
+                crate::tls::load_ca_file(path)
+                    .map_err(|e| invalid("upstream.ca_file", e.to_string()))?,
+            ),
+            None => None,
+        };
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => crate::tls::check_listener_files(cert, key)
+                .map_err(|e| invalid("tls", e.to_string()))?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls.key_file",
+                    "is missing: HTTPS needs both tls.cert_file and tls.key_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls.cert_file",
+                    "is missing: HTTPS needs both tls.cert_file and tls.key_file",
+                ))
+            }
+        }
 
         let secret_set = self.webhook.secret.as_ref().is_some_and(|s| !s.is_empty());
         let signature = match (self.webhook.signature, secret_set) {
@@ -633,6 +710,9 @@ impl RawConfig {
             raw: self,
             upstream_addr,
             upstream_authority,
+            upstream_host,
+            upstream_tls,
+            upstream_ca,
             upstream_path_prefix,
             signature,
             threads,
@@ -765,10 +845,47 @@ mod tests {
     }
 
     #[test]
-    fn https_upstream_is_refused_clearly() {
-        let raw = RawConfig::from_yaml("upstream:\n  base_url: https://127.0.0.1:3000\n").unwrap();
+    fn other_upstream_schemes_are_refused_clearly() {
+        let raw = RawConfig::from_yaml("upstream:\n  base_url: ftp://127.0.0.1:3000\n").unwrap();
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("upstream.base_url"), "{err}");
+        let c = RawConfig::from_yaml("upstream:\n  base_url: https://127.0.0.1\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(c.upstream_tls);
+        assert_eq!(c.upstream_addr.port(), 443);
+        assert_eq!(c.upstream_origin(), "https://127.0.0.1");
+    }
+
+    #[test]
+    fn half_a_tls_pair_or_unreadable_files_are_refused_by_key() {
+        let err = RawConfig::from_yaml("tls:\n  cert_file: /nonexistent/c.pem\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key_file"), "{err}");
+        let err = RawConfig::from_yaml(
+            "tls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("config key tls") && err.contains("/nonexistent/c.pem"),
+            "{err}"
+        );
+        let err = RawConfig::from_yaml("upstream:\n  ca_file: Cargo.toml\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upstream.ca_file") && err.contains("no PEM certificate"),
+            "{err}"
+        );
     }
 
     #[test]

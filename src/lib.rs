@@ -27,4 +27,5 @@ pub mod signature;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod webhook;

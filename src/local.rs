@@ -78,8 +78,9 @@ pub async fn readyz(app: &App) -> LocalResponse {
 pub async fn probe_upstream(app: &App) -> Result<(), String> {
     let cfg = &app.config;
     let url = format!(
-        "http://{}{}/health",
-        cfg.upstream_addr, cfg.upstream_path_prefix
+        "{}{}/health",
+        cfg.upstream_origin(),
+        cfg.upstream_path_prefix
     );
     let result = app
         .http

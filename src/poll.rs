@@ -79,12 +79,13 @@ impl BackgroundService for Pollers {
 }
 
 impl Pollers {
-    /// `http://<upstream addr><prefix>/<segments...>`, each segment percent-encoded by `url`.
+    /// `<upstream origin><prefix>/<segments...>`, each segment percent-encoded by `url`.
     fn url(&self, segments: &[&str]) -> Option<Url> {
         let cfg = &self.app.config;
         let mut url = Url::parse(&format!(
-            "http://{}{}/",
-            cfg.upstream_addr, cfg.upstream_path_prefix
+            "{}{}/",
+            cfg.upstream_origin(),
+            cfg.upstream_path_prefix
         ))
         .ok()?;
         url.path_segments_mut()
