@@ -56,6 +56,16 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// [`ConfigError::Invalid`] for a key written in the file, with its line ([`load`]).
+    #[error("config key {key} (line {line}): {reason}")]
+    InvalidAt {
+        /// Key path, e.g. `webhook.signature` or `sinks[2].kinds`.
+        key: String,
+        /// 1-based line of that key in the file.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// How webhook signatures are enforced (`webhook.signature`; webhook issue).
@@ -726,7 +736,14 @@ impl RawConfig {
 /// # Errors
 /// Any [`ConfigError`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let mut raw = RawConfig::from_file(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut raw = RawConfig::from_yaml(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
     crate::logging::check_rust_log(std::env::var_os(crate::logging::RUST_LOG))?;
     // `std::env::vars()` panics on a value that is not UTF-8: refuse such an override by name.
     let mut vars = Vec::new();
@@ -746,7 +763,46 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
     }
     raw.apply_env(vars)?;
-    raw.validate()
+    raw.validate().map_err(|e| with_line(e, &text))
+}
+
+/// Adds the line of the key at fault to a [`ConfigError::Invalid`] when the file has that key.
+/// A sink's error (key `sinks`, reason `sinks[i] (name): <key>: …`) points at that sink's key,
+/// else at the entry.
+fn with_line(e: ConfigError, text: &str) -> ConfigError {
+    let ConfigError::Invalid { key, reason } = e else {
+        return e;
+    };
+    let mut candidates = Vec::new();
+    if key == "sinks" {
+        if let Some(entry) = reason
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with("sinks["))
+        {
+            let entry = entry.trim_end_matches(':');
+            if let Some((_, rest)) = reason.split_once("): ") {
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                candidates.push(format!("{entry}.{word}"));
+            }
+            candidates.push(entry.to_owned());
+        }
+    }
+    candidates.push(key.to_owned());
+    match candidates
+        .iter()
+        .find_map(|k| Some((k, crate::config_yaml::line_of(text, k)?)))
+    {
+        Some((k, line)) => ConfigError::InvalidAt {
+            key: k.clone(),
+            line,
+            reason,
+        },
+        None => ConfigError::Invalid { key, reason },
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -908,6 +964,25 @@ mod tests {
             assert!(!text.contains(s), "{s} leaked in {text}");
         }
         assert!(text.contains("********"));
+    }
+
+    #[test]
+    fn a_refused_value_carries_the_line_of_its_key() {
+        let text = "listen: 127.0.0.1:1\nwebhook:\n  secret: x\n  signature: off\nsinks:\n  - type: sse\n  - type: stdout\n  - type: forward\n    url: http://127.0.0.1:9/\n    kinds: [apiLog]\n";
+        let e = RawConfig::from_yaml(text).unwrap().validate().unwrap_err();
+        let e = with_line(e, text).to_string();
+        assert!(
+            e.starts_with("config key webhook.signature (line 4):"),
+            "{e}"
+        );
+        let text = text.replace("  signature: off\n", "");
+        let e = RawConfig::from_yaml(&text).unwrap().validate().unwrap_err();
+        let e = with_line(e, &text).to_string();
+        assert!(e.starts_with("config key sinks[2].kinds (line 9):"), "{e}");
+        let text = "sinks:\n  - type: sse\n  - type: sse\n";
+        let e = RawConfig::from_yaml(text).unwrap().validate().unwrap_err();
+        let e = with_line(e, text).to_string();
+        assert!(e.starts_with("config key sinks[1] (line 3):"), "{e}");
     }
 
     #[test]

@@ -86,6 +86,12 @@ pub fn parse(text: &str) -> Result<RawConfig, YamlError> {
     Ok(raw)
 }
 
+/// The line of `path` (`webhook.signature`, `sinks[2].kinds`) in `text`, when written there;
+/// `None` for text that does not parse or a key it does not have.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    key_lines(text).ok()?.get(path).copied()
+}
+
 /// `serde_yaml` applies merge keys only where `apply_merge` walks; do every mapping.
 fn apply_merges_everywhere(
     value: &mut Value,
