@@ -178,12 +178,19 @@ pub struct Outbox {
 
 impl Outbox {
     /// Opens the outbox at `path`, creating the file and its parent directories when
-    /// missing. Pending entries left by an earlier run are kept and delivered first.
+    /// missing. Pending entries left by an earlier run are kept and delivered first. The
+    /// whole file is checked first (redb's page checksums), so this takes time proportional
+    /// to its size. A file left by a killed process is recovered (logged as a warning).
     ///
     /// # Errors
-    /// [`OutboxError::CreateDir`] or [`OutboxError::Open`] when the location is unwritable,
-    /// the file is held by another process or is not a redb database;
+    /// [`OutboxError::Damaged`] when the file is not an intact outbox (truncated, zeroed or
+    /// overwritten pages, another kind of file, empty, a directory), including when redb
+    /// panics on it; [`OutboxError::CreateDir`] or [`OutboxError::Open`] when the location is
+    /// unwritable, unreadable, or the file is held by another process;
     /// [`OutboxError::Store`] when the tables cannot be read.
+    ///
+    /// # Panics
+    /// Never on a damaged file: redb's panics are caught here.
     pub fn open(path: &Path) -> Result<Self, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| OutboxError::CreateDir {

@@ -99,7 +99,8 @@ impl ForwardSink {
     ///
     /// # Errors
     /// [`ForwardError::Outbox`] when the outbox cannot be opened (unwritable location, file
-    /// locked by another process); [`ForwardError::Client`] when TLS cannot be set up.
+    /// locked by another process, a damaged file); [`ForwardError::Client`] when TLS cannot
+    /// be set up.
     pub fn new(
         name: &str,
         cfg: ForwardConfig,
