@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Installs what building and testing wa-hub-sidecar needs on a fresh Debian machine, and
-# nothing that is already there. Safe to run repeatedly.
+# Installs what wa-hub-sidecar needs on a fresh Debian machine, and nothing that is already
+# there. Safe to run repeatedly.
+#   scripts/setup.sh          what building needs (cmake, a C compiler): ./scripts/run.sh
+#   scripts/setup.sh --test   that, plus what the tests need (Chromium, promtool): ./scripts/test.sh
 set -euo pipefail
+
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) tests=1 ;;
+    *) echo "setup: unknown argument $arg (only --test)" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
-[ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics and the alert rules
+if [ "$tests" = 1 ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics and the alert rules
+fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -30,13 +30,13 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML did not match the schema. serde_yaml's message names the key path and line.
+    /// The YAML did not match the schema: the message names the key path and its line.
     #[error("invalid config file {path}: {source}")]
     Parse {
         /// File that was parsed.
         path: PathBuf,
-        /// The parser's error (key path, problem, line and column).
-        source: serde_yaml::Error,
+        /// Key path, line and problem ([`crate::config_yaml`]).
+        source: crate::config_yaml::YamlError,
     },
     /// An environment variable override holds a bad value.
     #[error("environment variable {var} (config key {key}): {reason}")]
@@ -53,6 +53,16 @@ pub enum ConfigError {
     Invalid {
         /// Dotted key, e.g. `webhook.signature`.
         key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`ConfigError::Invalid`] for a key written in the file, with its line ([`load`]).
+    #[error("config key {key} (line {line}): {reason}")]
+    InvalidAt {
+        /// Key path, e.g. `webhook.signature` or `sinks[2].kinds`.
+        key: String,
+        /// 1-based line of that key in the file.
+        line: usize,
         /// What is wrong.
         reason: String,
     },
@@ -116,6 +126,8 @@ pub struct RawConfig {
     pub log: LogConfig,
     /// Shutdown.
     pub shutdown: ShutdownConfig,
+    /// HTTPS on `listen` (off unless both files are set).
+    pub tls: TlsConfig,
     /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
     pub sinks: Vec<SinkConfig>,
 }
@@ -137,6 +149,7 @@ impl Default for RawConfig {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            tls: TlsConfig::default(),
             sinks: vec![SinkConfig {
                 name: None,
                 kinds: Vec::new(),
@@ -177,6 +190,9 @@ pub struct UpstreamConfig {
     /// Sent as `X-Admin-Debug-Secret` on the dashboard's system routes (`/api/system/*`) only,
     /// never logged. Env `ADMIN_DEBUG_SECRET`. Default: none (header not sent).
     pub admin_debug_secret: Option<Secret>,
+    /// For an `https://` base_url: PEM file of the CA certificates to trust instead of the
+    /// system's. Default none (the system's CAs).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -191,6 +207,7 @@ impl Default for UpstreamConfig {
             health_timeout_ms: nz(2000),
             health_interval_ms: 10_000,
             admin_debug_secret: None,
+            ca_file: None,
         }
     }
 }
@@ -403,6 +420,17 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `tls.*`: HTTPS on `listen` (src/tls.rs). With both files set, `listen` speaks HTTPS only,
+/// offering HTTP/2 and HTTP/1.1 by ALPN; without them, plain HTTP/1.1.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (server certificate first). Default none.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate. Default none.
+    pub key_file: Option<PathBuf>,
+}
+
 /// The validated configuration. Only [`RawConfig::validate`] builds one.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -412,6 +440,12 @@ pub struct Config {
     pub upstream_addr: SocketAddr,
     /// `Host` header value sent upstream (`host[:port]` of the base URL).
     pub upstream_authority: String,
+    /// The base URL's host (without brackets): the TLS server name of an `https://` upstream.
+    pub upstream_host: String,
+    /// Whether the upstream is `https://`.
+    pub upstream_tls: bool,
+    /// The CAs of `upstream.ca_file`, loaded at validation; `None`: the system's.
+    pub upstream_ca: Option<Vec<reqwest::Certificate>>,
     /// Path prefix of the base URL without trailing slash (often empty).
     pub upstream_path_prefix: String,
     /// Effective signature policy.
@@ -447,13 +481,37 @@ impl Config {
     }
 
     /// The webhook URL `GET /api/config` reports: `dashboard.webhook_internal_url`, else the
-    /// public one, else `http://<listen>/api/wahub/webhook`.
+    /// public one, else `http://<listen>/api/wahub/webhook` (`https://` with `tls`).
     pub fn webhook_url(&self) -> String {
         let d = &self.raw.dashboard;
+        let scheme = if self.tls_listener().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         d.webhook_internal_url
             .clone()
             .or_else(|| d.webhook_public_url.clone())
-            .unwrap_or_else(|| format!("http://{}/api/wahub/webhook", self.raw.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}/api/wahub/webhook", self.raw.listen))
+    }
+
+    /// `(cert_file, key_file)` when `listen` speaks HTTPS.
+    pub fn tls_listener(&self) -> Option<(&Path, &Path)> {
+        match (&self.raw.tls.cert_file, &self.raw.tls.key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        }
+    }
+
+    /// Where the sidecar's own requests to wa-hub go, without path: `http://<resolved addr>`,
+    /// or `https://<host[:port]>` (the name is pinned to the resolved address by the client,
+    /// [`crate::tls::upstream_client`]).
+    pub fn upstream_origin(&self) -> String {
+        if self.upstream_tls {
+            format!("https://{}", self.upstream_authority)
+        } else {
+            format!("http://{}", self.upstream_addr)
+        }
     }
 
     /// The effective configuration as YAML, secrets masked.
@@ -506,15 +564,15 @@ impl RawConfig {
     /// Parses YAML text. Blank or comment-only text gives the defaults.
     ///
     /// # Errors
-    /// serde_yaml's error, which names the key path and line.
-    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+    /// [`crate::config_yaml::YamlError`], which names the key path and its line.
+    pub fn from_yaml(text: &str) -> Result<Self, crate::config_yaml::YamlError> {
         if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
         {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text)
+        crate::config_yaml::parse(text)
     }
 
     /// Applies the environment overrides in [`ENV_OVERRIDES`] from `vars` (normally
@@ -588,8 +646,15 @@ impl RawConfig {
     /// empty dashboard password or admin debug secret; a session secret under
     /// [`MIN_SESSION_SECRET_BYTES`].
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let (upstream_addr, upstream_authority, upstream_path_prefix) =
-            resolve_upstream(&self.upstream.base_url)?;
+        let upstream = resolve_upstream(&self.upstream.base_url)?;
+        let upstream_ca = match &self.upstream.ca_file {
+            Some(path) => Some(
+                crate::tls::load_ca_file(path)
+                    .map_err(|e| invalid("upstream.ca_file", e.to_string()))?,
+            ),
+            None => None,
+        };
+        self.check_tls_listener()?;
         let signature = self.webhook.policy()?;
         self.check_secrets()?;
         if let Some(bad) = self.cors.allowed_origins.iter().find(|o| {
@@ -625,12 +690,32 @@ impl RawConfig {
         });
         Ok(Config {
             raw: self,
-            upstream_addr,
-            upstream_authority,
-            upstream_path_prefix,
+            upstream_addr: upstream.addr,
+            upstream_authority: upstream.authority,
+            upstream_host: upstream.host,
+            upstream_tls: upstream.tls,
+            upstream_ca,
+            upstream_path_prefix: upstream.path_prefix,
             signature,
             threads,
         })
+    }
+
+    /// `tls.cert_file` and `tls.key_file` come together and hold a usable certificate and key.
+    fn check_tls_listener(&self) -> Result<(), ConfigError> {
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => crate::tls::check_listener_files(cert, key)
+                .map_err(|e| invalid("tls", e.to_string())),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(invalid(
+                "tls.key_file",
+                "is missing: HTTPS needs both tls.cert_file and tls.key_file",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "tls.cert_file",
+                "is missing: HTTPS needs both tls.cert_file and tls.key_file",
+            )),
+        }
     }
 
     /// Secrets that are set must be usable: no empty token, password or secret; a session
@@ -716,13 +801,23 @@ impl WebhookConfig {
     }
 }
 
-/// The upstream's socket address (resolved once, at start-up), `Host` value and path prefix,
-/// from `upstream.base_url`: plain `http`, a host, no credentials, query or fragment.
-fn resolve_upstream(url: &Url) -> Result<(SocketAddr, String, String), ConfigError> {
+/// Where wa-hub is, from `upstream.base_url`.
+struct ResolvedUpstream {
+    addr: SocketAddr,
+    authority: String,
+    host: String,
+    tls: bool,
+    path_prefix: String,
+}
+
+/// The upstream's socket address (resolved once, at start-up), `Host` value, TLS server name
+/// and path prefix, from `upstream.base_url`: `http` or `https`, a host, no credentials, query
+/// or fragment.
+fn resolve_upstream(url: &Url) -> Result<ResolvedUpstream, ConfigError> {
     let bad = |reason: String| invalid("upstream.base_url", reason);
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(bad(format!(
-            "scheme `{}` is not supported: use http:// (wa-hub runs beside the sidecar)",
+            "scheme `{}` is not supported: use http:// or https://",
             url.scheme()
         )));
     }
@@ -735,27 +830,98 @@ fn resolve_upstream(url: &Url) -> Result<(SocketAddr, String, String), ConfigErr
         return Err(bad("must not have a query or fragment".into()));
     }
     let host = url.host_str().ok_or_else(|| bad("has no host".into()))?;
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(80);
-    let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+    let addr = (bare_host, port)
         .to_socket_addrs()
         .map_err(|e| bad(format!("cannot resolve `{host}`: {e}")))?
         .next()
         .ok_or_else(|| bad(format!("`{host}` resolves to no address")))?;
-    let authority = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
-    Ok((addr, authority, url.path().trim_end_matches('/').to_owned()))
+    Ok(ResolvedUpstream {
+        addr,
+        authority: match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        },
+        host: bare_host.to_owned(),
+        tls: url.scheme() == "https",
+        path_prefix: url.path().trim_end_matches('/').to_owned(),
+    })
 }
 
-/// Loads `path`, applies the process environment and validates: what `main` calls.
+/// Loads `path`, applies the process environment, checks `RUST_LOG` and validates: what
+/// `main` calls.
 ///
 /// # Errors
 /// Any [`ConfigError`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let mut raw = RawConfig::from_file(path)?;
-    raw.apply_env(std::env::vars())?;
-    raw.validate()
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut raw = RawConfig::from_yaml(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::logging::check_rust_log(std::env::var_os(crate::logging::RUST_LOG))?;
+    // `std::env::vars()` panics on a value that is not UTF-8: refuse such an override by name.
+    let mut vars = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => vars.push((k, v)),
+            Err(_) => {
+                if let Some((var, key)) = ENV_OVERRIDES.iter().find(|(n, _)| *n == k) {
+                    return Err(ConfigError::Env {
+                        var,
+                        key,
+                        reason: "is not UTF-8 text".into(),
+                    });
+                }
+            }
+        }
+    }
+    raw.apply_env(vars)?;
+    raw.validate().map_err(|e| with_line(e, &text))
+}
+
+/// Adds the line of the key at fault to a [`ConfigError::Invalid`] when the file has that key.
+/// A sink's error (key `sinks`, reason `sinks[i] (name): <key>: …`) points at that sink's key,
+/// else at the entry.
+fn with_line(e: ConfigError, text: &str) -> ConfigError {
+    let ConfigError::Invalid { key, reason } = e else {
+        return e;
+    };
+    let mut candidates = Vec::new();
+    if key == "sinks" {
+        if let Some(entry) = reason
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with("sinks["))
+        {
+            let entry = entry.trim_end_matches(':');
+            if let Some((_, rest)) = reason.split_once("): ") {
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                candidates.push(format!("{entry}.{word}"));
+            }
+            candidates.push(entry.to_owned());
+        }
+    }
+    candidates.push(key.to_owned());
+    match candidates
+        .iter()
+        .find_map(|k| Some((k, crate::config_yaml::line_of(text, k)?)))
+    {
+        Some((k, line)) => ConfigError::InvalidAt {
+            key: k.clone(),
+            line,
+            reason,
+        },
+        None => ConfigError::Invalid { key, reason },
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -854,10 +1020,47 @@ mod tests {
     }
 
     #[test]
-    fn https_upstream_is_refused_clearly() {
-        let raw = RawConfig::from_yaml("upstream:\n  base_url: https://127.0.0.1:3000\n").unwrap();
+    fn other_upstream_schemes_are_refused_clearly() {
+        let raw = RawConfig::from_yaml("upstream:\n  base_url: ftp://127.0.0.1:3000\n").unwrap();
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("upstream.base_url"), "{err}");
+        let c = RawConfig::from_yaml("upstream:\n  base_url: https://127.0.0.1\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(c.upstream_tls);
+        assert_eq!(c.upstream_addr.port(), 443);
+        assert_eq!(c.upstream_origin(), "https://127.0.0.1");
+    }
+
+    #[test]
+    fn half_a_tls_pair_or_unreadable_files_are_refused_by_key() {
+        let err = RawConfig::from_yaml("tls:\n  cert_file: /nonexistent/c.pem\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key_file"), "{err}");
+        let err = RawConfig::from_yaml(
+            "tls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("config key tls") && err.contains("/nonexistent/c.pem"),
+            "{err}"
+        );
+        let err = RawConfig::from_yaml("upstream:\n  ca_file: Cargo.toml\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upstream.ca_file") && err.contains("no PEM certificate"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -932,6 +1135,25 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_refused_value_carries_the_line_of_its_key() {
+        let text = "listen: 127.0.0.1:1\nwebhook:\n  secret: x\n  signature: off\nsinks:\n  - type: sse\n  - type: stdout\n  - type: forward\n    url: http://127.0.0.1:9/\n    kinds: [apiLog]\n";
+        let e = RawConfig::from_yaml(text).unwrap().validate().unwrap_err();
+        let e = with_line(e, text).to_string();
+        assert!(
+            e.starts_with("config key webhook.signature (line 4):"),
+            "{e}"
+        );
+        let text = text.replace("  signature: off\n", "");
+        let e = RawConfig::from_yaml(&text).unwrap().validate().unwrap_err();
+        let e = with_line(e, &text).to_string();
+        assert!(e.starts_with("config key sinks[2].kinds (line 9):"), "{e}");
+        let text = "sinks:\n  - type: sse\n  - type: sse\n";
+        let e = RawConfig::from_yaml(text).unwrap().validate().unwrap_err();
+        let e = with_line(e, text).to_string();
+        assert!(e.starts_with("config key sinks[1] (line 3):"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! wa-hub-sidecar: a Pingora sidecar in front of wa-hub.
 //!
 //! One module per concept (DESIGN.md "Layout"):
-//! - start-up: [`config`] loads and validates settings, [`logging`] sets up logs, [`server`]
+//! - start-up: [`config`] loads and validates settings ([`config_yaml`] reads the YAML text with
+//!   errors naming key path and line), [`tls`] checks certificates, [`logging`] sets up logs, [`server`]
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
 //! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
 //!   access of every route), [`rejection`] the typed refusals, [`response`] the answers the sidecar
@@ -20,6 +21,7 @@ pub mod apilog;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod config_yaml;
 pub mod cors;
 pub mod dashboard;
 pub mod exchange;
@@ -38,6 +40,7 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod upstream;
 pub mod webhook;
 

@@ -384,7 +384,8 @@ impl SinkFamilies {
         Self {
             deliveries: r.counters(
                 "sink_deliveries_total",
-                "Events handed to sinks, by outcome.",
+                "Events by sink and outcome: delivered (reached the destination; forward: the \
+                 receiver answered 2xx) or failed. Drops and dead letters have their own counters.",
                 &["sink", "outcome"],
             ),
             dropped: r.counters(

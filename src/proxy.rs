@@ -118,7 +118,11 @@ impl ProxyHttp for SidecarProxy {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let cfg = &self.app.config;
-        let mut peer = HttpPeer::new(cfg.upstream_addr, false, String::new());
+        let mut peer = HttpPeer::new(
+            cfg.upstream_addr,
+            cfg.upstream_tls,
+            cfg.upstream_host.clone(),
+        );
         peer.options.connection_timeout = Some(cfg.connect_timeout());
         peer.options.read_timeout = Some(cfg.read_timeout());
         peer.options.write_timeout = Some(cfg.write_timeout());

@@ -114,7 +114,7 @@ impl Rejection {
                 "a state-changing request with a session cookie needs an Origin of this site".into()
             }
             WebhookUnauthorized => "a valid webhook bearer token is required".into(),
-            SignatureAbsent => "the x-wa-hub-signature header is absent".into(),
+            SignatureAbsent => "x-wa-hub-signature header is absent (signature_absent)".into(),
             InvalidSignature => "x-wa-hub-signature does not match the body".into(),
             InvalidJson => "the body is not JSON".into(),
             BadRequest(m) => (*m).to_owned(),

@@ -30,6 +30,9 @@ pub enum ServerError {
     /// Shared state could not be built.
     #[error("{0}")]
     App(#[from] AppError),
+    /// The HTTPS listener's files were refused (validation checked them already).
+    #[error("config key tls: {0}")]
+    Tls(#[from] crate::tls::TlsFileError),
     /// A listen address is already taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -57,6 +60,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         // Draining happens in `DrainOnSignal` before Pingora is told to stop.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        // The CAs trusted for an https:// upstream; none: the system's.
+        ca_file: app
+            .config
+            .raw
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -66,12 +77,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         pingora::proxy::http_proxy_service(&server.configuration, SidecarProxy::new(app.clone()));
     // Requests to the sidecar are small and bodies are read in chunks anyway; Pingora's 64 KiB
     // read buffer per connection would dominate the memory of idle SSE clients.
-    proxy.add_listener(
-        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings {
-            read: Some(CLIENT_READ_BUFFER_BYTES),
-            write: None,
-        }),
-    );
+    let mut listener = ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings {
+        read: Some(CLIENT_READ_BUFFER_BYTES),
+        write: None,
+    });
+    if let Some((cert, key)) = app.config.tls_listener() {
+        listener = listener.tls(crate::tls::listener_settings(cert, key)?);
+    }
+    proxy.add_listener(listener);
     server.add_service(proxy);
     if let Some(metrics_listen) = app.config.raw.metrics_listen {
         let mut metrics = Service::new("metrics".to_owned(), MetricsListener::new(app.clone()));
@@ -93,6 +106,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
     tracing::info!(
         %listen,
+        https = app.config.tls_listener().is_some(),
         upstream = %app.config.raw.upstream.base_url,
         threads = app.config.threads,
         "wa-hub-sidecar listening"

@@ -27,16 +27,16 @@ impl Upstream {
     /// reqwest's error when the HTTP client cannot be built.
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            // wa-hub is called directly: no proxies from the environment, no redirects (which
-            // would carry the API key and the admin debug header elsewhere).
-            http: reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout())
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
+            http: crate::tls::upstream_client(
+                config.connect_timeout(),
+                &config.upstream_host,
+                config.upstream_addr,
+                config.upstream_ca.as_deref(),
+            )?,
             base: format!(
-                "http://{}{}/",
-                config.upstream_addr, config.upstream_path_prefix
+                "{}{}/",
+                config.upstream_origin(),
+                config.upstream_path_prefix
             ),
             authority: config.upstream_authority.clone(),
             token: config.raw.upstream.token.clone(),
@@ -45,7 +45,7 @@ impl Upstream {
         })
     }
 
-    /// `http://<upstream addr><prefix>/<segments...>`, each segment percent-encoded.
+    /// `<upstream origin><prefix>/<segments...>`, each segment percent-encoded.
     pub fn url(&self, segments: &[&str]) -> Option<Url> {
         let mut url = Url::parse(&self.base).ok()?;
         url.path_segments_mut()
@@ -55,7 +55,7 @@ impl Upstream {
         Some(url)
     }
 
-    /// `http://<upstream addr><prefix><path_and_query>` for a path that starts with `/` and is
+    /// `<upstream origin><prefix><path_and_query>` for a path that starts with `/` and is
     /// already percent-encoded.
     pub fn url_of(&self, path_and_query: &str) -> Option<Url> {
         Url::parse(&format!(

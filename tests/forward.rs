@@ -680,3 +680,193 @@ fn forward_sink_config_errors_name_the_key() {
         "{text}"
     );
 }
+
+/// Runs the binary on the forward config of `dir` (outbox `outbox(dir)`) until it exits by
+/// itself; `as_nobody` runs it as uid/gid 65534 when the tests run as root.
+fn run_to_exit(dir: &Path, as_nobody: bool) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let path = dir.join("run.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n  health_interval_ms: 0\n{}",
+            free_port(),
+            dead_url(),
+            forward_yaml(&dead_url(), dir, "")
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(sidecar_bin());
+    cmd.arg("--config").arg(&path);
+    for v in OVERRIDE_VARS {
+        cmd.env_remove(v);
+    }
+    if as_nobody && unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sidecar started on a damaged outbox instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Offsets of the 4 KiB pages of `bytes` that hold stored bodies (runs of `z`).
+fn pages_with_bodies(bytes: &[u8]) -> Vec<usize> {
+    (0..bytes.len() / 4096)
+        .map(|p| p * 4096)
+        .filter(|&o| {
+            bytes[o..o + 4096]
+                .windows(64)
+                .any(|w| w.iter().all(|&b| b == b'z'))
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_outbox_of_any_kind_stops_start_up_with_one_line_naming_the_file() {
+    // An outbox with pending events, left by a sidecar stopped during a receiver outage.
+    let work = tempfile::tempdir().unwrap();
+    let mut sc = sidecar(&dead_url(), work.path(), "");
+    for i in 0..40 {
+        post_ok(
+            &sc,
+            &json!({"event": "message", "instanceId": "WASP-a", "data": {"i": i, "text": "z".repeat(3000)}})
+                .to_string(),
+        );
+    }
+    wait_outbox(&sc, 40, 0);
+    sc.terminate();
+    assert!(sc.wait_exit(T).expect("exits").success());
+    drop(sc);
+    let good = std::fs::read(outbox(work.path())).unwrap();
+    let pages = pages_with_bodies(&good);
+    assert!(pages.len() >= 10, "{} pages with bodies", pages.len());
+    let garbage: Vec<u8> = (0..good.len()).map(|i| (i * 7919 % 251) as u8).collect();
+
+    let file_cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated to 1000 bytes", good[..1000].to_vec()),
+        ("truncated to half", good[..good.len() / 2].to_vec()),
+        ("zeroed pages", {
+            let mut b = good.clone();
+            for &o in &pages[pages.len() / 2..] {
+                b[o..o + 4096].fill(0);
+            }
+            b
+        }),
+        ("garbage", garbage),
+        ("another file type", b"{\"not\": \"a database\"}\n".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in file_cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outbox(dir.path()).parent().unwrap()).unwrap();
+        std::fs::write(outbox(dir.path()), &bytes).unwrap();
+        assert_refused(
+            what,
+            dir.path(),
+            run_to_exit(dir.path(), false),
+            "is damaged",
+        );
+        // The way out the message names: move the file aside, and the sidecar starts.
+        let file = outbox(dir.path());
+        std::fs::rename(&file, file.with_extension("redb.damaged")).unwrap();
+        let sc = sidecar(&dead_url(), dir.path(), "");
+        wait_outbox(&sc, 0, 0);
+    }
+
+    // A directory where the file should be.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(outbox(dir.path())).unwrap();
+    assert_refused(
+        "a directory",
+        dir.path(),
+        run_to_exit(dir.path(), false),
+        "a directory, not a file",
+    );
+
+    // An intact file the process may not read or write (run as an unprivileged user when
+    // the tests run as root, who could read it anyway).
+    let dir = tempfile::tempdir().unwrap();
+    let file = outbox(dir.path());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &good).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [dir.path(), file.parent().unwrap()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    assert_refused(
+        "unreadable",
+        dir.path(),
+        run_to_exit(dir.path(), true),
+        "ermission denied",
+    );
+}
+
+/// The process exited by itself, not by a panic (101), with one error line naming the file.
+fn assert_refused(what: &str, dir: &Path, out: std::process::Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: started\n{err}");
+    assert_ne!(out.status.code(), Some(101), "{what}: panicked\n{err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("wa-hub-sidecar:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: one error line\n{err}");
+    let file = outbox(dir).display().to_string();
+    assert!(
+        lines[0].contains(&file) && lines[0].contains(want),
+        "{what}: {}",
+        lines[0]
+    );
+}
+
+/// `name{labels…}`'s value in the sidecar's `/metrics` text (0 when absent).
+fn metric(sc: &Sidecar, series: &str) -> f64 {
+    let text = client()
+        .get(sc.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn each_outcome_is_counted_once_under_its_own_name_and_a_redirect_is_not_delivered() {
+    let rx = Receiver::start(Reply::Status(301));
+    let dir = tempfile::tempdir().unwrap();
+    let sc = sidecar(&rx.url(), dir.path(), "");
+    post_ok(&sc, &numbered("WASP-r", 1));
+    wait_outbox(&sc, 0, 1);
+    let delivered = r#"wa_hub_sidecar_sink_deliveries_total{outcome="delivered",sink="fwd"}"#;
+    let dead = r#"wa_hub_sidecar_sink_dead_letters_total{sink="fwd"}"#;
+    assert_eq!(
+        metric(&sc, delivered),
+        0.0,
+        "a 301 is a dead letter, not a delivery"
+    );
+    assert_eq!(metric(&sc, dead), 1.0);
+
+    rx.answer(Reply::Status(200));
+    post_ok(&sc, &numbered("WASP-r", 2));
+    rx.wait_hits(2);
+    wait_outbox(&sc, 0, 1);
+    let n = eventually(T, || (metric(&sc, delivered) == 1.0).then_some(()));
+    assert!(n.is_some(), "the 2xx is counted delivered once");
+    assert_eq!(metric(&sc, dead), 1.0);
+}

@@ -392,3 +392,40 @@ fn read_routes_need_a_client_token_when_configured() {
     let r = post_webhook(&sc, r#"{"event":"ready","instanceId":"a"}"#, &[]);
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn a_missing_signature_is_called_absent_in_the_answer_the_log_and_the_metric() {
+    let sc = fixture_sidecar();
+    let body = webhook_fixtures()[4].body.clone();
+    let r = post_with_signatures(&sc, &body, &[]);
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().unwrap();
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(message.contains("absent"), "{v}");
+    assert!(!message.contains("does not match"), "{v}");
+    let r = post_with_signatures(&sc, &body, &[b"00".repeat(32)]);
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not match the body"),
+        "{v}"
+    );
+    let metrics = client()
+        .get(sc.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for reason in ["signature_absent", "signature_invalid"] {
+        let line = format!("wa_hub_sidecar_webhooks_rejected_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let log = sc.log();
+    assert!(
+        log.contains("signature_absent") && log.contains("signature_invalid"),
+        "{log}"
+    );
+}

@@ -244,7 +244,9 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
         let count = batch.len() as u64;
         match task.deliver(&batch).await {
             Ok(()) => {
-                task.stats.delivered.fetch_add(count, Ordering::Relaxed);
+                if !task.sink.counts_deliveries() {
+                    task.stats.delivered.fetch_add(count, Ordering::Relaxed);
+                }
                 backoff.reset();
             }
             Err(e) => {
@@ -301,7 +303,9 @@ impl SinkTask {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 match tokio::time::timeout(left, guarded(self.sink.deliver(&event))).await {
                     Ok(Ok(())) => {
-                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        if !self.sink.counts_deliveries() {
+                            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Ok(Err(e)) => {
                         self.stats.failed.fetch_add(1, Ordering::Relaxed);

@@ -79,6 +79,15 @@ pub trait Sink: Send + 'static {
         Ok(())
     }
 
+    /// Whether the sink counts `delivered` itself ([`crate::SinkStats::delivered`]) when an
+    /// event reached its destination. Default `false`: the router counts an event delivered
+    /// when [`Sink::deliver`] returns `Ok`. A sink that only stores the event for later
+    /// delivery (the forward sink's outbox) returns `true`, so that an event that later
+    /// becomes a dead letter or is dropped is never also counted as delivered.
+    fn counts_deliveries(&self) -> bool {
+        false
+    }
+
     /// Flushes and releases resources at shutdown.
     async fn stop(&mut self) {}
 }

@@ -142,7 +142,8 @@ pub fn get_json(sc: &Sidecar, path: &str) -> (u16, serde_json::Value) {
 /// asynchronously, so an SSE client that must find earlier events in its `initial` snapshot
 /// connects only after the hub has them.
 pub fn wait_sink_delivered(sc: &Sidecar, sink: &str, n: u64) {
-    let needle = format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}} ");
+    let needle =
+        format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}} ");
     let done = eventually(Duration::from_secs(10), || {
         let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
         let line = text.lines().find(|l| l.starts_with(&needle))?;

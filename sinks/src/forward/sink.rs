@@ -88,7 +88,8 @@ impl ForwardSink {
     ///
     /// # Errors
     /// [`ForwardError::Outbox`] when the outbox cannot be opened (unwritable location, file
-    /// locked by another process); [`ForwardError::Client`] when TLS cannot be set up.
+    /// locked by another process, a damaged file); [`ForwardError::Client`] when TLS cannot
+    /// be set up.
     pub fn new(
         name: &str,
         cfg: ForwardConfig,
@@ -180,6 +181,12 @@ impl Sink for ForwardSink {
     /// [`BATCH_LINGER`].
     fn batch_linger(&self) -> Duration {
         BATCH_LINGER
+    }
+
+    /// `true`: `delivered` counts webhooks the receiver accepted (2xx), not those stored in
+    /// the outbox; dead letters and drops are counted under their own names.
+    fn counts_deliveries(&self) -> bool {
+        true
     }
 
     /// Stores the webhooks among `events` in the outbox in one transaction committed with
@@ -349,6 +356,8 @@ impl Shared {
                     // The event will be sent again: a duplicate the receiver deduplicates.
                     return self.store_failed("remove a delivered event", &e);
                 }
+                // Counted here, when the receiver answered 2xx, not when the outbox took it.
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .pending
                     .store(self.outbox.pending_len(), Ordering::Relaxed);
