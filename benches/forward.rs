@@ -129,6 +129,7 @@ async fn forward_throughput(n: u64, body: &str) {
     let run = |sink: ForwardSink| {
         let (router, mut tasks) = Router::new(vec![SinkSpec {
             name: "bench".into(),
+            kind: "forward",
             filter: Filter::default(),
             queue_capacity: n as usize,
             sink: Box::new(sink),

@@ -118,6 +118,7 @@ fn router_fanout(c: &mut Criterion) {
         let specs = (0..sinks)
             .map(|i| SinkSpec {
                 name: format!("s{i}"),
+                kind: "bench",
                 // Half the sinks filter on event name and instance glob, as configs do.
                 filter: if i % 2 == 0 {
                     Filter::default()

@@ -115,6 +115,8 @@ pub struct RawConfig {
     pub log: LogConfig,
     /// Shutdown.
     pub shutdown: ShutdownConfig,
+    /// The operator console at `/console/`.
+    pub console: ConsoleConfig,
     /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
     pub sinks: Vec<SinkConfig>,
 }
@@ -136,6 +138,7 @@ impl Default for RawConfig {
             dashboard: DashboardConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            console: ConsoleConfig::default(),
             sinks: vec![SinkConfig {
                 name: None,
                 kinds: Vec::new(),
@@ -358,6 +361,21 @@ impl Default for ShutdownConfig {
         Self {
             grace_period_ms: 5000,
         }
+    }
+}
+
+/// `console.*`: the operator console (issue 11).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/console/` (and redirect `/` there). Default `true`; when `false`
+    /// both answer 404.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

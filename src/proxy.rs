@@ -19,6 +19,7 @@ use wa_hub_sinks::{ApiLog, Payload};
 use crate::apilog::BodyCapture;
 use crate::app::{App, InflightGuard};
 use crate::auth;
+use crate::console;
 use crate::cors;
 use crate::local::{self, LocalResponse};
 use crate::routes::{self, Route};
@@ -205,6 +206,33 @@ impl ProxyHttp for SidecarProxy {
             Route::Metrics if method != http::Method::GET => local::method_not_allowed("GET"),
             Route::Metrics if !self.client_allowed(session, query.as_deref()) => unauthorized(),
             Route::Metrics => local::metrics(&self.app),
+            Route::ConsoleRedirect | Route::Console(_) if !self.app.config.raw.console.enabled => {
+                local::not_found()
+            }
+            Route::ConsoleRedirect | Route::Console(_)
+                if method != http::Method::GET && method != http::Method::HEAD =>
+            {
+                local::method_not_allowed("GET, HEAD")
+            }
+            Route::ConsoleRedirect => console::redirect(),
+            Route::Console(path) => console::serve(
+                &path,
+                session
+                    .req_header()
+                    .headers
+                    .get(header::IF_NONE_MATCH)
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            Route::InstanceQr(_) | Route::Sinks if method != http::Method::GET => {
+                local::method_not_allowed("GET")
+            }
+            Route::InstanceQr(_) | Route::Sinks
+                if !self.client_allowed(session, query.as_deref()) =>
+            {
+                unauthorized()
+            }
+            Route::InstanceQr(id) => crate::qr::handle(&self.app, &id),
+            Route::Sinks => crate::sink_health::handle(&self.app),
             Route::NotFound => local::not_found(),
             Route::Proxy(upstream_path) => {
                 if let Some(resp) = self.admit_proxied(session) {

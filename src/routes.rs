@@ -36,6 +36,14 @@ pub enum Route {
     /// `/api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
     /// always starting with `/`).
     Proxy(String),
+    /// `GET /` and `GET /console`: redirect to the console page.
+    ConsoleRedirect,
+    /// `GET /console/<path>`: the console page and assets (`path` raw, may be empty).
+    Console(String),
+    /// `GET /api/instances/<id>/qr.svg`: the instance's raw-text QR as SVG (id decoded).
+    InstanceQr(String),
+    /// `GET /api/sinks`: every sink's health.
+    Sinks,
     /// Anything else.
     NotFound,
 }
@@ -62,6 +70,23 @@ pub fn route(raw_path: &str) -> Result<Route, PathError> {
         "/api/events" => Route::Events,
         "/api/stream" => Route::Stream,
         "/metrics" => Route::Metrics,
+        "/" | "/console" => Route::ConsoleRedirect,
+        "/api/sinks" => Route::Sinks,
+        _ if raw_path.starts_with("/console/") => {
+            Route::Console(raw_path["/console/".len()..].to_owned())
+        }
+        _ if raw_path.ends_with("/qr.svg") && raw_path.starts_with("/api/instances/") => {
+            match raw_path
+                .strip_prefix("/api/instances/")
+                .and_then(|r| r.strip_suffix("/qr.svg"))
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+            {
+                Some(id) => {
+                    Route::InstanceQr(percent_decode_str(id).decode_utf8_lossy().into_owned())
+                }
+                None => Route::NotFound,
+            }
+        }
         _ if raw_path.starts_with("/api/instances/") => {
             match raw_path
                 .strip_prefix("/api/instances/")
@@ -213,6 +238,24 @@ mod tests {
         ] {
             assert_eq!(route(p), Ok(Route::NotFound), "{p}");
         }
+    }
+
+    #[test]
+    fn console_qr_and_sinks_routes_are_recognised() {
+        assert_eq!(route("/"), Ok(Route::ConsoleRedirect));
+        assert_eq!(route("/console"), Ok(Route::ConsoleRedirect));
+        assert_eq!(route("/console/"), Ok(Route::Console(String::new())));
+        assert_eq!(
+            route("/console/v/abc/app.js"),
+            Ok(Route::Console("v/abc/app.js".into()))
+        );
+        assert_eq!(route("/api/sinks"), Ok(Route::Sinks));
+        assert_eq!(
+            route("/api/instances/WASP-a%2Fb/qr.svg"),
+            Ok(Route::InstanceQr("WASP-a/b".into()))
+        );
+        assert_eq!(route("/api/instances//qr.svg"), Ok(Route::NotFound));
+        assert_eq!(route("/api/instances/a/b/qr.svg"), Ok(Route::NotFound));
     }
 
     #[test]

@@ -278,6 +278,7 @@ pub fn build(configs: &[SinkConfig]) -> Result<BuiltSinks, SinksConfigError> {
         };
         specs.push(SinkSpec {
             name,
+            kind: c.kind.type_name(),
             filter,
             queue_capacity: c.queue_capacity,
             sink,

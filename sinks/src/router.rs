@@ -65,6 +65,7 @@ impl SinkStats {
 
 struct Route {
     name: String,
+    kind: &'static str,
     filter: Filter,
     tx: mpsc::Sender<Arc<Event>>,
     capacity: usize,
@@ -94,6 +95,8 @@ impl std::fmt::Debug for Router {
 pub struct SinkSpec {
     /// Unique name (logs, metrics, routes).
     pub name: String,
+    /// The sink's type as configured (`sse`, `stdout`, `mqtt`, `forward`), for `GET /api/sinks`.
+    pub kind: &'static str,
     /// What it receives.
     pub filter: Filter,
     /// Queue capacity, events (at least 1).
@@ -124,6 +127,10 @@ impl SinkTask {
 pub struct SinkSnapshot {
     /// The sink's name.
     pub name: String,
+    /// The sink's type as configured (`sse`, `stdout`, `mqtt`, `forward`).
+    pub kind: &'static str,
+    /// Capacity of its queue, events.
+    pub queue_capacity: usize,
     /// Events waiting in its queue.
     pub queue_depth: usize,
     /// Its counters.
@@ -141,6 +148,7 @@ impl Router {
             let stats = spec.stats;
             routes.push(Route {
                 name: spec.name.clone(),
+                kind: spec.kind,
                 filter: spec.filter,
                 tx,
                 capacity,
@@ -213,6 +221,8 @@ impl Router {
             .iter()
             .map(|r| SinkSnapshot {
                 name: r.name.clone(),
+                kind: r.kind,
+                queue_capacity: r.capacity,
                 queue_depth: r.capacity - r.tx.capacity(),
                 stats: r.stats.clone(),
             })
@@ -439,6 +449,7 @@ mod tests {
         let (router, tasks) = Router::new(vec![
             SinkSpec {
                 name: "bad".into(),
+                kind: "test",
                 filter: Filter::default(),
                 queue_capacity: 16,
                 sink: Box::new(bad),
@@ -446,6 +457,7 @@ mod tests {
             },
             SinkSpec {
                 name: "good".into(),
+                kind: "test",
                 filter: Filter::default(),
                 queue_capacity: 16,
                 sink: Box::new(good),
@@ -477,6 +489,7 @@ mod tests {
         let (router, tasks) = Router::new(vec![
             SinkSpec {
                 name: "slow".into(),
+                kind: "test",
                 filter: Filter::default(),
                 queue_capacity: 4,
                 sink: Box::new(slow),
@@ -484,6 +497,7 @@ mod tests {
             },
             SinkSpec {
                 name: "fast".into(),
+                kind: "test",
                 filter: Filter::default(),
                 queue_capacity: 1000,
                 sink: Box::new(fast),
@@ -545,6 +559,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
             name: "b".into(),
+            kind: "test",
             filter: Filter::default(),
             queue_capacity: 100,
             sink: Box::new(Batcher {
@@ -580,6 +595,7 @@ mod tests {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
             name: "b".into(),
+            kind: "test",
             filter: Filter::default(),
             queue_capacity: 100,
             sink: Box::new(Batcher {
@@ -610,6 +626,7 @@ mod tests {
         let (s, seen, _) = probe(vec![], vec![], Some(gate.clone()));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
             name: "s".into(),
+            kind: "test",
             filter: Filter::default(),
             queue_capacity: 100,
             sink: Box::new(s),
