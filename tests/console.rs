@@ -587,6 +587,25 @@ fn webhook_text_is_inserted_as_text_never_as_html() {
     );
     assert_eq!(page.eval(count), json!("1:0:0"));
     assert_eq!(page.eval("window.__xss === undefined"), json!(true));
+
+    // Pause holds new entries without losing them.
+    let entries = "document.querySelectorAll('#webhooks-list li').length";
+    let before = page.eval(entries).as_u64().unwrap();
+    page.click("#webhooks-pause");
+    message["data"]["message"]["body"] = json!("held while paused");
+    post(&sc, &message.to_string());
+    page.wait(
+        "the held count",
+        "document.querySelector('#webhooks-pause').textContent === 'Resume (1 new)'",
+    );
+    assert_eq!(page.eval(entries).as_u64().unwrap(), before);
+    page.click("#webhooks-pause");
+    page.wait(
+        "the held entry",
+        "document.querySelector('#webhooks-list li summary').textContent.includes('message')",
+    );
+    assert_eq!(page.eval(entries).as_u64().unwrap(), before + 1);
+    assert_eq!(page.text("#webhooks-pause"), "Pause");
     assert_clean(&page);
 }
 
@@ -726,4 +745,297 @@ fn every_view_fits_phone_and_desktop_widths_without_sideways_scrolling() {
         page.resize(1280, 900);
     }
     assert_clean(&page);
+}
+
+#[test]
+fn the_sinks_view_shows_health_and_replays_dead_letters() {
+    let _one = serial();
+    let up = FakeUpstream::start();
+    let outbox = tempfile::tempdir().unwrap();
+    // The forward target is the fake wa-hub without its key: 401, a dead letter at once.
+    let sc = sidecar(
+        &up,
+        &format!(
+            "sinks:\n  - type: sse\n  - type: stdout\n  - type: forward\n    name: crm\n    url: {}/hook\n    outbox_path: {}\n",
+            up.base_url(),
+            outbox.path().join("crm.redb").display()
+        ),
+    );
+    let (status, sinks) = get_json(&sc, "/api/sinks");
+    assert_eq!(status, 200);
+    assert_eq!(
+        sinks["sinks"][0],
+        json!({"name":"sse","type":"sse","connected":null,"queueDepth":0,"queueCapacity":10000,
+               "delivered":0,"failed":0,"dropped":0,"restarts":0,"retries":0,"deadLetters":0,"pending":0})
+    );
+    assert_eq!(sinks["sinks"][2]["type"], "forward");
+    post(&sc, &fixture("qr", 0));
+    post(&sc, &fixture("ready", 0));
+    let hook_posts = || {
+        up.received()
+            .iter()
+            .filter(|r| r.path_and_query == "/hook")
+            .count()
+    };
+    eventually(T, || {
+        (get_json(&sc, "/api/sinks").1["sinks"][2]["deadLetters"] == json!(2)).then_some(())
+    })
+    .expect("two dead letters");
+    assert_eq!(hook_posts(), 2);
+
+    let page = Page1::open(&sc.url("/console/#/sinks"), 1280, 900);
+    page.wait(
+        "the forward sink's row",
+        "document.querySelector('#sinks tr[data-sink=crm]')?.textContent.includes('forward')",
+    );
+    page.wait(
+        "two dead letters",
+        "document.querySelectorAll('#dead-letters li').length === 2",
+    );
+    assert!(
+        page.text("#dead-letters").contains("HTTP 401"),
+        "{}",
+        page.text("#dead-letters")
+    );
+    page.screenshot("sinks-dead-letters");
+    // Replay one: it is sent again (and fails again: a dead letter once more).
+    page.click("#dead-letters li button");
+    page.wait(
+        "the replay answer",
+        "document.querySelector('#result')?.textContent.startsWith('Replayed dead letter')",
+    );
+    eventually(T, || (hook_posts() == 3).then_some(())).expect("replayed one");
+    page.click("#dead-letters button[aria-label^='Replay all']");
+    page.wait(
+        "the replay-all answer",
+        "document.querySelector('#result')?.textContent.startsWith('Replayed all dead letters of crm: 2 re-queued')",
+    );
+    eventually(T, || (hook_posts() == 5).then_some(())).expect("replayed all");
+    page.resize(390, 844);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !page.has_horizontal_scroll(),
+        "sinks scroll sideways at 390 px"
+    );
+    page.screenshot("sinks-dead-letters-390");
+    assert_clean(&page);
+}
+
+#[test]
+fn the_page_says_reconnecting_resumes_and_reloads_after_a_reset() {
+    let _one = serial();
+    let up = FakeUpstream::start();
+    // A short SSE history, so that a longer outage outruns it (the stream then sends `reset`).
+    let sc = sidecar(
+        &up,
+        "sinks:\n  - type: sse\n    retry_ms: 300\n    history: 6\n",
+    );
+    post(&sc, &fixture("qr", 0));
+    // The browser reaches the sidecar through a relay the test can cut.
+    let relay = Relay::start(sc.addr);
+    let page = Page1::open(&format!("http://{}/console/", relay.addr), 1280, 900);
+    let badge = |id: &str, word: &str| {
+        format!(
+            "document.querySelector({})?.textContent === {}",
+            json!(format!("{} .badge", card(id))),
+            json!(word)
+        )
+    };
+    page.wait("the instance", &badge(ACME, "needs QR"));
+    page.wait(
+        "live",
+        "document.querySelector('#conn').textContent === 'live'",
+    );
+    page.eval("window.__sameDocument = 7");
+
+    // A short outage: the page says so, then resumes with Last-Event-ID and gets what it missed.
+    relay.set_down(true);
+    relay.cut();
+    page.wait(
+        "reconnecting",
+        "document.querySelector('#conn').textContent === 'reconnecting…'",
+    );
+    page.screenshot("reconnecting");
+    post(&sc, &fixture("authenticated", 0));
+    relay.set_down(false);
+    page.wait("the missed status", &badge(ACME, "syncing"));
+    page.wait(
+        "live again",
+        "document.querySelector('#conn').textContent === 'live'",
+    );
+    assert!(
+        relay
+            .heads()
+            .iter()
+            .any(|h| h.starts_with("GET /api/stream")
+                && h.to_ascii_lowercase().contains("last-event-id: ")),
+        "the browser resumed with Last-Event-ID"
+    );
+
+    // A long outage: more events than the stream keeps. The stream answers with `reset`, and
+    // only reloading /api/instances can tell the page that the instance became active.
+    relay.set_down(true);
+    relay.cut();
+    page.wait(
+        "reconnecting",
+        "document.querySelector('#conn').textContent === 'reconnecting…'",
+    );
+    post(&sc, &fixture("ready", 0));
+    let mut message: Value = serde_json::from_str(&fixture("message", 0)).unwrap();
+    for i in 0..8 {
+        message["data"]["message"]["body"] = json!(format!("filler {i}"));
+        post(&sc, &message.to_string());
+    }
+    relay.set_down(false);
+    page.wait("the reloaded status", &badge(ACME, "active"));
+    page.wait(
+        "live again",
+        "document.querySelector('#conn').textContent === 'live'",
+    );
+    assert_eq!(
+        page.eval("window.__sameDocument"),
+        json!(7),
+        "no page reload"
+    );
+    // Chromium notes the cut connections; the page itself logged nothing.
+    assert_clean_but(&page, &["net::ERR_"]);
+}
+
+#[test]
+fn wa_hub_down_is_said_instead_of_an_empty_list() {
+    let _one = serial();
+    // Nothing listens at the upstream address.
+    let sc = Sidecar::start(
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\n"),
+    );
+    let page = Page1::open(&sc.url("/console/"), 1280, 900);
+    page.wait(
+        "the banner",
+        "document.querySelector('#banner').hidden === false && document.querySelector('#banner').textContent.includes('wa-hub is down')",
+    );
+    page.wait(
+        "the empty-list note",
+        "document.querySelector('#empty')?.textContent.startsWith('wa-hub is down')",
+    );
+    page.screenshot("wa-hub-down");
+    // /readyz answers 503 while wa-hub is down: Chromium notes it.
+    assert_clean_but(&page, &["status of 503 (Service Unavailable) http://"]);
+}
+
+/// The console's HTTP answers: redirect, cache headers, ETag/304, CSP, HEAD, 405, and
+/// `console.enabled: false`.
+#[test]
+fn console_files_are_served_with_cache_headers_and_csp() {
+    let up = FakeUpstream::start();
+    let sc = sidecar(&up, "");
+    let c = client();
+    let page = c.get(sc.url("/console/")).send().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let h = page.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'self'; img-src 'self' data:"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    let html = page.text().unwrap();
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("script src")
+        .to_owned();
+    assert!(
+        script.starts_with("v/") && script.ends_with("/app.js"),
+        "{script}"
+    );
+
+    let js = c.get(sc.url(&format!("/console/{script}"))).send().unwrap();
+    assert_eq!(js.status().as_u16(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let etag = js.headers()["etag"].to_str().unwrap().to_owned();
+    let again = c
+        .get(sc.url("/console/app.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    assert!(again.bytes().unwrap().is_empty());
+
+    let head = c.head(sc.url("/console/style.css")).send().unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert!(
+        head.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 100
+    );
+    assert!(head.bytes().unwrap().is_empty());
+    assert_eq!(
+        c.post(sc.url("/console/"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        405
+    );
+    assert_eq!(
+        c.get(sc.url("/console/nope.js"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    let r = c.get(sc.url("/console")).send().unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["location"].to_str().unwrap()
+        ),
+        (302, "/console/")
+    );
+
+    // Page weight without a QR: every file the page loads.
+    let mut total = html.len();
+    for f in [
+        "app.js",
+        "api.js",
+        "dom.js",
+        "state.js",
+        "instances.js",
+        "detail.js",
+        "sinks.js",
+        "actions.js",
+        "style.css",
+    ] {
+        let r = c.get(sc.url(&format!("/console/{f}"))).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{f}");
+        total += r.bytes().unwrap().len();
+    }
+    eprintln!("console page weight: {total} bytes");
+    assert!(total < 100 * 1024, "page weight {total} bytes");
+
+    let off = sidecar(&up, "console:\n  enabled: false\n");
+    assert_eq!(c.get(off.url("/")).send().unwrap().status().as_u16(), 404);
+    assert_eq!(
+        c.get(off.url("/console/"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
 }
