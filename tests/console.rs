@@ -708,6 +708,16 @@ fn every_view_fits_phone_and_desktop_widths_without_sideways_scrolling() {
             .to_string(),
     );
     post(&sc, &fixture("qr", 0));
+    // Two API calls for the detail view's second list.
+    for path in ["/client/status", "/restart"] {
+        let url = sc.url(&format!("/api/wahub/instances/{ACME}{path}"));
+        let r = if path == "/restart" {
+            client().post(url)
+        } else {
+            client().get(url)
+        };
+        r.send().unwrap();
+    }
     let page = Page1::open(&sc.url("/console/"), 1280, 900);
     page.wait(
         "the instances",
@@ -744,6 +754,31 @@ fn every_view_fits_phone_and_desktop_widths_without_sideways_scrolling() {
         }
         page.resize(1280, 900);
     }
+    // The dark colour scheme, for a person to look at.
+    page.tab
+        .call_method(Emulation::SetEmulatedMedia {
+            media: None,
+            features: Some(vec![Emulation::MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: "dark".into(),
+            }]),
+        })
+        .unwrap();
+    page.eval("location.hash = '#/'");
+    page.wait(
+        "the instances",
+        "document.querySelectorAll('article.card').length === 3",
+    );
+    assert_eq!(
+        page.eval("matchMedia('(prefers-color-scheme: dark)').matches"),
+        json!(true)
+    );
+    page.screenshot("instances-dark");
+    // Keyboard focus is visible: the focused button gets an outline.
+    page.eval("document.querySelector('button[data-action=restart]').focus({focusVisible: true})");
+    page.tab.press_key("Tab").unwrap();
+    let outline = page.eval("getComputedStyle(document.activeElement).outlineStyle");
+    assert_eq!(outline, json!("solid"), "focus outline");
     assert_clean(&page);
 }
 

@@ -57,14 +57,19 @@ export function detailView(main, id) {
   const statusPre = h('pre', { class: 'json', id: 'status-json' });
   const head = h('div', { class: 'detail-head' });
   const qrBox = h('div', { class: 'qr-box', hidden: true });
-  const webhooks = feed('Webhooks', 'webhooks', (r) => `${clock(r.timestamp)} ${r.event ?? ''}${r.summary ? ` — ${cut(r.summary, 80)}` : ''}`);
+  const webhooks = feed('Webhooks', 'webhooks', (r) => {
+    const text = state.webhookText(r);
+    return `${clock(r.timestamp)} ${r.event ?? ''}${text ? ` — ${cut(text, 100)}` : ''}${r.signatureValid === false ? ' (signature invalid)' : ''}`;
+  });
   const calls = feed('API calls', 'calls', (r) => `${clock(r.timestamp)} ${r.method ?? ''} ${cut(r.path ?? '', 80)} → ${r.statusCode ?? r.error ?? '…'}${r.latencyMs != null ? ` (${r.latencyMs} ms)` : ''}`);
 
   main.append(
     h('p', null, h('a', { href: '#/' }, '← All instances')),
-    h('section', { class: 'panel' }, head, qrBox,
-      actions.buttons(h, id, (r) => actions.show(result, r)), result,
-      h('details', { open: true }, h('summary', null, 'Status object'), statusPre)),
+    h('section', { class: 'panel', 'aria-label': `Instance ${id}` }, head,
+      h('div', { class: 'detail-body' },
+        h('div', { class: 'detail-side' }, qrBox,
+          actions.buttons(h, id, (r) => actions.show(result, r)), result),
+        h('details', { open: true, class: 'status-object' }, h('summary', null, 'Status object'), statusPre))),
     h('div', { class: 'columns' }, webhooks.el, calls.el));
 
   let qrKey = null;
@@ -74,7 +79,7 @@ export function detailView(main, id) {
     if (s?.timedOut) head.append(h('span', { class: 'badge warn' }, '⚠ timed out'));
     // The QR (kilobytes of base64) is shown as the image above, not as text.
     const shown = s && typeof s.qr === 'string' && s.qr.length > 120
-      ? { ...s, qr: `${s.qr.slice(0, 40)}… (${s.qr.length} characters, shown above when showQr)` }
+      ? { ...s, qr: `${s.qr.slice(0, 40)}… (${s.qr.length} characters, shown as the image while showQr)` }
       : s;
     statusPre.textContent = s ? pretty(shown) : 'No status known for this instance.';
     const show = !!(s?.showQr && typeof s.qr === 'string' && s.qr.trim());

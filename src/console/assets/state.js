@@ -45,15 +45,17 @@ export function recordWebhook(rec, quiet) {
   const at = Date.parse(rec.timestamp);
   const prev = lastEvent.get(id);
   if (prev && prev.at > at) return;
-  const data = rec.payload?.data;
-  let preview = '';
-  if (data && typeof data === 'object') {
-    const body = [data.body, data.message?.body, data.text, data.message, data.reason]
-      .find((v) => typeof v === 'string' && v);
-    if (body) preview = body;
-  }
+  const preview = webhookText(rec);
   lastEvent.set(id, { event: String(rec.event ?? 'unknown'), at, summary: String(rec.summary ?? ''), preview });
   if (!quiet) notify({ kind: 'event', id, msg: rec });
+}
+
+/** The human text of a webhook record, if any: a message body, a reason, a status. */
+export function webhookText(rec) {
+  const data = rec?.payload?.data;
+  if (!data || typeof data !== 'object') return '';
+  return [data.body, data.message?.body, data.text, data.message, data.reason, data.error, data.status]
+    .find((v) => typeof v === 'string' && v) || '';
 }
 
 /** Whether a QR string is an image (data URL or bare base64 PNG/JPEG/GIF). */
