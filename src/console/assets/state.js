@@ -54,7 +54,8 @@ export function recordWebhook(rec, quiet) {
 export function webhookText(rec) {
   const data = rec?.payload?.data;
   if (!data || typeof data !== 'object') return '';
-  return [data.body, data.message?.body, data.text, data.message, data.reason, data.error, data.status]
+  const status = rec.event === 'change_state' ? data.status : undefined;
+  return [data.body, data.message?.body, data.text, data.message, data.reason, data.error, status]
     .find((v) => typeof v === 'string' && v) || '';
 }
 
