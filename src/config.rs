@@ -128,6 +128,8 @@ pub struct RawConfig {
     pub shutdown: ShutdownConfig,
     /// HTTPS on `listen` (off unless both files are set).
     pub tls: TlsConfig,
+    /// The operator console at `/console/`.
+    pub console: ConsoleConfig,
     /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
     pub sinks: Vec<SinkConfig>,
 }
@@ -150,6 +152,7 @@ impl Default for RawConfig {
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
             tls: TlsConfig::default(),
+            console: ConsoleConfig::default(),
             sinks: vec![SinkConfig {
                 name: None,
                 kinds: Vec::new(),
@@ -429,6 +432,21 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key of that certificate. Default none.
     pub key_file: Option<PathBuf>,
+}
+
+/// `console.*`: the operator console (issue 11).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/console/` (and redirect `/` there). Default `true`; when `false`
+    /// both answer 404.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The validated configuration. Only [`RawConfig::validate`] builds one.

@@ -9,7 +9,8 @@
 //!   writes itself, [`exchange`] reads bodies and writes those answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
 //!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
-//!   [`metrics_listener`] the `metrics_listen` port;
+//!   [`metrics_listener`] the `metrics_listen` port, [`console`] the embedded operator console,
+//!   [`qr`] renders raw QR text as SVG, [`sink_health`] reports the sinks (`/api/sinks`);
 //! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
 //!   [`poll`] runs the status engine's API fallbacks;
@@ -22,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod config_yaml;
+pub mod console;
 pub mod cors;
 pub mod dashboard;
 pub mod exchange;
@@ -31,12 +33,14 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod poll;
 pub mod proxy;
+pub mod qr;
 pub mod rejection;
 pub mod response;
 pub mod routes;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod sink_health;
 pub mod status;
 pub mod store;
 pub mod stream;

@@ -19,13 +19,16 @@ use wa_hub_sinks::Payload;
 use crate::apilog::ProxiedCall;
 use crate::app::App;
 use crate::auth;
+use crate::console;
 use crate::cors;
 use crate::dashboard;
 use crate::exchange::{declared_length, read_limited, write_response};
 use crate::handlers::{self, Answer};
+use crate::qr;
 use crate::rejection::Rejection;
 use crate::response::LocalResponse;
 use crate::routes::{self, Access, Route};
+use crate::sink_health;
 use crate::status::ApiKnowledge;
 use crate::stream;
 use crate::webhook;
@@ -375,6 +378,16 @@ impl SidecarProxy {
                 handlers::events(app, q("instanceId").as_deref(), q("limit").as_deref())
             }
             Route::Metrics => handlers::metrics(app),
+            Route::ConsoleRedirect | Route::Console(_) if !app.config.raw.console.enabled => {
+                Err(Rejection::NotFound)
+            }
+            Route::ConsoleRedirect => Ok(console::redirect()),
+            Route::Console(path) => {
+                let etag = session.req_header().headers.get(header::IF_NONE_MATCH);
+                Ok(console::serve(&path, etag.and_then(|v| v.to_str().ok())))
+            }
+            Route::InstanceQr(id) => qr::handle(app, &id),
+            Route::Sinks => Ok(sink_health::handle(app)),
             Route::DeadLetters(name) => {
                 handlers::dead_letters(app, &name, q("limit").as_deref()).await
             }

@@ -38,6 +38,14 @@ pub enum Route {
     DeadLetters(String),
     /// `POST /api/sinks/<name>/dead-letters/replay`: re-queue a forward sink's dead letters.
     DeadLetterReplay(String),
+    /// `GET /` and `GET /console`: redirect to the console page.
+    ConsoleRedirect,
+    /// `GET /console/<path>`: the console page and assets (`path` raw, may be empty).
+    Console(String),
+    /// `GET /api/instances/<id>/qr.svg`: the instance's raw-text QR as SVG (id decoded).
+    InstanceQr(String),
+    /// `GET /api/sinks`: every sink's health.
+    Sinks,
     /// One of the wa-hub dashboard's extra routes, served by [`crate::dashboard`].
     Dashboard(DashRoute),
     /// `ANY /api/wahub/<rest>`: proxied to wa-hub as `<rest>` (raw, percent-encoding kept,
@@ -77,12 +85,15 @@ impl Route {
         use Access::*;
         let (allow, access) = match self {
             Route::Healthz | Route::Readyz | Route::Config => (GET, Open),
+            Route::ConsoleRedirect | Route::Console(_) => (GET, Open),
             Route::Webhook => (POST, Open),
             Route::Instances
             | Route::InstanceStatus(_)
             | Route::Events
             | Route::Stream
             | Route::Metrics
+            | Route::InstanceQr(_)
+            | Route::Sinks
             | Route::DeadLetters(_) => (GET, Client),
             Route::DeadLetterReplay(_) => (POST, Client),
             Route::Dashboard(d) => (
@@ -150,6 +161,17 @@ fn match_path(raw_path: &str) -> Result<Route, RouteError> {
         "/api/events" => Route::Events,
         "/api/stream" => Route::Stream,
         "/metrics" => Route::Metrics,
+        "/" | "/console" => Route::ConsoleRedirect,
+        "/api/sinks" => Route::Sinks,
+        _ if raw_path.starts_with("/console/") => {
+            Route::Console(raw_path["/console/".len()..].to_owned())
+        }
+        _ if raw_path.starts_with("/api/instances/") && raw_path.ends_with("/qr.svg") => raw_path
+            .strip_prefix("/api/instances/")
+            .and_then(|r| r.strip_suffix("/qr.svg"))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(|id| Route::InstanceQr(decode(id)))
+            .ok_or(RouteError::NotFound)?,
         _ if raw_path.starts_with("/api/instances/") => raw_path
             .strip_prefix("/api/instances/")
             .and_then(|r| r.strip_suffix("/status"))
@@ -438,6 +460,24 @@ mod tests {
         assert_eq!(dashboard_route("/api/instances/a/b/poll/stop"), None);
         assert_eq!(dashboard_route("/api/instances/x/status"), None);
         assert_eq!(dashboard_route("/api/system"), None);
+    }
+
+    #[test]
+    fn console_qr_and_sinks_routes_are_recognised() {
+        assert_eq!(get("/"), Ok(Route::ConsoleRedirect));
+        assert_eq!(get("/console"), Ok(Route::ConsoleRedirect));
+        assert_eq!(get("/console/"), Ok(Route::Console(String::new())));
+        assert_eq!(
+            get("/console/v/abc/app.js"),
+            Ok(Route::Console("v/abc/app.js".into()))
+        );
+        assert_eq!(get("/api/sinks"), Ok(Route::Sinks));
+        assert_eq!(
+            get("/api/instances/WASP-a%2Fb/qr.svg"),
+            Ok(Route::InstanceQr("WASP-a/b".into()))
+        );
+        assert_eq!(get("/api/instances//qr.svg"), Err(RouteError::NotFound));
+        assert_eq!(get("/api/instances/a/b/qr.svg"), Err(RouteError::NotFound));
     }
 
     #[test]

@@ -15,10 +15,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,88 +26,6 @@ use common::*;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
-
-/// A TCP relay to `target` that records every request head it forwards and can drop all
-/// connections (`cut`) or refuse new ones (`set_down`).
-struct Relay {
-    addr: SocketAddr,
-    down: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Relay {
-    fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (d, o, h) = (down.clone(), open.clone(), heads.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if d.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                o.lock().unwrap().push(client.try_clone().unwrap());
-                o.lock().unwrap().push(server.try_clone().unwrap());
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let heads = h.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    let mut first = true;
-                    while let Ok(n) = c2.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        if first {
-                            heads
-                                .lock()
-                                .unwrap()
-                                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                            first = false;
-                        }
-                        if s2.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = s2.shutdown(std::net::Shutdown::Both);
-                });
-                let (mut c3, mut s3) = (client, server);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s3, &mut c3);
-                    let _ = c3.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        });
-        Self {
-            addr,
-            down,
-            open,
-            heads,
-        }
-    }
-
-    /// Refuses (`true`) or accepts (`false`) new connections.
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Drops every open connection.
-    fn cut(&self) {
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
 
 /// The page: the dashboard's `useSSE` pattern, reporting each parsed message back.
 fn page(stream_url: &str) -> String {
