@@ -248,14 +248,16 @@ impl ProxyHttp for SidecarProxy {
 }
 
 impl SidecarProxy {
-    /// What every request goes through before its route runs: draining (503), the CORS origin
+    /// What every request goes through before its route runs: draining (503, except
+    /// `/healthz`), the CORS origin
     /// and preflight (204), the route table (404, 405, 400) and the route's access rule (401,
     /// 403). `Err` is the answer to write instead.
     fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Route, Answer> {
-        if self.app.is_shutting_down() {
+        let req = session.req_header();
+        // Liveness stays 200 while draining; everything else gets 503.
+        if self.app.is_shutting_down() && req.uri.path() != "/healthz" {
             return Err(Err(Rejection::ShuttingDown));
         }
-        let req = session.req_header();
         ctx.cors_origin =
             cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
         if let Some(origin) = ctx
@@ -339,7 +341,8 @@ impl SidecarProxy {
         if declared_length(session).is_some_and(|n| n > limit as u64) {
             return Err(Rejection::TooLarge { limit });
         }
-        let path_and_query = match session.req_header().uri.query() {
+        let query = routes::without_param(session.req_header().uri.query(), "access_token");
+        let path_and_query = match query {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path,
         };

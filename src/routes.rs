@@ -76,6 +76,9 @@ pub struct RouteSpec {
     pub access: Access,
 }
 
+/// The `Allow` value of a proxied route refusing `TRACE`, `TRACK` or `CONNECT`.
+const PROXY_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 const GET: Option<&str> = Some("GET, HEAD");
 const POST: Option<&str> = Some("POST");
 
@@ -105,10 +108,12 @@ impl Route {
         RouteSpec { allow, access }
     }
 
-    /// Whether the route allows `method` (`HEAD` wherever `GET` is allowed).
+    /// Whether the route allows `method` (`HEAD` wherever `GET` is allowed). A proxied route
+    /// allows every method but `TRACE`, `TRACK` and `CONNECT`: a `TRACE` echoed by anything in
+    /// front of wa-hub would reflect the injected API key.
     pub fn allows(&self, method: &Method) -> bool {
         match self.spec().allow {
-            None => true,
+            None => !matches!(method.as_str(), "TRACE" | "TRACK" | "CONNECT"),
             Some(allow) => allow
                 .split(", ")
                 .any(|m| m.as_bytes() == method.as_str().as_bytes()),
@@ -141,10 +146,12 @@ pub enum RouteError {
 /// or [`RouteError::Traversal`] for a proxied path with a dot segment.
 pub fn route(method: &Method, raw_path: &str) -> Result<Route, RouteError> {
     let route = match_path(raw_path)?;
-    match route.spec().allow {
-        Some(allow) if !route.allows(method) => Err(RouteError::MethodNotAllowed { allow }),
-        _ => Ok(route),
+    if route.allows(method) {
+        return Ok(route);
     }
+    Err(RouteError::MethodNotAllowed {
+        allow: route.spec().allow.unwrap_or(PROXY_METHODS),
+    })
 }
 
 /// The route a raw path names, whatever the method.
@@ -308,6 +315,20 @@ fn check_no_dot_segments(raw: &str) -> Result<(), RouteError> {
         }
     }
     Ok(())
+}
+
+/// A raw query string without every `name=...` pair (kept raw otherwise); `None` when nothing
+/// is left. The proxy drops the sidecar's own `access_token` this way, so a client token never
+/// reaches wa-hub, the logs or the API log.
+pub fn without_param(query: Option<&str>, name: &str) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            decode(key) != name
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 /// The value of query parameter `name` in a raw query string, percent-decoded (`+` as space).
@@ -478,6 +499,31 @@ mod tests {
         );
         assert_eq!(get("/api/instances//qr.svg"), Err(RouteError::NotFound));
         assert_eq!(get("/api/instances/a/b/qr.svg"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn access_token_is_dropped_from_proxied_queries() {
+        assert_eq!(
+            without_param(Some("a=1&access_token=t&b=%20"), "access_token").as_deref(),
+            Some("a=1&b=%20")
+        );
+        assert_eq!(
+            without_param(Some("access%5Ftoken=t"), "access_token"),
+            None
+        );
+        assert_eq!(without_param(Some("access_token"), "access_token"), None);
+        assert_eq!(without_param(None, "access_token"), None);
+    }
+
+    #[test]
+    fn trace_is_never_proxied() {
+        for m in ["TRACE", "TRACK", "CONNECT"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(matches!(
+                route(&method, "/api/wahub/instances"),
+                Err(RouteError::MethodNotAllowed { .. })
+            ));
+        }
     }
 
     #[test]

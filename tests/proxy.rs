@@ -280,6 +280,46 @@ fn client_tokens_are_required_when_configured() {
 }
 
 #[test]
+fn the_client_token_in_the_query_never_reaches_wa_hub_or_the_logs() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "auth:\n  client_tokens: [tok-in-query]\n");
+    let r = client()
+        .get(sc.url("/api/wahub/instances?x=1&access_token=tok-in-query"))
+        .bearer_auth("tok-in-query")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(up.last().path_and_query, "/instances?x=1");
+    wait_sink_delivered(&sc, "sse", 1); // the ApiLog reached the hub: `initial` covers it
+    let c = SseClient::connect(
+        &sc.url("/api/stream?scope=global&access_token=tok-in-query"),
+        &[],
+    );
+    let t = std::time::Duration::from_secs(5);
+    assert_eq!(c.next_event(t).kind(), "connected");
+    let initial = c.next_event(t).json();
+    assert_eq!(initial["data"]["apiLogs"][0]["path"], "/instances?x=1");
+    assert!(!initial.to_string().contains("tok-in-query"), "{initial}");
+    assert!(!sc.log().contains("tok-in-query"), "{}", sc.log());
+}
+
+#[test]
+fn trace_is_refused_and_never_reaches_wa_hub() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let r = client()
+        .request(
+            reqwest::Method::from_bytes(b"TRACE").unwrap(),
+            sc.url("/api/wahub/instances"),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("GET"));
+    assert!(up.received().is_empty());
+}
+
+#[test]
 fn local_routes_answer_json() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start_with(
