@@ -290,7 +290,8 @@ fn the_client_token_in_the_query_never_reaches_wa_hub_or_the_logs() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(up.last().path_and_query, "/instances?x=1");
-    wait_sink_delivered(&sc, "sse", 1); // the ApiLog reached the hub: `initial` covers it
+    // The ApiLog reached the hub: `initial` covers it.
+    wait_sink_delivered_as(&sc, "sse", 1, Some("tok-in-query"));
     let c = SseClient::connect(
         &sc.url("/api/stream?scope=global&access_token=tok-in-query"),
         &[],

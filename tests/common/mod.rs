@@ -144,10 +144,19 @@ pub fn get_json(sc: &Sidecar, path: &str) -> (u16, serde_json::Value) {
 /// asynchronously, so an SSE client that must find earlier events in its `initial` snapshot
 /// connects only after the hub has them.
 pub fn wait_sink_delivered(sc: &Sidecar, sink: &str, n: u64) {
+    wait_sink_delivered_as(sc, sink, n, None)
+}
+
+/// [`wait_sink_delivered`] with a client token for `/metrics`.
+pub fn wait_sink_delivered_as(sc: &Sidecar, sink: &str, n: u64, token: Option<&str>) {
     let needle =
         format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}} ");
     let done = eventually(Duration::from_secs(10), || {
-        let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
+        let mut req = client().get(sc.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let text = req.send().ok()?.text().ok()?;
         let line = text.lines().find(|l| l.starts_with(&needle))?;
         let v: u64 = line[needle.len()..].trim().parse().ok()?;
         (v >= n).then_some(())
