@@ -6,10 +6,12 @@
 //! `--sse-clients 1000,10000`, `--only proxy,webhook,sse`, `--out FILE` (also write the JSON).
 //!
 //! Scenarios, measured side by side in one run:
-//! - **proxy**: wrk GETs of `/instances/<id>/client/status` straight at a Node upstream
-//!   answering the fixture, through nginx configured alike (keep-alive upstream,
-//!   `Authorization` set, same worker count) when nginx is installed, and through the sidecar;
-//!   requests/s, latency percentiles and the ratios.
+//! - **proxy**: for the status route, `/health` and a 50 KiB body: wrk GETs straight at a Node
+//!   upstream, then through nginx configured alike (keep-alive upstream, `Authorization` set,
+//!   same worker count) when installed, the bare Pingora proxy of `examples/bare_proxy.rs`
+//!   (the floor: path rewrite and `Authorization`, nothing else) and the sidecar, one after
+//!   another; requests/s, latency percentiles, CPU µs per request of each proxy's process tree
+//!   (from /proc/<pid>/stat) and the ratios sidecar/bare and sidecar/nginx.
 //! - **webhook**: wrk POSTs of a signed fixture-shaped webhook with sinks `sse` and `stdout`
 //!   (to /dev/null); webhooks/s.
 //! - **sse**: N clients connected to `/api/stream`; webhooks carrying a send timestamp are
@@ -98,39 +100,7 @@ fn main() {
     summary["idle_rss_kib"] = json!(rss_kib(sidecar.pid()));
 
     if wants("proxy") {
-        let path = "/instances/WASP-test_shop/client/status";
-        let direct = wrk(
-            &format!("http://127.0.0.1:{node_port}{path}"),
-            &opts,
-            None,
-            &["-H", "Authorization: Bearer testkey"],
-        );
-        let via_sidecar = wrk(
-            &format!("http://127.0.0.1:{}/api/wahub{path}", sidecar.port),
-            &opts,
-            None,
-            &[],
-        );
-        let mut proxy = json!({ "direct_node": direct, "sidecar": via_sidecar });
-        let rps = |v: &Value| v["requests_per_sec"].as_f64().unwrap_or(0.0);
-        proxy["sidecar_vs_direct"] =
-            json!(rps(&proxy["sidecar"]) / rps(&proxy["direct_node"]).max(1.0));
-        if let Some(nginx) = Nginx::start(dir.path(), node_port, opts.threads) {
-            let via_nginx = wrk(
-                &format!("http://127.0.0.1:{}/api/wahub{path}", nginx.port),
-                &opts,
-                None,
-                &[],
-            );
-            proxy["nginx"] = via_nginx;
-            proxy["nginx_vs_direct"] =
-                json!(rps(&proxy["nginx"]) / rps(&proxy["direct_node"]).max(1.0));
-            proxy["sidecar_vs_nginx"] =
-                json!(rps(&proxy["sidecar"]) / rps(&proxy["nginx"]).max(1.0));
-        } else {
-            proxy["nginx"] = json!("not installed");
-        }
-        summary["proxy"] = proxy;
+        summary["proxy"] = proxy_scenario(dir.path(), node_port, &sidecar, &opts);
         summary["rss_after_proxy_kib"] = json!(rss_kib(sidecar.pid()));
     }
 
@@ -165,6 +135,143 @@ fn main() {
     println!("{text}");
     if let Some(out) = &opts.out {
         std::fs::write(out, format!("{text}\n")).expect("write --out");
+    }
+}
+
+/// The routes the proxy scenario drives: the status route (the reference), `/health`
+/// (a tiny body) and a 50 KiB JSON body.
+const PROXY_ROUTES: &[(&str, &str)] = &[
+    ("status", "/instances/WASP-test_shop/client/status"),
+    ("health", "/health"),
+    ("body_50k", "/big"),
+];
+
+/// For each route: Node direct, then nginx, bare Pingora and the sidecar one after another,
+/// each with req/s, latency p50/p99 and the proxy's CPU µs per request (from /proc/<pid>/stat,
+/// the whole process tree), and the ratios sidecar/bare and sidecar/nginx.
+fn proxy_scenario(dir: &Path, node_port: u16, sidecar: &Sidecar, opts: &Opts) -> Value {
+    let nginx = Nginx::start(dir, node_port, opts.threads);
+    let bare = BareProxy::start(node_port, opts.threads);
+    let mut out = json!({});
+    for (name, path) in PROXY_ROUTES {
+        let mut row = json!({});
+        row["direct_node"] = wrk(
+            &format!("http://127.0.0.1:{node_port}{path}"),
+            opts,
+            None,
+            &["-H", "Authorization: Bearer testkey"],
+        );
+        let mut targets: Vec<(&str, u16, u32)> = Vec::new();
+        if let Some(n) = &nginx {
+            targets.push(("nginx", n.port, n.pid()));
+        }
+        if let Some(b) = &bare {
+            targets.push(("bare_pingora", b.port, b.proc.0.id()));
+        }
+        targets.push(("sidecar", sidecar.port, sidecar.pid()));
+        for (label, port, pid) in targets {
+            let before = cpu_ticks_tree(pid);
+            let mut r = wrk(
+                &format!("http://127.0.0.1:{port}/api/wahub{path}"),
+                opts,
+                None,
+                &[],
+            );
+            let ticks = cpu_ticks_tree(pid).saturating_sub(before);
+            let requests = r["requests"].as_f64().unwrap_or(0.0);
+            r["cpu_us_per_request"] = json!(ticks as f64 * 1e6 / clock_ticks() / requests.max(1.0));
+            row[label] = r;
+        }
+        let ratio = |a: &str, b: &str, field: &str| match (
+            row[a][field].as_f64(),
+            row[b][field].as_f64(),
+        ) {
+            (Some(x), Some(y)) if y > 0.0 => json!(x / y),
+            _ => Value::Null,
+        };
+        row["ratios"] = json!({
+            "cpu_sidecar_vs_bare": ratio("sidecar", "bare_pingora", "cpu_us_per_request"),
+            "cpu_sidecar_vs_nginx": ratio("sidecar", "nginx", "cpu_us_per_request"),
+            "rps_sidecar_vs_bare": ratio("sidecar", "bare_pingora", "requests_per_sec"),
+            "rps_sidecar_vs_nginx": ratio("sidecar", "nginx", "requests_per_sec"),
+            "rps_bare_vs_nginx": ratio("bare_pingora", "nginx", "requests_per_sec"),
+        });
+        out[*name] = row;
+    }
+    out
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// User + system CPU ticks of `pid` and its children (nginx's workers), from /proc.
+fn cpu_ticks_tree(pid: u32) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces) start at its closing ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid: u32 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        if p == pid || ppid == pid {
+            let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += utime + stime;
+        }
+    }
+    total
+}
+
+/// The bare Pingora proxy of `examples/bare_proxy.rs` (built by `scripts/bench.sh`); `None`
+/// when its binary is missing.
+struct BareProxy {
+    proc: Proc,
+    port: u16,
+}
+
+impl BareProxy {
+    fn start(node_port: u16, threads: u32) -> Option<Self> {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let bin = target.join("release/examples/bare_proxy");
+        if !bin.exists() {
+            eprintln!(
+                "load: {} missing (cargo build --release --example bare_proxy)",
+                bin.display()
+            );
+            return None;
+        }
+        let port = free_port();
+        let proc = Proc::spawn(
+            "bare_proxy",
+            Command::new(bin).args([
+                format!("127.0.0.1:{port}"),
+                format!("127.0.0.1:{node_port}"),
+                "testkey".to_owned(),
+                threads.to_string(),
+            ]),
+        );
+        wait_port(port);
+        Some(BareProxy { proc, port })
     }
 }
 
@@ -284,8 +391,15 @@ impl Sidecar {
 }
 
 struct Nginx {
-    _proc: Proc,
+    proc: Proc,
     port: u16,
+}
+
+impl Nginx {
+    /// The master's pid (its workers are its children).
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
 }
 
 impl Nginx {
@@ -321,7 +435,7 @@ impl Nginx {
                 .args(["-g", "daemon off;"]),
         );
         wait_port(port);
-        Some(Nginx { _proc: proc, port })
+        Some(Nginx { proc, port })
     }
 }
 
@@ -354,7 +468,14 @@ fn wrk(url: &str, opts: &Opts, script: Option<&Path>, extra: &[&str]) -> Value {
         .find(|l| l.trim().starts_with("Socket errors"))
         .map(str::trim)
         .map(str::to_owned);
+    let requests = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
     json!({
+        "requests": requests,
         "requests_per_sec": find("Requests/sec:").and_then(|v| v.parse::<f64>().ok()),
         "latency_p50_ms": find("50%").map(|v| to_ms(&v)),
         "latency_p90_ms": find("90%").map(|v| to_ms(&v)),

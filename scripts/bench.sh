@@ -18,4 +18,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "${SKIP_MICRO:-0}" != 1 ]; then
   cargo bench --bench micro -- --measurement-time 3 --warm-up-time 1
 fi
+# The bare Pingora floor the load tool compares against.
+cargo build --release --example bare_proxy
 cargo bench --bench load -- --bench "$@"
