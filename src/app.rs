@@ -38,6 +38,9 @@ pub struct App {
     pub sse: Option<Arc<SseHub>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Whether any sink takes `apiLog` events; when none does, proxied calls build no ApiLog
+    /// (their bodies are not copied) unless the status engine learns from the answer.
+    pub api_log_wanted: bool,
     /// The webhook signature verifier, when `webhook.secret` is set.
     pub verifier: Option<Verifier>,
     /// Sinks that keep dead letters (forward sinks), by name, for the dead-letter routes.
@@ -78,6 +81,7 @@ impl App {
             api_logs: History::new(config.raw.api_log.history.get()),
             webhooks: History::new(config.raw.webhook.history.get()),
             engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
+            api_log_wanted: sinks.router.takes_kind(wa_hub_sinks::Kind::ApiLog),
             bus: Bus::new(sinks.router),
             upstream,
             sse: sinks.sse,

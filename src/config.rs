@@ -396,12 +396,17 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `wa_hub_sidecar=debug`. `RUST_LOG` wins when set.
     /// Default `info`.
     pub level: String,
+    /// One `info` line per proxied call (method, path, status, latency): the access log.
+    /// Default `true`; `false` saves its cost per request (the API log and the metrics still
+    /// record every call).
+    pub access: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
+            access: true,
             level: "info".into(),
         }
     }

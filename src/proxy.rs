@@ -346,10 +346,15 @@ impl SidecarProxy {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path,
         };
-        Ok(ProxiedCall::new(
-            path_and_query,
-            cfg.api_log.max_body_bytes.get(),
-        ))
+        // Bodies are copied only for an ApiLog some sink takes, or for an answer the status
+        // engine learns from.
+        let cap = if self.app.api_log_wanted || ApiKnowledge::route_carries_status(&path_and_query)
+        {
+            cfg.api_log.max_body_bytes.get()
+        } else {
+            0
+        };
+        Ok(ProxiedCall::new(path_and_query, cap))
     }
 
     /// `GET /api/stream`, when an SSE sink is configured.
@@ -412,13 +417,15 @@ impl SidecarProxy {
         let status_code = session.response_written().map(|h| h.status.as_u16());
         let elapsed = call.elapsed();
         let log = call.into_log(method, status_code);
-        tracing::info!(
-            method = %log.method,
-            path = %log.path,
-            status = log.status_code.unwrap_or(0),
-            latency_ms = log.latency_ms,
-            "proxied"
-        );
+        if self.app.config.raw.log.access {
+            tracing::info!(
+                method = %log.method,
+                path = %log.path,
+                status = log.status_code.unwrap_or(0),
+                latency_ms = log.latency_ms,
+                "proxied"
+            );
+        }
         let route = self.app.metrics.route_label(&log.path);
         self.app
             .metrics
@@ -435,6 +442,8 @@ impl SidecarProxy {
         })
         .flatten();
         match learned {
+            // No sink takes API logs: nothing to publish (the metrics counted the call).
+            None if !self.app.api_log_wanted => {}
             None => {
                 self.app.publish(Payload::ApiLog(log));
             }

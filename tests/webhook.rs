@@ -283,6 +283,24 @@ fn any_json_node_can_send_is_kept_including_unknown_events() {
 }
 
 #[test]
+fn status_learning_works_when_no_sink_takes_api_logs() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(
+        &up.base_url(),
+        "status:\n  qr_poll_interval_ms: 0\nsinks:\n  - type: sse\n    kinds: [webhook, status]\n",
+    );
+    let r = client()
+        .get(sc.url("/api/wahub/instances/WASP-test_shop/client/status"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (status, s) = get_json(&sc, "/api/instances/WASP-test_shop/status");
+    assert_eq!(status, 200);
+    assert_eq!(s["source"], "api");
+    assert_eq!(s["displayStatus"], "disconnected");
+}
+
+#[test]
 fn proxied_client_status_and_instance_list_feed_the_engine() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start(&up.base_url(), "status:\n  qr_poll_interval_ms: 0\n");

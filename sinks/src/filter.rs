@@ -55,6 +55,11 @@ impl Filter {
         })
     }
 
+    /// Whether the sink receives some events of `kind` (its `kinds` list is empty or names it).
+    pub fn takes_kind(&self, kind: Kind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+
     /// Whether the sink receives `event`:
     /// - its kind is listed (or no kinds are);
     /// - for webhooks, the event name matches one of `events` (or none are set); other kinds

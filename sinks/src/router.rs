@@ -170,6 +170,11 @@ impl Router {
         Self::new(Vec::new()).0
     }
 
+    /// Whether any sink receives events of `kind`: producers skip building events nobody takes.
+    pub fn takes_kind(&self, kind: crate::envelope::Kind) -> bool {
+        self.queues.iter().any(|q| q.filter.takes_kind(kind))
+    }
+
     /// Queues `event` for every sink that selects it. Never blocks.
     pub fn dispatch(&self, event: &Arc<Event>) {
         for queue in &self.queues {
