@@ -5,7 +5,7 @@
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
 //! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
 //!   access of every route), [`rejection`] the typed refusals, [`exchange`] reads bodies and
-//!   writes local answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
+//!   writes local answers, [`framing`] fits response framing to HTTP/1.0 clients, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
 //!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
 //!   [`metrics_listener`] the `metrics_listen` port;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod cors;
 pub mod dashboard;
 pub mod exchange;
+pub mod framing;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;

@@ -22,6 +22,7 @@ use crate::auth;
 use crate::cors;
 use crate::dashboard;
 use crate::exchange::{declared_length, read_limited, write_response, LocalResponse};
+use crate::framing;
 use crate::handlers::{self, Answer};
 use crate::rejection::Rejection;
 use crate::routes::{self, Access, Route};
@@ -92,6 +93,12 @@ impl ProxyHttp for SidecarProxy {
             Err(e) => return self.answer(session, ctx, Err(e.into())).await,
         };
         ctx.webhook = route == Route::Webhook;
+        // A client that half-closes (FIN) after a complete request still gets its answer
+        // (RFC 9112 §9.6); a reset still aborts. An SSE stream never completes, so there a FIN
+        // ends it.
+        if route != Route::Stream {
+            session.set_abort_on_close(false);
+        }
         if let Err(refused) = self.access(session, route.spec().access) {
             return self.answer(session, ctx, Err(refused)).await;
         }
@@ -195,6 +202,18 @@ impl ProxyHttp for SidecarProxy {
         if let Some(origin) = &ctx.cors_origin {
             upstream_response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
             upstream_response.append_header(header::VARY, "Origin")?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if framing::fit_to_client(session.req_header(), response) {
+            session.set_keepalive(None);
         }
         Ok(())
     }

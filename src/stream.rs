@@ -29,6 +29,7 @@ use wa_hub_sinks::sse::{
 use wa_hub_sinks::{Event, Payload};
 
 use crate::app::App;
+use crate::framing;
 use crate::rejection::Rejection;
 use crate::routes::query_param;
 
@@ -151,7 +152,12 @@ async fn write_header(
     }
     let head = session.req_header().method == http::Method::HEAD;
     if !session.is_http2() && !head {
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        if framing::chunked_allowed(session.req_header()) {
+            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        } else {
+            // HTTP/1.0: the stream ends when the connection closes (`Connection: close`).
+            session.set_keepalive(None);
+        }
     }
     session.set_write_timeout(Some(write_timeout));
     session.write_response_header(Box::new(resp), head).await
