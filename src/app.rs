@@ -74,11 +74,15 @@ impl App {
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);
         let (sinks_shutdown, _) = watch::channel(false);
+        let bus = Bus::new(sinks.router);
+        if let Some(hub) = &sinks.sse {
+            hub.begin_after(bus.last_id());
+        }
         let app = Arc::new(Self {
             api_logs: History::new(config.raw.api_log.history.get()),
             webhooks: History::new(config.raw.webhook.history.get()),
             engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
-            bus: Bus::new(sinks.router),
+            bus,
             upstream,
             sse: sinks.sse,
             metrics: Metrics::new(config.raw.metrics.max_instances),

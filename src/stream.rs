@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::sse::{
     batch, comment, encode_frame, envelope, last_event_id, opening_frames, ClientGuard, Initial,
-    Scope, SseHub, Subscription,
+    LastEventId, Scope, SseHub, Subscription,
 };
 use wa_hub_sinks::{Event, Payload};
 
@@ -36,7 +36,7 @@ use crate::routes::query_param;
 /// An SSE client whose response header is written: what the later steps need.
 struct Client {
     scope: Scope,
-    last_id: Option<u64>,
+    last_id: LastEventId,
     sub: Subscription,
     _slot: ClientGuard,
 }

@@ -202,6 +202,83 @@ fn too_old_or_unknown_last_event_id_gets_reset_then_initial() {
     }
 }
 
+/// Reads `connected`, `reset` and `initial` from a client that sent an unusable id, and
+/// returns the `reset` data.
+fn expect_reset(c: &SseClient, what: &str) -> Value {
+    assert_eq!(c.next_event(T).kind(), "connected", "{what}");
+    let reset = c.next_event(T);
+    assert_eq!(reset.kind(), "reset", "{what}");
+    assert_eq!(c.next_event(T).kind(), "initial", "{what}");
+    reset.json()["data"].clone()
+}
+
+#[test]
+fn unusable_last_event_ids_get_reset_then_initial() {
+    let sc = sidecar("    history: 3\n");
+    let c = SseClient::connect(&sc.url("/api/stream"), &[]);
+    let snapshot = {
+        c.next_event(T);
+        c.next_event(T).id().unwrap()
+    };
+    replay_all(&sc, 0..6);
+    let last = c.events_until("webhook", T).last().unwrap().id().unwrap();
+    assert!(last > snapshot);
+    for garbage in ["abc", "-1", "18446744073709551616", "1.5"] {
+        let h = SseClient::connect(&sc.url("/api/stream"), &[("last-event-id", garbage)]);
+        let data = expect_reset(&h, garbage);
+        assert_eq!(
+            data,
+            json!({"reason": "lastEventIdInvalid", "lastEventId": null})
+        );
+        let q = SseClient::connect(&sc.url(&format!("/api/stream?lastEventId={garbage}")), &[]);
+        expect_reset(&q, garbage);
+    }
+    // From the future, older than kept, from before this process.
+    for id in [last + 1000, snapshot + 1, snapshot - 1, 1] {
+        let h = SseClient::connect(
+            &sc.url("/api/stream"),
+            &[("last-event-id", &id.to_string())],
+        );
+        let data = expect_reset(&h, &id.to_string());
+        assert_eq!(
+            data,
+            json!({"reason": "lastEventIdNotKept", "lastEventId": id})
+        );
+    }
+}
+
+#[test]
+fn an_id_from_the_previous_process_gets_reset_after_a_restart() {
+    let mut old = sidecar("");
+    let c = SseClient::connect(&old.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    c.next_event(T);
+    replay_all(&old, 0..3);
+    let held = c.events_until("status", T).last().unwrap().id().unwrap();
+    drop(c);
+    old.terminate();
+    assert!(old.wait_exit(Duration::from_secs(10)).is_some());
+
+    // The new process publishes more events than the old one did: with ids counted from 1,
+    // `held` would name one of them and the client would silently skip events.
+    let new = sidecar("");
+    replay_all(&new, 0..12);
+    let fresh = SseClient::connect(&new.url("/api/stream?scope=global"), &[]);
+    fresh.next_event(T);
+    let first_new = fresh.next_event(T).id().unwrap();
+    assert!(
+        first_new > held,
+        "new ids ({first_new}) exceed old ones ({held})"
+    );
+
+    let c = SseClient::connect(
+        &new.url("/api/stream?scope=global"),
+        &[("last-event-id", &held.to_string())],
+    );
+    let data = expect_reset(&c, "id of the previous process");
+    assert_eq!(data["lastEventId"], held);
+}
+
 #[test]
 fn heartbeat_comment_arrives_within_the_interval() {
     let sc = sidecar("    heartbeat_ms: 200\n");

@@ -71,14 +71,47 @@ impl Scope {
     }
 }
 
-/// A `Last-Event-ID` value (header, else the `lastEventId` query parameter) as an id. A value
-/// that is not a decimal id is ignored, as if absent; the header wins when it is readable.
-pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> Option<u64> {
-    header
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .map(|s| s.trim().to_owned())
-        .or(query_value)
-        .and_then(|s| s.parse().ok())
+/// What a client said about the last event it saw: the `Last-Event-ID` header, else the
+/// `lastEventId` query parameter (a first `EventSource` connection cannot set headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastEventId {
+    /// Neither is given, or the value is empty (browsers send no header then): a fresh start.
+    Absent,
+    /// A decimal id that fits in a `u64`.
+    Id(u64),
+    /// Anything else (`abc`, `-1`, `18446744073709551616`, bytes that are not UTF-8): the client
+    /// holds state the sidecar cannot place, so it gets `reset` (README "Server-Sent Events").
+    Unusable,
+}
+
+impl LastEventId {
+    /// The id, when usable.
+    pub fn id(self) -> Option<u64> {
+        match self {
+            LastEventId::Id(id) => Some(id),
+            LastEventId::Absent | LastEventId::Unusable => None,
+        }
+    }
+}
+
+/// Reads `Last-Event-ID` (raw header bytes) or the `lastEventId` query value (decoded). The
+/// header wins when it is present and not empty; a header that is not UTF-8 falls back to the
+/// query value, and is [`LastEventId::Unusable`] without one. Surrounding white space is
+/// ignored.
+pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> LastEventId {
+    let parse = |s: &str| match s.trim() {
+        "" => LastEventId::Absent,
+        t => t.parse().map_or(LastEventId::Unusable, LastEventId::Id),
+    };
+    let from_query = || query_value.as_deref().map_or(LastEventId::Absent, parse);
+    match header.map(std::str::from_utf8) {
+        Some(Ok(h)) if !h.trim().is_empty() => parse(h),
+        Some(Err(_)) => match from_query() {
+            LastEventId::Absent => LastEventId::Unusable,
+            q => q,
+        },
+        _ => from_query(),
+    }
 }
 
 /// The `initial` event's data: histories newest first and the dashboard's `instanceMeta`.
@@ -101,13 +134,15 @@ pub fn envelope(kind: &str, data: &impl Serialize) -> Vec<u8> {
 
 /// The bytes that open a stream, and how many bus events they carry: the `retry:` hint,
 /// `connected`, then by `resume`: `initial` (fresh), `reset` + `initial` (unusable id), or the
-/// missed frames this scope selects. `initial` is called only when needed and returns the
-/// encoded `initial` frame.
+/// missed frames this scope selects. The `reset` data is `{"reason": "lastEventIdNotKept",
+/// "lastEventId": N}` for an id outside the kept history, `{"reason": "lastEventIdInvalid",
+/// "lastEventId": null}` for an unusable value. `initial` is called only when needed and
+/// returns the encoded `initial` frame.
 pub fn opening_frames(
     retry_ms: u64,
     scope: &Scope,
     resume: Resume,
-    last_id: Option<u64>,
+    last_id: LastEventId,
     initial: impl FnOnce() -> Bytes,
 ) -> (Bytes, u64) {
     let mut first = BytesMut::new();
@@ -120,7 +155,11 @@ pub fn opening_frames(
     match resume {
         Resume::Fresh => first.extend_from_slice(&initial()),
         Resume::Reset => {
-            let reset = json!({ "reason": "lastEventIdNotKept", "lastEventId": last_id });
+            let reason = match last_id {
+                LastEventId::Id(_) => "lastEventIdNotKept",
+                LastEventId::Absent | LastEventId::Unusable => "lastEventIdInvalid",
+            };
+            let reset = json!({ "reason": reason, "lastEventId": last_id.id() });
             first.extend_from_slice(&encode_frame(None, &envelope("reset", &reset)));
             first.extend_from_slice(&initial());
         }
@@ -178,11 +217,21 @@ mod tests {
     }
 
     #[test]
-    fn last_event_id_prefers_header_and_ignores_garbage() {
-        assert_eq!(last_event_id(Some(b"42"), Some("7".into())), Some(42));
-        assert_eq!(last_event_id(None, Some("7".into())), Some(7));
-        assert_eq!(last_event_id(Some(b"abc"), None), None);
-        assert_eq!(last_event_id(Some(&[0xff]), Some("3".into())), Some(3));
-        assert_eq!(last_event_id(None, None), None);
+    fn last_event_id_prefers_header_and_tells_garbage_from_absence() {
+        use LastEventId::*;
+        assert_eq!(last_event_id(Some(b"42"), Some("7".into())), Id(42));
+        assert_eq!(last_event_id(None, Some("7".into())), Id(7));
+        assert_eq!(last_event_id(Some(b" 9 "), None), Id(9));
+        for garbage in [&b"abc"[..], b"-1", b"18446744073709551616", b"1.5", b"0x10"] {
+            assert_eq!(last_event_id(Some(garbage), None), Unusable, "{garbage:?}");
+            assert_eq!(last_event_id(Some(garbage), Some("3".into())), Unusable);
+        }
+        assert_eq!(last_event_id(None, Some("abc".into())), Unusable);
+        assert_eq!(last_event_id(Some(&[0xff]), Some("3".into())), Id(3));
+        assert_eq!(last_event_id(Some(&[0xff]), None), Unusable);
+        assert_eq!(last_event_id(Some(b""), Some("3".into())), Id(3));
+        assert_eq!(last_event_id(Some(b""), None), Absent);
+        assert_eq!(last_event_id(None, None), Absent);
+        assert_eq!(last_event_id(None, Some(String::new())), Absent);
     }
 }

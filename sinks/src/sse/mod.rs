@@ -8,7 +8,9 @@ mod client;
 mod config;
 mod hub;
 
-pub use client::{batch, envelope, last_event_id, opening_frames, Initial, Scope, MAX_BATCH_BYTES};
+pub use client::{
+    batch, envelope, last_event_id, opening_frames, Initial, LastEventId, Scope, MAX_BATCH_BYTES,
+};
 pub use config::SseConfig;
 pub use hub::{
     comment, encode_frame, ClientGuard, Resume, SseFrame, SseHub, SseSink, SseStats, Subscription,
