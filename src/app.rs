@@ -44,6 +44,8 @@ pub struct App {
     pub dead_letters: BTreeMap<String, ForwardHandle>,
     /// Dashboard cookie sessions (`auth.dashboard`).
     pub sessions: crate::session::Sessions,
+    /// Bodies of recently accepted webhooks (`webhook.dedup_window_secs`).
+    pub webhook_dedup: crate::dedup::Dedup,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -95,6 +97,9 @@ impl App {
                 .map(|s| Verifier::new(s.expose().as_bytes())),
             dead_letters: sinks.dead_letters,
             sessions: crate::session::Sessions::new(&config.raw.auth.dashboard),
+            webhook_dedup: crate::dedup::Dedup::new(std::time::Duration::from_secs(
+                config.raw.webhook.dedup_window_secs,
+            )),
             shutdown,
             sinks_shutdown,
             requests: TaskTracker::new(),

@@ -9,7 +9,8 @@
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
 //!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
 //!   [`metrics_listener`] the `metrics_listen` port;
-//! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
+//! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC, [`dedup`]
+//!   recognises re-sent ones),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
 //!   [`poll`] runs the status engine's API fallbacks;
 //! - state: [`app`] is the shared state and the one way onto the bus, [`status`] the pure
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod dashboard;
+pub mod dedup;
 pub mod exchange;
 pub mod framing;
 pub mod handlers;

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub webhooks_received: IntCounterVec,
     /// Rejected webhooks by `reason`.
     pub webhooks_rejected: IntCounterVec,
+    /// Webhooks answered as duplicates of a body accepted within `webhook.dedup_window_secs`.
+    pub webhooks_duplicate: IntCounter,
     /// Requests other than webhooks that the sidecar refused itself, by `reason`.
     pub requests_rejected: IntCounterVec,
     /// Webhook body sizes, bytes.
@@ -223,6 +225,13 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(name("webhooks_rejected_total"), "Webhooks refused."),
                     &["reason"]
+                )
+            ),
+            webhooks_duplicate: reg!(
+                r,
+                IntCounter::new(
+                    name("webhooks_duplicate_total"),
+                    "Webhooks whose body was accepted within the dedup window: not stored again."
                 )
             ),
             requests_rejected: reg!(
