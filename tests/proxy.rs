@@ -207,6 +207,39 @@ fn traversal_in_any_encoding_gives_400_and_never_reaches_upstream() {
 }
 
 #[test]
+fn paths_with_empty_segments_get_400_on_every_route_and_never_reach_upstream() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), FIXTURE_WEBHOOK_YAML);
+    for (method, path) in [
+        ("POST", "/api/wahub//webhook"),
+        ("GET", "/api/wahub//instances"),
+        ("GET", "/api/wahub/instances//client/status"),
+        ("DELETE", "/api/wahub/instances/x//"),
+        ("GET", "//api/instances"),
+        ("GET", "/api//stream"),
+        ("GET", "//healthz"),
+        ("GET", "/api/instances//status"),
+        ("POST", "/api/system//force-normal"),
+    ] {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let resp = raw(sc.addr, req.as_bytes());
+        assert_eq!(status_of(&resp), 400, "{method} {path}: {resp}");
+        assert!(resp.contains("empty segment"), "{resp}");
+    }
+    assert!(up.received().is_empty(), "{:?}", up.received());
+    assert!(events_empty(&sc));
+}
+
+fn events_empty(sc: &Sidecar) -> bool {
+    get_json(sc, "/api/events").1["events"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+}
+
+#[test]
 fn body_over_limit_gives_413_declared_or_chunked() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start(&up.base_url(), "proxy:\n  max_body_bytes: 1024\n");
