@@ -3,7 +3,8 @@
 //! One module per concept (DESIGN.md "Layout"):
 //! - start-up: [`config`] loads and validates settings, [`logging`] sets up logs, [`server`]
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
-//! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
+//! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp` ([`request_buffer`] holds proxied bodies
+//!   back until complete), [`routes`] is the route table (methods and
 //!   access of every route), [`rejection`] the typed refusals, [`exchange`] reads bodies and
 //!   writes local answers, [`framing`] fits response framing to HTTP/1.0 clients, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
@@ -33,6 +34,7 @@ pub mod metrics_listener;
 pub mod poll;
 pub mod proxy;
 pub mod rejection;
+pub mod request_buffer;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -25,6 +25,7 @@ use crate::exchange::{declared_length, read_limited, write_response, LocalRespon
 use crate::framing;
 use crate::handlers::{self, Answer};
 use crate::rejection::Rejection;
+use crate::request_buffer::RequestBuffer;
 use crate::routes::{self, Access, Route};
 use crate::status::ApiKnowledge;
 use crate::stream;
@@ -57,6 +58,8 @@ pub struct Ctx {
     webhook: bool,
     /// Set for proxied calls once the request passed every check.
     call: Option<ProxiedCall>,
+    /// A proxied call's request body, held back until complete.
+    body: Option<RequestBuffer>,
 }
 
 #[async_trait]
@@ -69,6 +72,7 @@ impl ProxyHttp for SidecarProxy {
             cors_origin: None,
             webhook: false,
             call: None,
+            body: None,
         }
     }
 
@@ -106,6 +110,8 @@ impl ProxyHttp for SidecarProxy {
             Route::Proxy(path) => match self.admit_proxied(session, path) {
                 Ok(call) => {
                     ctx.call = Some(call);
+                    let limit = self.app.config.raw.proxy.max_body_bytes.get();
+                    ctx.body = Some(RequestBuffer::new(limit));
                     return Ok(false);
                 }
                 Err(rejection) => Err(rejection),
@@ -128,17 +134,15 @@ impl ProxyHttp for SidecarProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let (Some(call), Some(chunk)) = (ctx.call.as_mut(), body.as_ref()) {
             call.request_body.push(chunk);
-            let limit = self.app.config.raw.proxy.max_body_bytes.get();
-            if call.request_body.total() > limit {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body over proxy.max_body_bytes",
-                );
+        }
+        if let Some(buffer) = ctx.body.as_mut() {
+            if let Err(e) = buffer.filter(body, end_of_stream) {
+                return Error::e_explain(ErrorType::HTTPStatus(413), e.to_string());
             }
         }
         Ok(())
@@ -167,6 +171,11 @@ impl ProxyHttp for SidecarProxy {
         let Some(call) = ctx.call.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "proxying without a route");
         };
+        // Each attempt to reach wa-hub gets the body from the start (Pingora replays what it
+        // read so far on a retry).
+        if let Some(buffer) = ctx.body.as_mut() {
+            buffer.restart();
+        }
         let uri: http::Uri = format!("{}{}", cfg.upstream_path_prefix, call.upstream_path)
             .parse()
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;

@@ -433,10 +433,7 @@ mod tests {
             get("/api/instances/WASP-a%2Fb/status"),
             Ok(Route::InstanceStatus("WASP-a/b".into()))
         );
-        assert_eq!(
-            get("/api/instances//status"),
-            Err(RouteError::EmptySegment)
-        );
+        assert_eq!(get("/api/instances//status"), Err(RouteError::EmptySegment));
         assert_eq!(get("/api/instances/a/b/status"), Err(RouteError::NotFound));
     }
 

@@ -275,6 +275,81 @@ fn body_over_limit_gives_413_declared_or_chunked() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
+/// An upstream that records every byte each connection sends until it closes (or goes quiet
+/// for 2 s), answering a complete chunked request with a 200.
+fn recording_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if buf.ends_with(b"0\r\n\r\n") {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                        break;
+                    }
+                }
+                record.lock().unwrap().push(buf);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn chunked_post(chunks: usize, size: usize) -> Vec<u8> {
+    let mut req = b"POST /api/wahub/instances HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        Transfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for _ in 0..chunks {
+        req.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        req.extend_from_slice(&vec![b'b'; size]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[test]
+fn chunked_body_over_the_limit_never_reaches_upstream_even_in_part() {
+    let (up, seen) = recording_upstream();
+    let sc = Sidecar::start(
+        &format!("http://{up}"),
+        "proxy:\n  max_body_bytes: 100000\n",
+    );
+    // 30 chunks of 4 KiB: the first 24 fit under the limit and would have been forwarded.
+    let resp = raw(sc.addr, &chunked_post(30, 4096));
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    assert!(resp.contains("Request body too large"), "{resp}");
+    std::thread::sleep(Duration::from_millis(300));
+    for conn in seen.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(conn);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert!(body.is_empty(), "wa-hub received {} body bytes", body.len());
+    }
+
+    // Within the limit, the whole chunked body arrives.
+    let resp = raw(sc.addr, &chunked_post(20, 4096));
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let got = seen.lock().unwrap().last().cloned().unwrap();
+    let b_count = got.iter().filter(|&&c| c == b'b').count();
+    assert_eq!(b_count, 20 * 4096);
+}
+
 #[test]
 fn client_tokens_are_required_when_configured() {
     let up = FakeUpstream::start();
