@@ -11,6 +11,7 @@
 //! kept, heartbeat comments, a client limit (503), dropping clients that fall behind, and a
 //! clean close on shutdown.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,8 +84,7 @@ pub async fn serve(
             tracing::warn!("SSE client stopped reading during its first events; dropped");
         }
         // The stream cannot be resumed mid-frame: close the connection.
-        session.set_keepalive(None);
-        session.shutdown().await;
+        abort(session);
         return Ok(());
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
@@ -267,16 +267,50 @@ async fn pump(
     }
 }
 
-/// Ends the stream: the connection is not reused; on shutdown the chunked body is ended (within
-/// 1 s) so the client sees a clean end of stream.
+/// Ends the stream: the connection is not reused. On shutdown (or when the hub closes) the
+/// chunked body is ended, within 1 s, so the client sees a clean end of stream; otherwise, and
+/// when that fails, the connection is aborted ([`abort`]).
 async fn close(session: &mut Session, reason: Ended) {
     tracing::debug!(?reason, "SSE stream ended");
     session.set_keepalive(None);
-    if reason == Ended::Shutdown {
-        let _ = tokio::time::timeout(
+    if matches!(reason, Ended::Shutdown | Ended::HubClosed) {
+        let ended = tokio::time::timeout(
             Duration::from_secs(1),
             session.write_response_body(None, true),
         )
         .await;
+        if matches!(ended, Ok(Ok(()))) {
+            return;
+        }
+    }
+    abort(session);
+}
+
+/// Closes the client connection at once, discarding what is queued for it: `SO_LINGER` 0 and
+/// `shutdown(both)` on its socket. A client that stopped reading (or fell behind, or left)
+/// would otherwise keep it: after `request_filter` Pingora ends the response with a final
+/// chunk and a flush that have no write timeout (`pingora-core` `HttpSession::finish` →
+/// `finish_body`), so the session, its descriptor and the queued megabytes stayed until the
+/// client went away, outside `max_clients`, and shutdown waited for them. After this, that
+/// write fails at once, Pingora drops the session, and the close sends a reset.
+fn abort(session: &mut Session) {
+    session.set_keepalive(None);
+    let Some(stream) = session.stream().and_then(|io| {
+        io.as_any()
+            .downcast_ref::<pingora::protocols::l4::stream::Stream>()
+    }) else {
+        // HTTP/2 (Pingora owns the framing and its timeouts) or a transport that is not plain
+        // TCP: nothing more to do here.
+        return;
+    };
+    // SAFETY: the descriptor belongs to `stream`, borrowed from `session` for this whole
+    // function, so it stays open while the borrow lives; nothing here closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = socket2::SockRef::from(&fd);
+    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER not set on a dropped SSE client");
+    }
+    if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
+        tracing::debug!(error = %e, "dropped SSE client's socket not shut down");
     }
 }

@@ -447,3 +447,84 @@ fn stdout_sink_writes_one_parsable_line_per_event_with_filters() {
         assert_eq!(v["data"]["payload"], original);
     }
 }
+
+/// The TCP state (`/proc/net/tcp`, e.g. `01` established) of the loopback connection whose
+/// local port is `port`; `None` once the kernel no longer lists it.
+fn tcp_state(local_port: u16, remote_port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (port(f[1]) == Some(local_port) && port(f[2]) == Some(remote_port)).then(|| f[3].to_owned())
+    })
+}
+
+fn sse_clients(sc: &Sidecar) -> Option<u64> {
+    let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("wa_hub_sidecar_sse_clients "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
+    let mut sc = sidecar("    write_timeout_ms: 2000\n");
+    // A client with a 4 KB receive buffer that never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&sc.addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    slow.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let local = slow.local_addr().unwrap().port();
+    let server = sc.addr.port();
+    assert!(eventually(T, || (sse_clients(&sc) == Some(1)).then_some(())).is_some());
+
+    let pad = "x".repeat(2000);
+    let c = client();
+    for i in 0..3000 {
+        let body = format!(
+            r#"{{"event":"message","instanceId":"slow","data":{{"n":{i},"pad":"{pad}"}}}}"#
+        );
+        let sig = wa_hub_sidecar::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let r = c
+            .post(sc.url("/api/wahub/webhook"))
+            .header("content-type", "application/json")
+            .header("x-wa-hub-signature", sig)
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || (sse_clients(&sc) == Some(0))
+            .then_some(()))
+        .is_some(),
+        "the slow client was never dropped"
+    );
+    let dropped = Instant::now();
+    // Its connection is gone too, on both ends, without the client reading or closing.
+    let closed = eventually(Duration::from_secs(5), || {
+        let client_side = tcp_state(local, server);
+        let server_side = tcp_state(server, local);
+        (client_side.as_deref() != Some("01") && server_side.is_none()).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "connection still held: client {:?}, server {:?}",
+        tcp_state(local, server),
+        tcp_state(server, local)
+    );
+    eprintln!(
+        "slow client's connection closed {:?} after the drop",
+        dropped.elapsed()
+    );
+
+    sc.terminate();
+    assert!(sc.wait_exit(Duration::from_secs(10)).is_some());
+    let log = sc.log();
+    assert!(log.contains("requests drained"), "{log}");
+    assert!(!log.contains("grace period over"), "{log}");
+    drop(slow);
+}
