@@ -204,3 +204,43 @@ fn http10_sse_client_gets_a_close_delimited_stream() {
     // No chunk-size lines: the body is the event stream itself.
     assert!(r.body.starts_with("retry: "), "{text}");
 }
+
+/// Requests Pingora refuses while reading the head, before any of the sidecar's code runs
+/// (`pingora-proxy` `process_new_http` → `respond_error(400)`): their 400 has an empty body and
+/// no hook can change it (README "Connections and framing"). What must hold: a 400, the
+/// connection closed, nothing proxied.
+#[test]
+fn heads_pingora_refuses_get_400_and_never_reach_upstream() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), "");
+    let long = format!(
+        "GET /api/wahub/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let many = format!(
+        "GET /api/wahub/instances HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..300)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "non-UTF-8 path",
+            b"GET /api/wahub/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        ("200 KB URL", long.into_bytes()),
+        ("300 headers", many.into_bytes()),
+        (
+            "two different Content-Length",
+            b"POST /api/wahub/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"
+                .to_vec(),
+        ),
+    ];
+    for (name, req) in cases {
+        let raw = raw_request(sc.addr, &req, false);
+        let r = RawResponse::parse(&raw);
+        assert_eq!(r.status, 400, "{name}: {raw}");
+        assert_eq!(r.header("connection").as_deref(), Some("close"), "{name}");
+    }
+    assert!(up.received().is_empty(), "{:?}", up.received());
+}
