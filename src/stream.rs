@@ -14,7 +14,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header;
@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::sse::{
-    batch, comment, encode_frame, envelope, last_event_id, opening_frames, ClientGuard, Initial,
-    LastEventId, Scope, SseHub, Subscription,
+    batch, catch_up, comment, encode_frame, initial_json, last_event_id, opening_frames,
+    ClientGuard, LastEventId, Scope, SseHub, Subscription,
 };
 use wa_hub_sinks::{Event, Payload};
 
@@ -72,20 +72,22 @@ pub async fn serve(
         resume,
         mut rx,
     } = sub;
-    let (first, sent) =
+    let (writes, sent) =
         opening_frames(hub.config().retry_ms.get(), &scope, resume, last_id, || {
-            initial_frame(app, hub, &scope, snapshot_id)
+            initial_writes(app, hub, &scope, snapshot_id)
         });
-    if let Err(e) = session.write_response_body(Some(first), false).await {
-        if e.etype == pingora::ErrorType::WriteTimedout {
-            hub.stats
-                .clients_dropped_slow
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("SSE client stopped reading during its first events; dropped");
+    for bytes in writes {
+        if let Err(e) = session.write_response_body(Some(bytes), false).await {
+            if e.etype == pingora::ErrorType::WriteTimedout {
+                hub.stats
+                    .clients_dropped_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("SSE client stopped reading during its first events; dropped");
+            }
+            // The stream cannot be resumed mid-frame: close the connection.
+            abort(session);
+            return Ok(());
         }
-        // The stream cannot be resumed mid-frame: close the connection.
-        abort(session);
-        return Ok(());
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
     let reason = pump(app, hub, session, &scope, &mut rx).await;
@@ -163,32 +165,59 @@ async fn write_header(
     session.write_response_header(Box::new(resp), head).await
 }
 
+/// The writes that give a fresh client its state up to `snapshot_id`: the shared `initial`
+/// frame of its scope ([`wa_hub_sinks::sse::InitialCache`]), built here when none is recent,
+/// then the events between the snapshot it covers and `snapshot_id`.
+fn initial_writes(app: &App, hub: &SseHub, scope: &Scope, snapshot_id: u64) -> Vec<Bytes> {
+    let cache = hub.initial_cache();
+    let build = || initial_frame(app, hub, scope, snapshot_id);
+    let (covers, initial) = cache.get(scope, snapshot_id, Instant::now(), build);
+    if covers == snapshot_id {
+        return vec![initial];
+    }
+    match hub.frames_between(covers, snapshot_id) {
+        Some(frames) => {
+            let (missed, n) = catch_up(scope, &frames);
+            hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
+            vec![initial, missed]
+        }
+        None => {
+            // The events since that snapshot are no longer kept: a snapshot of our own.
+            cache.forget(scope, covers);
+            vec![initial_frame(app, hub, scope, snapshot_id)]
+        }
+    }
+}
+
 /// The `initial` event: histories up to `snapshot_id` that the SSE sink's filter and the
-/// client's scope select, newest first, at most `initial_limit` of each, and the dashboard's
-/// `instanceMeta`.
+/// client's scope select, newest first, at most `initial_limit` of each and
+/// `initial_max_bytes` in all, and the dashboard's `instanceMeta`.
 fn initial_frame(app: &App, hub: &SseHub, scope: &Scope, snapshot_id: u64) -> Bytes {
     let limit = hub.config().initial_limit;
     let keep = |e: &Event| e.id <= snapshot_id && hub.selects(e) && scope.selects(e);
     let webhooks = app.webhooks.newest(limit, keep);
     let logs = app.api_logs.newest(limit, keep);
-    let initial = Initial {
-        webhook_events: webhooks
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::Webhook(w) => Some(w),
-                _ => None,
-            })
-            .collect(),
-        api_logs: logs
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::ApiLog(l) => Some(l),
-                _ => None,
-            })
-            .collect(),
-        instance_meta: instance_meta(app, scope.instance()),
-    };
-    encode_frame(Some(snapshot_id), &envelope("initial", &initial))
+    let webhooks: Vec<_> = webhooks
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Webhook(w) => Some((e.id, w)),
+            _ => None,
+        })
+        .collect();
+    let logs: Vec<_> = logs
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ApiLog(l) => Some((e.id, l)),
+            _ => None,
+        })
+        .collect();
+    let json = initial_json(
+        &webhooks,
+        &logs,
+        instance_meta(app, scope.instance()),
+        hub.config().initial_max_bytes.get(),
+    );
+    encode_frame(Some(snapshot_id), &json)
 }
 
 /// The dashboard's `instanceMeta` map: per instance `waStatus`, `lifecycleRank`,
@@ -234,22 +263,28 @@ async fn pump(
     let mut shutdown = app.shutdown_watch();
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // A frame taken from `rx` that did not fit in the last write.
+    let mut carried: Option<Arc<wa_hub_sinks::sse::SseFrame>> = None;
     loop {
-        let (bytes, n) = tokio::select! {
-            biased;
-            _ = shutdown.changed() => return Ended::Shutdown,
-            _ = session.read_body_or_idle(true) => return Ended::ClientGone,
-            msg = rx.recv() => match msg {
-                Ok(frame) => batch(scope, frame, rx),
-                Err(RecvError::Lagged(_)) => {
-                    hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(backlog = hub.config().client_backlog.get(), "SSE client fell behind; dropped");
-                    return Ended::Slow;
-                }
-                Err(RecvError::Closed) => return Ended::HubClosed,
+        let (bytes, n, rest) = match carried.take() {
+            Some(frame) => batch(scope, frame, rx),
+            None => tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ended::Shutdown,
+                _ = session.read_body_or_idle(true) => return Ended::ClientGone,
+                msg = rx.recv() => match msg {
+                    Ok(frame) => batch(scope, frame, rx),
+                    Err(RecvError::Lagged(_)) => {
+                        hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(backlog = hub.config().client_backlog.get(), "SSE client fell behind; dropped");
+                        return Ended::Slow;
+                    }
+                    Err(RecvError::Closed) => return Ended::HubClosed,
+                },
+                _ = hb.tick() => (comment("heartbeat"), 0, None),
             },
-            _ = hb.tick() => (comment("heartbeat"), 0),
         };
+        carried = rest;
         if bytes.is_empty() {
             continue;
         }

@@ -529,3 +529,95 @@ fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
     assert!(!log.contains("grace period over"), "{log}");
     drop(slow);
 }
+
+fn padded_message(i: usize, pad: usize) -> String {
+    json!({"event": "message", "instanceId": "WASP-cap", "data": {"i": i, "t": "y".repeat(pad)}})
+        .to_string()
+}
+
+#[test]
+fn initial_is_capped_in_bytes_newest_first_and_says_so() {
+    let sc = sidecar("    initial_max_bytes: 50000\n");
+    for i in 0..10 {
+        assert_eq!(
+            post_signed(&sc, &padded_message(i, 20_000))
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    let c = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    let initial = c.next_event(T);
+    assert!(
+        initial.data_text().len() <= 50_000,
+        "{} bytes",
+        initial.data_text().len()
+    );
+    let v = initial.json();
+    assert_eq!(v["type"], "initial");
+    assert_eq!(v["data"]["truncated"], true);
+    let kept: Vec<i64> = v["data"]["webhookEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["data"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![9, 8], "the newest that fit, newest first");
+
+    // Without the cap in the way, nothing is left out.
+    let all = sidecar("");
+    for i in 0..10 {
+        post_signed(&all, &padded_message(i, 20_000));
+    }
+    let c = SseClient::connect(&all.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    let v = c.next_event(T).json();
+    assert_eq!(v["data"]["truncated"], false);
+    assert_eq!(v["data"]["webhookEvents"].as_array().unwrap().len(), 10);
+}
+
+/// The webhook numbers a client holds: from its `initial`, then live until `until` arrives.
+fn numbers_seen(c: &SseClient, until: i64) -> (u64, Vec<i64>) {
+    c.next_event(T);
+    let initial = c.next_event(T);
+    let mut seen: Vec<i64> = initial.json()["data"]["webhookEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["data"]["i"].as_i64().unwrap())
+        .collect();
+    while !seen.contains(&until) {
+        let e = c.next_event(T);
+        if e.kind() == "webhook" {
+            seen.push(e.json()["data"]["payload"]["data"]["i"].as_i64().unwrap());
+        }
+    }
+    seen.sort();
+    (initial.id().unwrap(), seen)
+}
+
+#[test]
+fn clients_sharing_a_snapshot_get_every_event_once() {
+    let sc = sidecar("");
+    post_signed(&sc, &padded_message(0, 10));
+    let started = Instant::now();
+    let a = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    for i in 1..=5 {
+        post_signed(&sc, &padded_message(i, 10));
+    }
+    // B connects after events A's snapshot does not cover: it shares A's `initial` (within
+    // the sharing time) and gets the events since from the hub, or builds its own.
+    let b = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    let shared_in_time = started.elapsed() < Duration::from_millis(800);
+    for i in 6..=8 {
+        post_signed(&sc, &padded_message(i, 10));
+    }
+    let (a_id, a_seen) = numbers_seen(&a, 8);
+    let (b_id, b_seen) = numbers_seen(&b, 8);
+    assert_eq!(a_seen, (0..=8).collect::<Vec<_>>());
+    assert_eq!(b_seen, (0..=8).collect::<Vec<_>>(), "each event once");
+    if shared_in_time {
+        assert_eq!(a_id, b_id, "B got A's snapshot");
+    }
+}

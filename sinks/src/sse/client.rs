@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::hub::{encode_frame, Resume, SseFrame};
-use crate::envelope::{ApiLog, Event, WebhookRecord};
+use crate::envelope::Event;
 
 /// Most bytes of queued frames written to a client in one write.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -114,37 +114,26 @@ pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> Last
     }
 }
 
-/// The `initial` event's data: histories newest first and the dashboard's `instanceMeta`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Initial<'a> {
-    /// Webhook records, newest first.
-    pub webhook_events: Vec<&'a WebhookRecord>,
-    /// API-log entries, newest first.
-    pub api_logs: Vec<&'a ApiLog>,
-    /// Per instance `{waStatus, lifecycleRank, lastEventAt, lastQrBase64, qrError}`.
-    pub instance_meta: Value,
-}
-
 /// `{"type": kind, "data": data}` as compact JSON.
 pub fn envelope(kind: &str, data: &impl Serialize) -> Vec<u8> {
     // Serializing our own structs and `serde_json::Value`s cannot fail.
     serde_json::to_vec(&json!({ "type": kind, "data": data })).unwrap_or_default()
 }
 
-/// The bytes that open a stream, and how many bus events they carry: the `retry:` hint,
+/// The writes that open a stream, and how many bus events they carry: the `retry:` hint,
 /// `connected`, then by `resume`: `initial` (fresh), `reset` + `initial` (unusable id), or the
 /// missed frames this scope selects. The `reset` data is `{"reason": "lastEventIdNotKept",
 /// "lastEventId": N}` for an id outside the kept history, `{"reason": "lastEventIdInvalid",
 /// "lastEventId": null}` for an unusable value. `initial` is called only when needed and
-/// returns the encoded `initial` frame.
+/// returns the writes that carry the `initial` frame (shared bytes, not copied here) and any
+/// events after it.
 pub fn opening_frames(
     retry_ms: u64,
     scope: &Scope,
     resume: Resume,
     last_id: LastEventId,
-    initial: impl FnOnce() -> Bytes,
-) -> (Bytes, u64) {
+    initial: impl FnOnce() -> Vec<Bytes>,
+) -> (Vec<Bytes>, u64) {
     let mut first = BytesMut::new();
     first.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
     first.extend_from_slice(&encode_frame(
@@ -152,8 +141,9 @@ pub fn opening_frames(
         &envelope("connected", &scope.connected_data()),
     ));
     let mut sent = 0u64;
+    let mut rest = Vec::new();
     match resume {
-        Resume::Fresh => first.extend_from_slice(&initial()),
+        Resume::Fresh => rest = initial(),
         Resume::Reset => {
             let reason = match last_id {
                 LastEventId::Id(_) => "lastEventIdNotKept",
@@ -161,7 +151,7 @@ pub fn opening_frames(
             };
             let reset = json!({ "reason": reason, "lastEventId": last_id.id() });
             first.extend_from_slice(&encode_frame(None, &envelope("reset", &reset)));
-            first.extend_from_slice(&initial());
+            rest = initial();
         }
         Resume::Resumed(frames) => {
             for f in frames.iter().filter(|f| scope.selects(&f.event)) {
@@ -170,31 +160,63 @@ pub fn opening_frames(
             }
         }
     }
-    (first.freeze(), sent)
+    let mut writes = vec![first.freeze()];
+    writes.extend(rest.into_iter().filter(|b| !b.is_empty()));
+    (writes, sent)
+}
+
+/// The frames of `frames` that `scope` selects, as one write, and how many there are.
+pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Bytes, u64) {
+    let mut buf = BytesMut::new();
+    let mut n = 0;
+    for f in frames.iter().filter(|f| scope.selects(&f.event)) {
+        buf.extend_from_slice(&f.bytes);
+        n += 1;
+    }
+    (buf.freeze(), n)
 }
 
 /// `first` plus frames already queued behind it, as one write of at most about
-/// [`MAX_BATCH_BYTES`], keeping only what `scope` selects; and how many events it carries.
-/// Lagging is noticed on the caller's next `recv`.
+/// [`MAX_BATCH_BYTES`], keeping only what `scope` selects; how many events it carries; and a
+/// frame taken from `rx` that did not fit, to start the next write with. A write of one frame
+/// shares that frame's bytes with every other client instead of copying them (large webhooks
+/// to many stalled clients). Lagging is noticed on the caller's next `recv`.
 pub fn batch(
     scope: &Scope,
     first: Arc<SseFrame>,
     rx: &mut broadcast::Receiver<Arc<SseFrame>>,
-) -> (Bytes, u64) {
-    let mut buf = BytesMut::new();
-    let mut n = 0;
+) -> (Bytes, u64, Option<Arc<SseFrame>>) {
+    let mut frames: Vec<Arc<SseFrame>> = Vec::new();
+    let mut size = 0;
     let mut next = Some(first);
+    let mut leftover = None;
     while let Some(frame) = next.take() {
         if scope.selects(&frame.event) {
-            buf.extend_from_slice(&frame.bytes);
-            n += 1;
-        }
-        if buf.len() >= MAX_BATCH_BYTES {
-            break;
+            if !frames.is_empty() && size + frame.bytes.len() > MAX_BATCH_BYTES {
+                leftover = Some(frame);
+                break;
+            }
+            size += frame.bytes.len();
+            frames.push(frame);
+            if size >= MAX_BATCH_BYTES {
+                break;
+            }
         }
         next = rx.try_recv().ok();
     }
-    (buf.freeze(), n)
+    let n = frames.len() as u64;
+    let bytes = match frames.as_slice() {
+        [] => Bytes::new(),
+        [one] => one.bytes.clone(),
+        many => {
+            let mut buf = BytesMut::with_capacity(size);
+            for f in many {
+                buf.extend_from_slice(&f.bytes);
+            }
+            buf.freeze()
+        }
+    };
+    (bytes, n, leftover)
 }
 
 #[cfg(test)]

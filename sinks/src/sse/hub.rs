@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use super::{LastEventId, SseConfig};
+use super::{InitialCache, LastEventId, SseConfig};
 use crate::envelope::Event;
 use crate::filter::Filter;
 use crate::sink::{Sink, SinkError};
@@ -58,6 +58,7 @@ pub struct SseHub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Arc<SseFrame>>,
     clients: Arc<AtomicUsize>,
+    initial: InitialCache,
     /// Counters.
     pub stats: SseStats,
 }
@@ -106,6 +107,7 @@ impl SseHub {
             ring: Mutex::new(Ring::default()),
             tx,
             clients: Arc::new(AtomicUsize::new(0)),
+            initial: InitialCache::default(),
             stats: SseStats::default(),
         }
     }
@@ -119,6 +121,27 @@ impl SseHub {
             ring.last_id = last_id;
             ring.evicted_up_to = last_id;
         }
+    }
+
+    /// The `initial` frames shared by clients connecting around the same time.
+    pub fn initial_cache(&self) -> &InitialCache {
+        &self.initial
+    }
+
+    /// The kept frames with ids in `after+1..=up_to`, in order; `None` when some of them are
+    /// no longer kept.
+    pub fn frames_between(&self, after: u64, up_to: u64) -> Option<Vec<Arc<SseFrame>>> {
+        let ring = self.ring.lock();
+        if after < ring.evicted_up_to {
+            return None;
+        }
+        Some(
+            ring.frames
+                .iter()
+                .filter(|f| f.event.id > after && f.event.id <= up_to)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The hub's settings.
