@@ -179,7 +179,7 @@ fn initial_writes(app: &App, hub: &SseHub, scope: &Scope, snapshot_id: u64) -> V
         Some(frames) => {
             let (missed, n) = catch_up(scope, &frames);
             hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
-            vec![initial, missed]
+            std::iter::once(initial).chain(missed).collect()
         }
         None => {
             // The events since that snapshot are no longer kept: a snapshot of our own.

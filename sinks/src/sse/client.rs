@@ -140,10 +140,8 @@ pub fn opening_frames(
         None,
         &envelope("connected", &scope.connected_data()),
     ));
-    let mut sent = 0u64;
-    let mut rest = Vec::new();
-    match resume {
-        Resume::Fresh => rest = initial(),
+    let (rest, sent) = match resume {
+        Resume::Fresh => (initial(), 0),
         Resume::Reset => {
             let reason = match last_id {
                 LastEventId::Id(_) => "lastEventIdNotKept",
@@ -151,29 +149,40 @@ pub fn opening_frames(
             };
             let reset = json!({ "reason": reason, "lastEventId": last_id.id() });
             first.extend_from_slice(&encode_frame(None, &envelope("reset", &reset)));
-            rest = initial();
+            (initial(), 0)
         }
-        Resume::Resumed(frames) => {
-            for f in frames.iter().filter(|f| scope.selects(&f.event)) {
-                first.extend_from_slice(&f.bytes);
-                sent += 1;
-            }
-        }
-    }
+        Resume::Resumed(frames) => catch_up(scope, &frames),
+    };
     let mut writes = vec![first.freeze()];
     writes.extend(rest.into_iter().filter(|b| !b.is_empty()));
     (writes, sent)
 }
 
-/// The frames of `frames` that `scope` selects, as one write, and how many there are.
-pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Bytes, u64) {
+/// The frames of `frames` that `scope` selects, as writes, and how many there are: small
+/// frames are joined into writes of about [`MAX_BATCH_BYTES`]; a frame that large or larger is
+/// a write of its own that shares the frame's bytes (no copy per client).
+pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Vec<Bytes>, u64) {
+    let mut writes = Vec::new();
     let mut buf = BytesMut::new();
     let mut n = 0;
     for f in frames.iter().filter(|f| scope.selects(&f.event)) {
-        buf.extend_from_slice(&f.bytes);
         n += 1;
+        if f.bytes.len() >= MAX_BATCH_BYTES {
+            if !buf.is_empty() {
+                writes.push(buf.split().freeze());
+            }
+            writes.push(f.bytes.clone());
+            continue;
+        }
+        buf.extend_from_slice(&f.bytes);
+        if buf.len() >= MAX_BATCH_BYTES {
+            writes.push(buf.split().freeze());
+        }
     }
-    (buf.freeze(), n)
+    if !buf.is_empty() {
+        writes.push(buf.freeze());
+    }
+    (writes, n)
 }
 
 /// `first` plus frames already queued behind it, as one write of at most about
@@ -255,5 +264,40 @@ mod tests {
         assert_eq!(last_event_id(Some(b""), None), Absent);
         assert_eq!(last_event_id(None, None), Absent);
         assert_eq!(last_event_id(None, Some(String::new())), Absent);
+    }
+
+    fn frame(id: u64, size: usize) -> Arc<SseFrame> {
+        Arc::new(SseFrame {
+            event: crate::test_support::webhook(id, "message", Some("a")),
+            bytes: Bytes::from(vec![b'x'; size]),
+        })
+    }
+
+    #[test]
+    fn large_frames_are_shared_not_copied_per_client() {
+        let frames = vec![
+            frame(1, 10),
+            frame(2, MAX_BATCH_BYTES * 2),
+            frame(3, 10),
+            frame(4, 10),
+        ];
+        let (writes, n) = catch_up(&Scope::Global, &frames);
+        assert_eq!(n, 4);
+        assert_eq!(writes.len(), 3);
+        assert_eq!(writes[0].len(), 10);
+        assert_eq!(writes[1].as_ptr(), frames[1].bytes.as_ptr(), "same bytes");
+        assert_eq!(writes[2].len(), 20);
+
+        let (tx, mut rx) = broadcast::channel(8);
+        tx.send(frame(6, 10)).unwrap();
+        let big = frame(5, MAX_BATCH_BYTES * 2);
+        let (bytes, n, rest) = batch(&Scope::Global, big.clone(), &mut rx);
+        assert_eq!((bytes.as_ptr(), n), (big.bytes.as_ptr(), 1));
+        assert!(rest.is_none());
+        // A small frame followed by a large one: the large one waits for the next write.
+        tx.send(frame(8, MAX_BATCH_BYTES * 2)).unwrap();
+        let (bytes, n, rest) = batch(&Scope::Global, frame(7, 10), &mut rx);
+        assert_eq!((bytes.len(), n), (20, 2), "frames 7 and 6");
+        assert_eq!(rest.map(|f| f.event.id), Some(8));
     }
 }
