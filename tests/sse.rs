@@ -535,17 +535,24 @@ fn padded_message(i: usize, pad: usize) -> String {
         .to_string()
 }
 
+/// Posts ten 20 KB messages and waits until the SSE hub has the last one (its sink runs
+/// behind ingest), so a client connecting next gets all ten in its `initial` if they fit. The
+/// watcher follows the instance, so the global client does not share its (empty) snapshot.
+fn post_ten_padded(sc: &Sidecar) {
+    let watcher = SseClient::connect(&sc.url("/api/stream?instanceId=WASP-cap"), &[]);
+    watcher.next_event(T);
+    watcher.next_event(T);
+    for i in 0..10 {
+        let r = post_signed(sc, &padded_message(i, 20_000));
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    while watcher.next_event(T).json()["data"]["payload"]["data"]["i"] != 9 {}
+}
+
 #[test]
 fn initial_is_capped_in_bytes_newest_first_and_says_so() {
     let sc = sidecar("    initial_max_bytes: 50000\n");
-    for i in 0..10 {
-        assert_eq!(
-            post_signed(&sc, &padded_message(i, 20_000))
-                .status()
-                .as_u16(),
-            200
-        );
-    }
+    post_ten_padded(&sc);
     let c = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
     c.next_event(T);
     let initial = c.next_event(T);
@@ -567,9 +574,7 @@ fn initial_is_capped_in_bytes_newest_first_and_says_so() {
 
     // Without the cap in the way, nothing is left out.
     let all = sidecar("");
-    for i in 0..10 {
-        post_signed(&all, &padded_message(i, 20_000));
-    }
+    post_ten_padded(&all);
     let c = SseClient::connect(&all.url("/api/stream?scope=global"), &[]);
     c.next_event(T);
     let v = c.next_event(T).json();
