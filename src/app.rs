@@ -47,6 +47,8 @@ pub struct App {
     pub dead_letters: BTreeMap<String, ForwardHandle>,
     /// Dashboard cookie sessions (`auth.dashboard`).
     pub sessions: crate::session::Sessions,
+    /// Bodies of recently accepted webhooks (`webhook.dedup_window_secs`).
+    pub webhook_dedup: crate::dedup::Dedup,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -77,12 +79,16 @@ impl App {
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
         let (shutdown, _) = watch::channel(false);
         let (sinks_shutdown, _) = watch::channel(false);
+        let bus = Bus::new(sinks.router);
+        if let Some(hub) = &sinks.sse {
+            hub.begin_after(bus.last_id());
+        }
         let app = Arc::new(Self {
             api_logs: History::new(config.raw.api_log.history.get()),
             webhooks: History::new(config.raw.webhook.history.get()),
             engine: Mutex::new(StatusEngine::new(config.raw.status.max_instances.get())),
-            api_log_wanted: sinks.router.takes_kind(wa_hub_sinks::Kind::ApiLog),
-            bus: Bus::new(sinks.router),
+            api_log_wanted: bus.router().takes_kind(wa_hub_sinks::Kind::ApiLog),
+            bus,
             upstream,
             sse: sinks.sse,
             metrics: Metrics::new(config.raw.metrics.max_instances),
@@ -95,6 +101,9 @@ impl App {
                 .map(|s| Verifier::new(s.expose().as_bytes())),
             dead_letters: sinks.dead_letters,
             sessions: crate::session::Sessions::new(&config.raw.auth.dashboard),
+            webhook_dedup: crate::dedup::Dedup::new(std::time::Duration::from_secs(
+                config.raw.webhook.dedup_window_secs,
+            )),
             shutdown,
             sinks_shutdown,
             requests: TaskTracker::new(),

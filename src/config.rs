@@ -229,6 +229,9 @@ pub struct WebhookConfig {
     pub max_body_bytes: NonZeroUsize,
     /// Webhook records kept in the newest-first history. Default 5000.
     pub history: NonZeroUsize,
+    /// A body whose SHA-256 was accepted within this many seconds is a duplicate (200
+    /// `{"ok":true,"duplicate":true}`, not stored or routed). 0 disables. Default 60.
+    pub dedup_window_secs: u64,
 }
 
 impl Default for WebhookConfig {
@@ -239,6 +242,7 @@ impl Default for WebhookConfig {
             auth_token: None,
             max_body_bytes: nzu(1024 * 1024),
             history: nzu(5000),
+            dedup_window_secs: 60,
         }
     }
 }

@@ -4,14 +4,18 @@
 //! - start-up: [`config`] loads and validates settings ([`config_yaml`] reads the YAML text with
 //!   errors naming key path and line), [`tls`] checks certificates, [`logging`] sets up logs, [`server`]
 //!   assembles the process, [`shutdown`] drains on SIGTERM;
-//! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp`, [`routes`] is the route table (methods and
-//!   access of every route), [`rejection`] the typed refusals, [`response`] the answers the sidecar
-//!   writes itself, [`exchange`] reads bodies and writes those answers, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
+//! - HTTP: [`proxy`] is the thin Pingora `ProxyHttp` ([`request_buffer`] holds proxied bodies
+//!   back until complete), [`routes`] is the route table (methods and access of every route),
+//!   [`rejection`] the typed refusals, [`response`] the answers the sidecar writes itself,
+//!   [`exchange`] reads bodies and writes those answers, [`framing`] fits response framing to
+//!   HTTP/1.0 clients, [`handlers`] serve the sidecar's own routes, [`dashboard`] the wa-hub
 //!   dashboard's extra routes, [`auth`] decides client access (tokens, the dashboard's session
-//!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE clients,
-//!   [`metrics_listener`] the `metrics_listen` port, [`console`] the embedded operator console,
-//!   [`qr`] renders raw QR text as SVG, [`sink_health`] reports the sinks (`/api/sinks`);
-//! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
+//!   cookie kept by [`session`]), [`cors`] answers cross-origin browsers, [`stream`] serves SSE
+//!   clients, [`metrics_listener`] the `metrics_listen` port, [`console`] the embedded operator
+//!   console, [`qr`] renders raw QR text as SVG, [`sink_health`] reports the sinks
+//!   (`/api/sinks`);
+//! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC, [`dedup`]
+//!   recognises re-sent ones),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
 //!   [`poll`] runs the status engine's API fallbacks;
 //! - state: [`app`] is the shared state and the one way onto the bus, [`status`] the pure
@@ -26,7 +30,9 @@ pub mod config_yaml;
 pub mod console;
 pub mod cors;
 pub mod dashboard;
+pub mod dedup;
 pub mod exchange;
+pub mod framing;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
@@ -35,6 +41,7 @@ pub mod poll;
 pub mod proxy;
 pub mod qr;
 pub mod rejection;
+pub mod request_buffer;
 pub mod response;
 pub mod routes;
 pub mod server;

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub webhooks_received: IntCounterVec,
     /// Rejected webhooks by `reason`.
     pub webhooks_rejected: IntCounterVec,
+    /// Webhooks answered as duplicates of a body accepted within `webhook.dedup_window_secs`.
+    pub webhooks_duplicate: IntCounter,
     /// Requests other than webhooks that the sidecar refused itself, by `reason`.
     pub requests_rejected: IntCounterVec,
     /// Webhook body sizes, bytes.
@@ -231,6 +233,10 @@ impl Metrics {
             sse_dropped_slow: r.counter(
                 "sse_clients_dropped_slow_total",
                 "SSE clients dropped for falling behind.",
+            ),
+            webhooks_duplicate: r.counter(
+                "webhooks_duplicate_total",
+                "Webhooks whose body was accepted within the dedup window: not stored again.",
             ),
             sse_resumes: r.counter(
                 "sse_resumes_total",

@@ -23,9 +23,11 @@ use crate::console;
 use crate::cors;
 use crate::dashboard;
 use crate::exchange::{declared_length, read_limited, write_response};
+use crate::framing;
 use crate::handlers::{self, Answer};
 use crate::qr;
 use crate::rejection::Rejection;
+use crate::request_buffer::RequestBuffer;
 use crate::response::LocalResponse;
 use crate::routes::{self, Access, Route};
 use crate::sink_health;
@@ -60,6 +62,8 @@ pub struct Ctx {
     webhook: bool,
     /// Set for proxied calls once the request passed every check.
     call: Option<ProxiedCall>,
+    /// A proxied call's request body, held back until complete.
+    body: Option<RequestBuffer>,
 }
 
 #[async_trait]
@@ -72,6 +76,7 @@ impl ProxyHttp for SidecarProxy {
             cors_origin: None,
             webhook: false,
             call: None,
+            body: None,
         }
     }
 
@@ -80,10 +85,17 @@ impl ProxyHttp for SidecarProxy {
             Ok(route) => route,
             Err(answer) => return self.answer(session, ctx, answer).await,
         };
+        // A client that half-closes (FIN) after a complete request still gets its answer
+        // (RFC 9112 §9.6); a reset still aborts. An SSE stream never completes: a FIN ends it.
+        if route != Route::Stream {
+            session.set_abort_on_close(false);
+        }
         let answer = match route {
             Route::Proxy(path) => match self.admit_proxied(session, path) {
                 Ok(call) => {
                     ctx.call = Some(call);
+                    let limit = self.app.config.raw.proxy.max_body_bytes.get();
+                    ctx.body = Some(RequestBuffer::new(limit));
                     return Ok(false);
                 }
                 Err(rejection) => Err(rejection),
@@ -103,17 +115,15 @@ impl ProxyHttp for SidecarProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let (Some(call), Some(chunk)) = (ctx.call.as_mut(), body.as_ref()) {
             call.request_body.push(chunk);
-            let limit = self.app.config.raw.proxy.max_body_bytes.get();
-            if call.request_body.total() > limit {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body over proxy.max_body_bytes",
-                );
+        }
+        if let Some(buffer) = ctx.body.as_mut() {
+            if let Err(e) = buffer.filter(body, end_of_stream) {
+                return Error::e_explain(ErrorType::HTTPStatus(413), e.to_string());
             }
         }
         Ok(())
@@ -146,6 +156,11 @@ impl ProxyHttp for SidecarProxy {
         let Some(call) = ctx.call.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "proxying without a route");
         };
+        // Each attempt to reach wa-hub gets the body from the start (Pingora replays what it
+        // read so far on a retry).
+        if let Some(buffer) = ctx.body.as_mut() {
+            buffer.restart();
+        }
         let uri: http::Uri = format!("{}{}", cfg.upstream_path_prefix, call.upstream_path)
             .parse()
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;
@@ -181,6 +196,18 @@ impl ProxyHttp for SidecarProxy {
         if let Some(origin) = &ctx.cors_origin {
             upstream_response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
             upstream_response.append_header(header::VARY, "Origin")?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if framing::fit_to_client(session.req_header(), response) {
+            session.set_keepalive(None);
         }
         Ok(())
     }

@@ -221,6 +221,9 @@ impl From<crate::routes::RouteError> for Rejection {
                 Rejection::MethodNotAllowed { allow }
             }
             crate::routes::RouteError::Traversal => Rejection::Traversal,
+            crate::routes::RouteError::EmptySegment => {
+                Rejection::BadRequest("the path has an empty segment (//)")
+            }
         }
     }
 }

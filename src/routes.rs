@@ -5,6 +5,11 @@
 //! Every route is declared once, in [`Route::spec`], with its methods and its [`Access`]. A
 //! route that allows `GET` also answers `HEAD` (RFC 9110 §9.3.2). Route paths are public
 //! interface: they change only with a note in the README.
+//!
+//! One rule for empty segments, on every route: a path with `//` anywhere is refused (400)
+//! rather than normalised. wa-hub's router (Express) would not match `/instances//status` to a
+//! route either, and collapsing would make two different raw paths one route, or proxy a path
+//! the client did not send. A trailing `/` is not an empty segment here.
 
 use http::Method;
 use percent_encoding::percent_decode_str;
@@ -137,14 +142,21 @@ pub enum RouteError {
     /// inside an encoded `%2F`).
     #[error("path escapes the /api/wahub prefix")]
     Traversal,
+    /// The path has an empty segment (`//`), on any route.
+    #[error("the path has an empty segment (//)")]
+    EmptySegment,
 }
 
 /// Maps a method and a raw request path (no query) to its [`Route`].
 ///
 /// # Errors
-/// [`RouteError::NotFound`], [`RouteError::MethodNotAllowed`] with the route's `Allow` value,
-/// or [`RouteError::Traversal`] for a proxied path with a dot segment.
+/// [`RouteError::EmptySegment`] for a path with `//` (any route), [`RouteError::NotFound`],
+/// [`RouteError::MethodNotAllowed`] with the route's `Allow` value, or
+/// [`RouteError::Traversal`] for a proxied path with a dot segment.
 pub fn route(method: &Method, raw_path: &str) -> Result<Route, RouteError> {
+    if raw_path.contains("//") {
+        return Err(RouteError::EmptySegment);
+    }
     let route = match_path(raw_path)?;
     if route.allows(method) {
         return Ok(route);
@@ -370,6 +382,40 @@ mod tests {
     }
 
     #[test]
+    fn empty_segments_are_refused_on_every_route() {
+        for path in [
+            "/api/wahub//webhook",
+            "/api/wahub/instances//status",
+            "/api/wahub//",
+            "//api/instances",
+            "/api//stream",
+            "//healthz",
+            "/api/instances//status",
+            "/api/system//status",
+            "/nope//x",
+        ] {
+            assert_eq!(get(path), Err(RouteError::EmptySegment), "{path}");
+            assert_eq!(
+                route(&Method::POST, path),
+                Err(RouteError::EmptySegment),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route(&Method::POST, "/api/wahub/webhook/"),
+            Ok(Route::Webhook)
+        );
+        assert_eq!(
+            get("/api/wahub/instances/"),
+            Ok(Route::Proxy("/instances/".into()))
+        );
+        assert_eq!(
+            get("/api/wahub/a%2F%2Fb"),
+            Ok(Route::Proxy("/a%2F%2Fb".into()))
+        );
+    }
+
+    #[test]
     fn wrong_method_names_the_allowed_ones_and_head_follows_get() {
         assert_eq!(
             route(&Method::POST, "/healthz"),
@@ -430,7 +476,7 @@ mod tests {
             get("/api/instances/WASP-a%2Fb/status"),
             Ok(Route::InstanceStatus("WASP-a/b".into()))
         );
-        assert_eq!(get("/api/instances//status"), Err(RouteError::NotFound));
+        assert_eq!(get("/api/instances//status"), Err(RouteError::EmptySegment));
         assert_eq!(get("/api/instances/a/b/status"), Err(RouteError::NotFound));
     }
 
@@ -447,13 +493,16 @@ mod tests {
         for p in [
             "/api/sinks/",
             "/api/sinks/crm",
-            "/api/sinks//dead-letters",
             "/api/sinks/crm/dead-letters/",
             "/api/sinks/crm/dead-letters/replay/x",
             "/api/sinks/crm/other",
         ] {
             assert_eq!(get(p), Err(RouteError::NotFound), "{p}");
         }
+        assert_eq!(
+            get("/api/sinks//dead-letters"),
+            Err(RouteError::EmptySegment)
+        );
     }
 
     #[test]
@@ -497,7 +546,7 @@ mod tests {
             get("/api/instances/WASP-a%2Fb/qr.svg"),
             Ok(Route::InstanceQr("WASP-a/b".into()))
         );
-        assert_eq!(get("/api/instances//qr.svg"), Err(RouteError::NotFound));
+        assert_eq!(get("/api/instances//qr.svg"), Err(RouteError::EmptySegment));
         assert_eq!(get("/api/instances/a/b/qr.svg"), Err(RouteError::NotFound));
     }
 

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn history_is_newest_first_and_bounded() {
-        let bus = Bus::new(wa_hub_sinks::Router::empty());
+        let bus = Bus::starting_after(wa_hub_sinks::Router::empty(), 0);
         let h = History::new(2);
         for p in ["/a", "/b", "/c"] {
             h.push(bus.publish(log(p)));

@@ -11,9 +11,10 @@
 //! kept, heartbeat comments, a client limit (503), dropping clients that fall behind, and a
 //! clean close on shutdown.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header;
@@ -23,19 +24,20 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::sse::{
-    batch, comment, encode_frame, envelope, last_event_id, opening_frames, ClientGuard, Initial,
-    Scope, SseHub, Subscription,
+    batch, catch_up, comment, encode_frame, initial_json, last_event_id, opening_frames,
+    ClientGuard, LastEventId, Scope, SseHub, Subscription,
 };
 use wa_hub_sinks::{Event, Payload};
 
 use crate::app::App;
+use crate::framing;
 use crate::rejection::Rejection;
 use crate::routes::query_param;
 
 /// An SSE client whose response header is written: what the later steps need.
 struct Client {
     scope: Scope,
-    last_id: Option<u64>,
+    last_id: LastEventId,
     sub: Subscription,
     _slot: ClientGuard,
 }
@@ -70,21 +72,22 @@ pub async fn serve(
         resume,
         mut rx,
     } = sub;
-    let (first, sent) =
+    let (writes, sent) =
         opening_frames(hub.config().retry_ms.get(), &scope, resume, last_id, || {
-            initial_frame(app, hub, &scope, snapshot_id)
+            initial_writes(app, hub, &scope, snapshot_id)
         });
-    if let Err(e) = session.write_response_body(Some(first), false).await {
-        if e.etype == pingora::ErrorType::WriteTimedout {
-            hub.stats
-                .clients_dropped_slow
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("SSE client stopped reading during its first events; dropped");
+    for bytes in writes {
+        if let Err(e) = session.write_response_body(Some(bytes), false).await {
+            if e.etype == pingora::ErrorType::WriteTimedout {
+                hub.stats
+                    .clients_dropped_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("SSE client stopped reading during its first events; dropped");
+            }
+            // The stream cannot be resumed mid-frame: close the connection.
+            abort(session);
+            return Ok(());
         }
-        // The stream cannot be resumed mid-frame: close the connection.
-        session.set_keepalive(None);
-        session.shutdown().await;
-        return Ok(());
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
     let reason = pump(app, hub, session, &scope, &mut rx).await;
@@ -151,38 +154,70 @@ async fn write_header(
     }
     let head = session.req_header().method == http::Method::HEAD;
     if !session.is_http2() && !head {
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        if framing::chunked_allowed(session.req_header()) {
+            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        } else {
+            // HTTP/1.0: the stream ends when the connection closes (`Connection: close`).
+            session.set_keepalive(None);
+        }
     }
     session.set_write_timeout(Some(write_timeout));
     session.write_response_header(Box::new(resp), head).await
 }
 
+/// The writes that give a fresh client its state up to `snapshot_id`: the shared `initial`
+/// frame of its scope ([`wa_hub_sinks::sse::InitialCache`]), built here when none is recent,
+/// then the events between the snapshot it covers and `snapshot_id`.
+fn initial_writes(app: &App, hub: &SseHub, scope: &Scope, snapshot_id: u64) -> Vec<Bytes> {
+    let cache = hub.initial_cache();
+    let build = || initial_frame(app, hub, scope, snapshot_id);
+    let (covers, initial) = cache.get(scope, snapshot_id, Instant::now(), build);
+    if covers == snapshot_id {
+        return vec![initial];
+    }
+    match hub.frames_between(covers, snapshot_id) {
+        Some(frames) => {
+            let (missed, n) = catch_up(scope, &frames);
+            hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
+            std::iter::once(initial).chain(missed).collect()
+        }
+        None => {
+            // The events since that snapshot are no longer kept: a snapshot of our own.
+            cache.forget(scope, covers);
+            vec![initial_frame(app, hub, scope, snapshot_id)]
+        }
+    }
+}
+
 /// The `initial` event: histories up to `snapshot_id` that the SSE sink's filter and the
-/// client's scope select, newest first, at most `initial_limit` of each, and the dashboard's
-/// `instanceMeta`.
+/// client's scope select, newest first, at most `initial_limit` of each and
+/// `initial_max_bytes` in all, and the dashboard's `instanceMeta`.
 fn initial_frame(app: &App, hub: &SseHub, scope: &Scope, snapshot_id: u64) -> Bytes {
     let limit = hub.config().initial_limit;
     let keep = |e: &Event| e.id <= snapshot_id && hub.selects(e) && scope.selects(e);
     let webhooks = app.webhooks.newest(limit, keep);
     let logs = app.api_logs.newest(limit, keep);
-    let initial = Initial {
-        webhook_events: webhooks
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::Webhook(w) => Some(w),
-                _ => None,
-            })
-            .collect(),
-        api_logs: logs
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::ApiLog(l) => Some(l),
-                _ => None,
-            })
-            .collect(),
-        instance_meta: instance_meta(app, scope.instance()),
-    };
-    encode_frame(Some(snapshot_id), &envelope("initial", &initial))
+    let webhooks: Vec<_> = webhooks
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Webhook(w) => Some((e.id, w)),
+            _ => None,
+        })
+        .collect();
+    let logs: Vec<_> = logs
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ApiLog(l) => Some((e.id, l)),
+            _ => None,
+        })
+        .collect();
+    let json = initial_json(
+        &webhooks,
+        &logs,
+        instance_meta(app, scope.instance()),
+        hub.config().initial_max_bytes.get(),
+    );
+    encode_frame(Some(snapshot_id), &json)
 }
 
 /// The dashboard's `instanceMeta` map: per instance `waStatus`, `lifecycleRank`,
@@ -228,22 +263,28 @@ async fn pump(
     let mut shutdown = app.shutdown_watch();
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // A frame taken from `rx` that did not fit in the last write.
+    let mut carried: Option<Arc<wa_hub_sinks::sse::SseFrame>> = None;
     loop {
-        let (bytes, n) = tokio::select! {
-            biased;
-            _ = shutdown.changed() => return Ended::Shutdown,
-            _ = session.read_body_or_idle(true) => return Ended::ClientGone,
-            msg = rx.recv() => match msg {
-                Ok(frame) => batch(scope, frame, rx),
-                Err(RecvError::Lagged(_)) => {
-                    hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(backlog = hub.config().client_backlog.get(), "SSE client fell behind; dropped");
-                    return Ended::Slow;
-                }
-                Err(RecvError::Closed) => return Ended::HubClosed,
+        let (bytes, n, rest) = match carried.take() {
+            Some(frame) => batch(scope, frame, rx),
+            None => tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ended::Shutdown,
+                _ = session.read_body_or_idle(true) => return Ended::ClientGone,
+                msg = rx.recv() => match msg {
+                    Ok(frame) => batch(scope, frame, rx),
+                    Err(RecvError::Lagged(_)) => {
+                        hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(backlog = hub.config().client_backlog.get(), "SSE client fell behind; dropped");
+                        return Ended::Slow;
+                    }
+                    Err(RecvError::Closed) => return Ended::HubClosed,
+                },
+                _ = hb.tick() => (comment("heartbeat"), 0, None),
             },
-            _ = hb.tick() => (comment("heartbeat"), 0),
         };
+        carried = rest;
         if bytes.is_empty() {
             continue;
         }
@@ -261,16 +302,50 @@ async fn pump(
     }
 }
 
-/// Ends the stream: the connection is not reused; on shutdown the chunked body is ended (within
-/// 1 s) so the client sees a clean end of stream.
+/// Ends the stream: the connection is not reused. On shutdown (or when the hub closes) the
+/// chunked body is ended, within 1 s, so the client sees a clean end of stream; otherwise, and
+/// when that fails, the connection is aborted ([`abort`]).
 async fn close(session: &mut Session, reason: Ended) {
     tracing::debug!(?reason, "SSE stream ended");
     session.set_keepalive(None);
-    if reason == Ended::Shutdown {
-        let _ = tokio::time::timeout(
+    if matches!(reason, Ended::Shutdown | Ended::HubClosed) {
+        let ended = tokio::time::timeout(
             Duration::from_secs(1),
             session.write_response_body(None, true),
         )
         .await;
+        if matches!(ended, Ok(Ok(()))) {
+            return;
+        }
+    }
+    abort(session);
+}
+
+/// Closes the client connection at once, discarding what is queued for it: `SO_LINGER` 0 and
+/// `shutdown(both)` on its socket. A client that stopped reading (or fell behind, or left)
+/// would otherwise keep it: after `request_filter` Pingora ends the response with a final
+/// chunk and a flush that have no write timeout (`pingora-core` `HttpSession::finish` →
+/// `finish_body`), so the session, its descriptor and the queued megabytes stayed until the
+/// client went away, outside `max_clients`, and shutdown waited for them. After this, that
+/// write fails at once, Pingora drops the session, and the close sends a reset.
+fn abort(session: &mut Session) {
+    session.set_keepalive(None);
+    let Some(stream) = session.stream().and_then(|io| {
+        io.as_any()
+            .downcast_ref::<pingora::protocols::l4::stream::Stream>()
+    }) else {
+        // HTTP/2 (Pingora owns the framing and its timeouts) or a transport that is not plain
+        // TCP: nothing more to do here.
+        return;
+    };
+    // SAFETY: the descriptor belongs to `stream`, borrowed from `session` for this whole
+    // function, so it stays open while the borrow lives; nothing here closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = socket2::SockRef::from(&fd);
+    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER not set on a dropped SSE client");
+    }
+    if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
+        tracing::debug!(error = %e, "dropped SSE client's socket not shut down");
     }
 }

@@ -3,7 +3,8 @@
 //! engine and publishes `webhook`, `qr` and `status` events on the bus.
 //!
 //! Order of checks: bearer token (401) → declared size (413) → body read with the limit (413) →
-//! signature per `webhook.signature` (401) → JSON (400 `{"error":"Invalid JSON"}`). Each
+//! signature per `webhook.signature` (401) → JSON (400 `{"error":"Invalid JSON"}`) → re-send
+//! ([`crate::dedup`]: 200 `{"ok":true,"duplicate":true}`, nothing stored or routed). Each
 //! refusal is a [`Rejection`]; the proxy logs and counts it (as `webhooks_rejected_total`).
 //!
 //! The route `POST /api/wahub/webhook`, the header `x-wa-hub-signature` and the answers are
@@ -117,7 +118,8 @@ fn check_signature(
 }
 
 /// Verifies, stores and routes one delivery whose body was read in full: the signature per
-/// `webhook.signature`, the JSON, then the record, the status engine and the bus (webhook, then
+/// `webhook.signature`, the JSON, a re-send within `webhook.dedup_window_secs` (answered
+/// `{"ok":true,"duplicate":true}` and left there), then the record, the status engine and the bus (webhook, then
 /// `qr` and `status` events it caused, in that order). Free of Pingora.
 ///
 /// # Errors
@@ -134,6 +136,17 @@ pub fn ingest(
         tracing::debug!(error = %e, "webhook body is not JSON");
         Rejection::InvalidJson
     })?;
+    if app
+        .webhook_dedup
+        .is_duplicate(&body, std::time::Instant::now())
+    {
+        app.metrics.webhooks_duplicate.inc();
+        tracing::debug!("webhook body seen within the dedup window; not stored again");
+        return Ok(LocalResponse::json(
+            200,
+            &json!({ "ok": true, "duplicate": true }),
+        ));
+    }
     let record = record(payload, signature_valid, body, headers);
     tracing::debug!(summary = %record.summary, "webhook accepted");
     let signature_label = match record.signature_valid {

@@ -178,7 +178,7 @@ fn a_real_browser_receives_webhooks_and_resumes_after_a_reconnect() {
     // The page's origin is not the sidecar's: allow it through CORS.
     let pages = page_server();
     let sc = Sidecar::start(
-        &format!("http://127.0.0.1:{}", free_port()),
+        &dead_upstream_url(),
         &format!(
             "{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\ncors:\n  allowed_origins: [\"http://{}\"]\nsinks:\n  - type: sse\n    retry_ms: 300\n",
             pages.addr

@@ -981,7 +981,7 @@ fn wa_hub_down_is_said_instead_of_an_empty_list() {
     let _one = serial();
     // Nothing listens at the upstream address.
     let sc = Sidecar::start(
-        &format!("http://127.0.0.1:{}", free_port()),
+        &dead_upstream_url(),
         &format!("{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\n"),
     );
     let page = Page1::open(&sc.url("/console/"), 1280, 900);

@@ -157,7 +157,7 @@ fn admin_debug_secret_goes_to_the_system_routes_only_and_is_never_logged() {
 
 #[test]
 fn system_status_failure_is_502_in_the_dashboards_shape() {
-    let sc = Sidecar::start(&format!("http://127.0.0.1:{}", free_port()), "");
+    let sc = Sidecar::start(&dead_upstream_url(), "");
     let r = client().get(sc.url("/api/system/status")).send().unwrap();
     let (status, v) = json_of(r);
     assert_eq!(status, 502);
@@ -575,7 +575,7 @@ fn cookie_flow_login_check_use_logout_then_refused() {
     assert_eq!(post_with(Some(&origin)), 200);
     assert_eq!(post_with(Some("http://evil.example")), 403);
     assert_eq!(
-        post_with(Some(&format!("http://127.0.0.1:{}", free_port()))),
+        post_with(Some(&dead_upstream_url())),
         403,
         "same host, other port"
     );

@@ -44,12 +44,7 @@ fn an_invalid_rust_log_stops_start_up_with_exit_2_naming_the_variable() {
 
 #[test]
 fn logs_to_a_file_carry_no_colour_codes_and_a_valid_rust_log_is_used() {
-    let sc = Sidecar::start_with(
-        &format!("http://127.0.0.1:{}", free_port()),
-        "",
-        "",
-        &[("RUST_LOG", "debug")],
-    );
+    let sc = Sidecar::start_with(&dead_upstream_url(), "", "", &[("RUST_LOG", "debug")]);
     // A proxied call to a dead upstream logs a warning at least.
     let _ = client().get(sc.url("/api/wahub/instances")).send();
     let log = eventually(Duration::from_secs(10), || {

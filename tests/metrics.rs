@@ -43,7 +43,7 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 
 #[test]
 fn counters_match_fixture_traffic() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = dead_upstream_url();
     let sc = Sidecar::start(
         &dead,
         &format!(
@@ -204,12 +204,7 @@ fn upstream_up_follows_the_health_probe() {
         (value(&s, "wa_hub_sidecar_upstream_up", &[]) == 1.0).then_some(s)
     });
     assert!(s.is_some(), "upstream_up never became 1");
-    let dead = Sidecar::start_with(
-        &format!("http://127.0.0.1:{}", free_port()),
-        "  health_interval_ms: 100\n",
-        "",
-        &[],
-    );
+    let dead = Sidecar::start_with(&dead_upstream_url(), "  health_interval_ms: 100\n", "", &[]);
     let s = eventually(std::time::Duration::from_secs(10), || {
         let (_, s) = scrape(&dead.url("/metrics"));
         (value(&s, "wa_hub_sidecar_upstream_up", &[]) == 0.0).then_some(s)
@@ -281,7 +276,7 @@ fn route_labels_do_not_grow_with_distinct_paths() {
 fn metrics_listen_serves_only_metrics_without_client_token() {
     let port = free_port();
     let sc = Sidecar::start(
-        &format!("http://127.0.0.1:{}", free_port()),
+        &dead_upstream_url(),
         &format!("metrics_listen: 127.0.0.1:{port}\nauth:\n  client_tokens: [t]\n"),
     );
     let (_, s) = scrape(&format!("http://127.0.0.1:{port}/metrics"));

@@ -78,6 +78,8 @@ fn app() -> Arc<App> {
             let mut raw = RawConfig::default();
             raw.sinks.clear();
             raw.metrics_listen = None;
+            // Cases may repeat a body: every one must be stored, not taken as a re-send.
+            raw.webhook.dedup_window_secs = 0;
             App::new(raw.validate().expect("config")).expect("app").0
         };
     }

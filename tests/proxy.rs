@@ -166,7 +166,7 @@ fn put_patch_delete_pass_through_with_upstream_status() {
 
 #[test]
 fn nothing_listening_upstream_gives_502_json() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = dead_upstream_url();
     let sc = Sidecar::start(&dead, "");
     let r = client().get(sc.url("/api/wahub/instances")).send().unwrap();
     assert_eq!(r.status().as_u16(), 502);
@@ -207,6 +207,39 @@ fn traversal_in_any_encoding_gives_400_and_never_reaches_upstream() {
 }
 
 #[test]
+fn paths_with_empty_segments_get_400_on_every_route_and_never_reach_upstream() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), FIXTURE_WEBHOOK_YAML);
+    for (method, path) in [
+        ("POST", "/api/wahub//webhook"),
+        ("GET", "/api/wahub//instances"),
+        ("GET", "/api/wahub/instances//client/status"),
+        ("DELETE", "/api/wahub/instances/x//"),
+        ("GET", "//api/instances"),
+        ("GET", "/api//stream"),
+        ("GET", "//healthz"),
+        ("GET", "/api/instances//status"),
+        ("POST", "/api/system//force-normal"),
+    ] {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let resp = raw(sc.addr, req.as_bytes());
+        assert_eq!(status_of(&resp), 400, "{method} {path}: {resp}");
+        assert!(resp.contains("empty segment"), "{resp}");
+    }
+    assert!(up.received().is_empty(), "{:?}", up.received());
+    assert!(events_empty(&sc));
+}
+
+fn events_empty(sc: &Sidecar) -> bool {
+    get_json(sc, "/api/events").1["events"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+}
+
+#[test]
 fn body_over_limit_gives_413_declared_or_chunked() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start(&up.base_url(), "proxy:\n  max_body_bytes: 1024\n");
@@ -240,6 +273,81 @@ fn body_over_limit_gives_413_declared_or_chunked() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+/// An upstream that records every byte each connection sends until it closes (or goes quiet
+/// for 2 s), answering a complete chunked request with a 200.
+fn recording_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if buf.ends_with(b"0\r\n\r\n") {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                        break;
+                    }
+                }
+                record.lock().unwrap().push(buf);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn chunked_post(chunks: usize, size: usize) -> Vec<u8> {
+    let mut req = b"POST /api/wahub/instances HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        Transfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for _ in 0..chunks {
+        req.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        req.extend_from_slice(&vec![b'b'; size]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[test]
+fn chunked_body_over_the_limit_never_reaches_upstream_even_in_part() {
+    let (up, seen) = recording_upstream();
+    let sc = Sidecar::start(
+        &format!("http://{up}"),
+        "proxy:\n  max_body_bytes: 100000\n",
+    );
+    // 30 chunks of 4 KiB: the first 24 fit under the limit and would have been forwarded.
+    let resp = raw(sc.addr, &chunked_post(30, 4096));
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    assert!(resp.contains("Request body too large"), "{resp}");
+    std::thread::sleep(Duration::from_millis(300));
+    for conn in seen.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(conn);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert!(body.is_empty(), "wa-hub received {} body bytes", body.len());
+    }
+
+    // Within the limit, the whole chunked body arrives.
+    let resp = raw(sc.addr, &chunked_post(20, 4096));
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let got = seen.lock().unwrap().last().cloned().unwrap();
+    let b_count = got.iter().filter(|&&c| c == b'b').count();
+    assert_eq!(b_count, 20 * 4096);
 }
 
 #[test]
@@ -350,7 +458,7 @@ fn local_routes_answer_json() {
 
 #[test]
 fn readyz_is_503_when_upstream_is_down() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = dead_upstream_url();
     let sc = Sidecar::start(&dead, "");
     let r = client().get(sc.url("/readyz")).send().unwrap();
     assert_eq!(r.status().as_u16(), 503);
@@ -603,7 +711,7 @@ fn every_proxied_call_becomes_an_api_log_with_the_dashboard_fields() {
 
 #[test]
 fn failed_call_api_log_carries_the_error() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = dead_upstream_url();
     let sc = Sidecar::start(&dead, "");
     let sse = SseClient::connect(&sc.url("/api/stream"), &[]);
     sse.next_event(Duration::from_secs(10));

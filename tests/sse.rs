@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 const T: Duration = Duration::from_secs(10);
 
 fn dead_upstream() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    dead_upstream_url()
 }
 
 fn sidecar(sse_yaml: &str) -> Sidecar {
@@ -203,6 +203,83 @@ fn too_old_or_unknown_last_event_id_gets_reset_then_initial() {
     }
 }
 
+/// Reads `connected`, `reset` and `initial` from a client that sent an unusable id, and
+/// returns the `reset` data.
+fn expect_reset(c: &SseClient, what: &str) -> Value {
+    assert_eq!(c.next_event(T).kind(), "connected", "{what}");
+    let reset = c.next_event(T);
+    assert_eq!(reset.kind(), "reset", "{what}");
+    assert_eq!(c.next_event(T).kind(), "initial", "{what}");
+    reset.json()["data"].clone()
+}
+
+#[test]
+fn unusable_last_event_ids_get_reset_then_initial() {
+    let sc = sidecar("    history: 3\n");
+    let c = SseClient::connect(&sc.url("/api/stream"), &[]);
+    let snapshot = {
+        c.next_event(T);
+        c.next_event(T).id().unwrap()
+    };
+    replay_all(&sc, 0..6);
+    let last = c.events_until("webhook", T).last().unwrap().id().unwrap();
+    assert!(last > snapshot);
+    for garbage in ["abc", "-1", "18446744073709551616", "1.5"] {
+        let h = SseClient::connect(&sc.url("/api/stream"), &[("last-event-id", garbage)]);
+        let data = expect_reset(&h, garbage);
+        assert_eq!(
+            data,
+            json!({"reason": "lastEventIdInvalid", "lastEventId": null})
+        );
+        let q = SseClient::connect(&sc.url(&format!("/api/stream?lastEventId={garbage}")), &[]);
+        expect_reset(&q, garbage);
+    }
+    // From the future, older than kept, from before this process.
+    for id in [last + 1000, snapshot + 1, snapshot - 1, 1] {
+        let h = SseClient::connect(
+            &sc.url("/api/stream"),
+            &[("last-event-id", &id.to_string())],
+        );
+        let data = expect_reset(&h, &id.to_string());
+        assert_eq!(
+            data,
+            json!({"reason": "lastEventIdNotKept", "lastEventId": id})
+        );
+    }
+}
+
+#[test]
+fn an_id_from_the_previous_process_gets_reset_after_a_restart() {
+    let mut old = sidecar("");
+    let c = SseClient::connect(&old.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    c.next_event(T);
+    replay_all(&old, 0..3);
+    let held = c.events_until("status", T).last().unwrap().id().unwrap();
+    drop(c);
+    old.terminate();
+    assert!(old.wait_exit(Duration::from_secs(10)).is_some());
+
+    // The new process publishes more events than the old one did: with ids counted from 1,
+    // `held` would name one of them and the client would silently skip events.
+    let new = sidecar("");
+    replay_all(&new, 0..12);
+    let fresh = SseClient::connect(&new.url("/api/stream?scope=global"), &[]);
+    fresh.next_event(T);
+    let first_new = fresh.next_event(T).id().unwrap();
+    assert!(
+        first_new > held,
+        "new ids ({first_new}) exceed old ones ({held})"
+    );
+
+    let c = SseClient::connect(
+        &new.url("/api/stream?scope=global"),
+        &[("last-event-id", &held.to_string())],
+    );
+    let data = expect_reset(&c, "id of the previous process");
+    assert_eq!(data["lastEventId"], held);
+}
+
 #[test]
 fn heartbeat_comment_arrives_within_the_interval() {
     let sc = sidecar("    heartbeat_ms: 200\n");
@@ -246,7 +323,8 @@ fn a_client_that_never_reads_is_dropped_without_delaying_others() {
     }
     assert!(started.elapsed() < Duration::from_secs(30));
 
-    // The stuck client was dropped: after its buffered bytes, the server closed it.
+    // The stuck client was dropped: the server reset its connection (what was queued for it
+    // is discarded), or closed it after the bytes already in flight.
     stuck
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -255,7 +333,7 @@ fn a_client_that_never_reads_is_dropped_without_delaying_others() {
         match stuck.read(&mut buf) {
             Ok(0) => break true,
             Ok(_) => continue,
-            Err(_) => break false,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
         }
     };
     assert!(closed, "stuck client still open");
@@ -369,5 +447,183 @@ fn stdout_sink_writes_one_parsable_line_per_event_with_filters() {
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
         let original: Value = serde_json::from_str(fixture_body).unwrap();
         assert_eq!(v["data"]["payload"], original);
+    }
+}
+
+/// The TCP state (`/proc/net/tcp`, e.g. `01` established) of the loopback connection whose
+/// local port is `port`; `None` once the kernel no longer lists it.
+fn tcp_state(local_port: u16, remote_port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (port(f[1]) == Some(local_port) && port(f[2]) == Some(remote_port)).then(|| f[3].to_owned())
+    })
+}
+
+fn sse_clients(sc: &Sidecar) -> Option<u64> {
+    let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("wa_hub_sidecar_sse_clients "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
+    let mut sc = sidecar("    write_timeout_ms: 2000\n");
+    // A client with a 4 KB receive buffer that never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&sc.addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    slow.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let local = slow.local_addr().unwrap().port();
+    let server = sc.addr.port();
+    assert!(eventually(T, || (sse_clients(&sc) == Some(1)).then_some(())).is_some());
+
+    let pad = "x".repeat(2000);
+    let c = client();
+    for i in 0..3000 {
+        let body = format!(
+            r#"{{"event":"message","instanceId":"slow","data":{{"n":{i},"pad":"{pad}"}}}}"#
+        );
+        let sig = wa_hub_sidecar::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let r = c
+            .post(sc.url("/api/wahub/webhook"))
+            .header("content-type", "application/json")
+            .header("x-wa-hub-signature", sig)
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || (sse_clients(&sc) == Some(0))
+            .then_some(()))
+        .is_some(),
+        "the slow client was never dropped"
+    );
+    let dropped = Instant::now();
+    // Its connection is gone too, on both ends, without the client reading or closing.
+    let closed = eventually(Duration::from_secs(5), || {
+        let client_side = tcp_state(local, server);
+        let server_side = tcp_state(server, local);
+        (client_side.as_deref() != Some("01") && server_side.is_none()).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "connection still held: client {:?}, server {:?}",
+        tcp_state(local, server),
+        tcp_state(server, local)
+    );
+    eprintln!(
+        "slow client's connection closed {:?} after the drop",
+        dropped.elapsed()
+    );
+
+    sc.terminate();
+    assert!(sc.wait_exit(Duration::from_secs(10)).is_some());
+    let log = sc.log();
+    assert!(log.contains("requests drained"), "{log}");
+    assert!(!log.contains("grace period over"), "{log}");
+    drop(slow);
+}
+
+fn padded_message(i: usize, pad: usize) -> String {
+    json!({"event": "message", "instanceId": "WASP-cap", "data": {"i": i, "t": "y".repeat(pad)}})
+        .to_string()
+}
+
+/// Posts ten 20 KB messages and waits until the SSE hub has the last one (its sink runs
+/// behind ingest), so a client connecting next gets all ten in its `initial` if they fit. The
+/// watcher follows the instance, so the global client does not share its (empty) snapshot.
+fn post_ten_padded(sc: &Sidecar) {
+    let watcher = SseClient::connect(&sc.url("/api/stream?instanceId=WASP-cap"), &[]);
+    watcher.next_event(T);
+    watcher.next_event(T);
+    for i in 0..10 {
+        let r = post_signed(sc, &padded_message(i, 20_000));
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    while watcher.next_event(T).json()["data"]["payload"]["data"]["i"] != 9 {}
+}
+
+#[test]
+fn initial_is_capped_in_bytes_newest_first_and_says_so() {
+    let sc = sidecar("    initial_max_bytes: 50000\n");
+    post_ten_padded(&sc);
+    let c = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    let initial = c.next_event(T);
+    assert!(
+        initial.data_text().len() <= 50_000,
+        "{} bytes",
+        initial.data_text().len()
+    );
+    let v = initial.json();
+    assert_eq!(v["type"], "initial");
+    assert_eq!(v["data"]["truncated"], true);
+    let kept: Vec<i64> = v["data"]["webhookEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["data"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![9, 8], "the newest that fit, newest first");
+
+    // Without the cap in the way, nothing is left out.
+    let all = sidecar("");
+    post_ten_padded(&all);
+    let c = SseClient::connect(&all.url("/api/stream?scope=global"), &[]);
+    c.next_event(T);
+    let v = c.next_event(T).json();
+    assert_eq!(v["data"]["truncated"], false);
+    assert_eq!(v["data"]["webhookEvents"].as_array().unwrap().len(), 10);
+}
+
+/// The webhook numbers a client holds: from its `initial`, then live until `until` arrives.
+fn numbers_seen(c: &SseClient, until: i64) -> (u64, Vec<i64>) {
+    c.next_event(T);
+    let initial = c.next_event(T);
+    let mut seen: Vec<i64> = initial.json()["data"]["webhookEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["data"]["i"].as_i64().unwrap())
+        .collect();
+    while !seen.contains(&until) {
+        let e = c.next_event(T);
+        if e.kind() == "webhook" {
+            seen.push(e.json()["data"]["payload"]["data"]["i"].as_i64().unwrap());
+        }
+    }
+    seen.sort();
+    (initial.id().unwrap(), seen)
+}
+
+#[test]
+fn clients_sharing_a_snapshot_get_every_event_once() {
+    let sc = sidecar("");
+    post_signed(&sc, &padded_message(0, 10));
+    let started = Instant::now();
+    let a = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    for i in 1..=5 {
+        post_signed(&sc, &padded_message(i, 10));
+    }
+    // B connects after events A's snapshot does not cover: it shares A's `initial` (within
+    // the sharing time) and gets the events since from the hub, or builds its own.
+    let b = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
+    let shared_in_time = started.elapsed() < Duration::from_millis(800);
+    for i in 6..=8 {
+        post_signed(&sc, &padded_message(i, 10));
+    }
+    let (a_id, a_seen) = numbers_seen(&a, 8);
+    let (b_id, b_seen) = numbers_seen(&b, 8);
+    assert_eq!(a_seen, (0..=8).collect::<Vec<_>>());
+    assert_eq!(b_seen, (0..=8).collect::<Vec<_>>(), "each event once");
+    if shared_in_time {
+        assert_eq!(a_id, b_id, "B got A's snapshot");
     }
 }

@@ -116,7 +116,7 @@ fn read_until(r: &mut reqwest::blocking::Response, needle: &str) -> String {
 fn the_https_listener_speaks_http2_and_carries_many_sse_streams_on_one_connection() {
     let certs = Certs::new();
     let sc = Sidecar::start(
-        &format!("http://127.0.0.1:{}", free_port()),
+        &dead_upstream_url(),
         &format!("{FIXTURE_WEBHOOK_YAML}{}", certs.tls_yaml()),
     );
     let client = certs.client(false);
@@ -176,10 +176,7 @@ fn the_https_listener_speaks_http2_and_carries_many_sse_streams_on_one_connectio
 #[test]
 fn http1_over_tls_still_works_and_plain_http_gets_no_answer() {
     let certs = Certs::new();
-    let sc = Sidecar::start(
-        &format!("http://127.0.0.1:{}", free_port()),
-        &certs.tls_yaml(),
-    );
+    let sc = Sidecar::start(&dead_upstream_url(), &certs.tls_yaml());
     let r = certs
         .client(true)
         .get(https(&sc, "/healthz"))

@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn dead_upstream() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    dead_upstream_url()
 }
 
 fn fixture_sidecar() -> Sidecar {
@@ -188,7 +188,8 @@ fn bad_signatures_are_401_and_nothing_is_stored_when_required() {
 fn optional_policy_keeps_bad_signatures_marked_invalid() {
     let sc = Sidecar::start(
         &dead_upstream(),
-        "webhook:\n  secret: wa-hub-fixture-secret\n  signature: optional\n",
+        // The same body each time: re-send detection off, this test is about the marking.
+        "webhook:\n  secret: wa-hub-fixture-secret\n  signature: optional\n  dedup_window_secs: 0\n",
     );
     let body = webhook_fixtures()[4].body.clone();
     let matrix = bad_signature_matrix();
@@ -446,4 +447,87 @@ fn a_missing_signature_is_called_absent_in_the_answer_the_log_and_the_metric() {
         log.contains("signature_absent") && log.contains("signature_invalid"),
         "{log}"
     );
+}
+
+fn duplicate_count(sc: &Sidecar) -> u64 {
+    let text = client()
+        .get(sc.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("wa_hub_sidecar_webhooks_duplicate_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("duplicate counter exported")
+}
+
+#[test]
+fn a_resent_body_within_the_window_is_stored_once_and_counted() {
+    let sc = fixture_sidecar();
+    let body = r#"{"event":"message","instanceId":"dup","data":{"body":"same bytes"}}"#;
+    let first = post_signed(&sc, body);
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.json::<Value>().unwrap(), json!({"ok": true}));
+    for _ in 0..2 {
+        let again = post_signed(&sc, body);
+        assert_eq!(again.status().as_u16(), 200);
+        assert_eq!(
+            again.json::<Value>().unwrap(),
+            json!({"ok": true, "duplicate": true})
+        );
+    }
+    // The same JSON with other bytes is another delivery.
+    let other = r#"{"event":"message","instanceId":"dup","data":{"body":"same bytes"} }"#;
+    assert_eq!(
+        post_signed(&sc, other).json::<Value>().unwrap(),
+        json!({"ok": true})
+    );
+    assert_eq!(events(&sc, "?instanceId=dup").len(), 2);
+    assert_eq!(duplicate_count(&sc), 2);
+    // A duplicate is checked after the signature: a bad signature is still 401.
+    let r = post_webhook(
+        &sc,
+        body,
+        &[
+            ("x-wa-hub-signature", &[b'0'; 64][..]),
+            (
+                "authorization",
+                format!("Bearer {WEBHOOK_TOKEN}").as_bytes(),
+            ),
+        ],
+    );
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[test]
+fn dedup_window_ends_and_can_be_turned_off() {
+    let body = r#"{"event":"message","instanceId":"win","data":{}}"#;
+    let sc = Sidecar::start(
+        &dead_upstream(),
+        &format!("{FIXTURE_WEBHOOK_YAML}  dedup_window_secs: 1\n"),
+    );
+    assert_eq!(
+        post_signed(&sc, body).json::<Value>().unwrap(),
+        json!({"ok": true})
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        post_signed(&sc, body).json::<Value>().unwrap(),
+        json!({"ok": true})
+    );
+    assert_eq!(events(&sc, "?instanceId=win").len(), 2);
+
+    let off = Sidecar::start(
+        &dead_upstream(),
+        &format!("{FIXTURE_WEBHOOK_YAML}  dedup_window_secs: 0\n"),
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            post_signed(&off, body).json::<Value>().unwrap(),
+            json!({"ok": true})
+        );
+    }
+    assert_eq!(events(&off, "?instanceId=win").len(), 2);
+    assert_eq!(duplicate_count(&off), 0);
 }

@@ -14,8 +14,12 @@ use crate::router::Router;
 
 /// Sequence-numbering event bus.
 ///
-/// Ids start at 1 and increase by one per published event, in publication order, for the life
-/// of the process. Every sink sees its events in id order.
+/// Ids increase by one per published event, in publication order. The first id follows the
+/// wall clock at start-up in microseconds since the Unix epoch (about 1.8e15 in 2026, below
+/// JavaScript's 2^53 until the year 2255), so the ids of a new process exceed every id of an
+/// earlier one unless that one published more than one event per microsecond of its life or
+/// the clock was set back: an SSE client holding an old id is recognised (DESIGN.md "Public
+/// interface": ids never repeat across restarts). Every sink sees its events in id order.
 #[derive(Debug)]
 pub struct Bus {
     last_id: Mutex<u64>,
@@ -23,10 +27,15 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// A bus delivering to `router`.
+    /// A bus delivering to `router`, numbering from the wall clock (see [`Bus`]).
     pub fn new(router: Router) -> Self {
+        Self::starting_after(router, clock_seed())
+    }
+
+    /// A bus whose first event gets id `last_id + 1`.
+    pub fn starting_after(router: Router, last_id: u64) -> Self {
         Self {
-            last_id: Mutex::new(0),
+            last_id: Mutex::new(last_id),
             router,
         }
     }
@@ -41,7 +50,7 @@ impl Bus {
         event
     }
 
-    /// The id of the last published event (0 before the first).
+    /// The id of the last published event (before the first: the id the bus started after).
     pub fn last_id(&self) -> u64 {
         *self.last_id.lock()
     }
@@ -49,5 +58,35 @@ impl Bus {
     /// The router, for sink statistics.
     pub fn router(&self) -> &Router {
         &self.router
+    }
+}
+
+/// Microseconds since the Unix epoch now; 0 for a clock before 1970.
+fn clock_seed() -> u64 {
+    u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_bus_numbers_above_an_earlier_one() {
+        let first = Bus::new(Router::empty());
+        let a = first.publish(
+            crate::test_support::webhook(0, "ready", None)
+                .payload
+                .clone(),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = Bus::new(Router::empty());
+        assert!(second.last_id() > a.id);
+        let b = second.publish(
+            crate::test_support::webhook(0, "ready", None)
+                .payload
+                .clone(),
+        );
+        assert_eq!(b.id, second.last_id());
+        assert!(b.id < 1u64 << 53, "ids stay exact in JavaScript");
     }
 }

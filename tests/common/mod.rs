@@ -405,6 +405,12 @@ fn json_response(status: u16, body: String) -> Response {
 }
 
 /// A free loopback port (bound then released).
+/// A wa-hub URL nothing listens on: connections are refused (port 1 is privileged and unused
+/// here). Unlike a free port picked at random, no concurrently started test can take it.
+pub fn dead_upstream_url() -> String {
+    "http://127.0.0.1:1".to_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -877,5 +883,56 @@ impl Relay {
 
     pub fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
+    }
+}
+
+/// Sends `request` on a new connection to `addr`; with `half_close`, shuts the write side
+/// (FIN) right after it, as `socat` or `printf | nc` do. Returns every byte received until the
+/// server closes or 10 s pass.
+pub fn raw_request(addr: SocketAddr, request: &[u8], half_close: bool) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).expect("write request");
+    if half_close {
+        s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A raw response split into its status, lower-cased head and body.
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// Parses `raw` (panics when it holds no complete head).
+    pub fn parse(raw: &str) -> Self {
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {raw:?}"));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+        Self {
+            status,
+            head: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// The value of header `name` (lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(n, _)| n.trim() == name)
+                .map(|(_, v)| v.trim().to_owned())
+        })
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::hub::{encode_frame, Resume, SseFrame};
-use crate::envelope::{ApiLog, Event, WebhookRecord};
+use crate::envelope::Event;
 
 /// Most bytes of queued frames written to a client in one write.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -71,26 +71,47 @@ impl Scope {
     }
 }
 
-/// A `Last-Event-ID` value (header, else the `lastEventId` query parameter) as an id. A value
-/// that is not a decimal id is ignored, as if absent; the header wins when it is readable.
-pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> Option<u64> {
-    header
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .map(|s| s.trim().to_owned())
-        .or(query_value)
-        .and_then(|s| s.parse().ok())
+/// What a client said about the last event it saw: the `Last-Event-ID` header, else the
+/// `lastEventId` query parameter (a first `EventSource` connection cannot set headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastEventId {
+    /// Neither is given, or the value is empty (browsers send no header then): a fresh start.
+    Absent,
+    /// A decimal id that fits in a `u64`.
+    Id(u64),
+    /// Anything else (`abc`, `-1`, `18446744073709551616`, bytes that are not UTF-8): the client
+    /// holds state the sidecar cannot place, so it gets `reset` (README "Server-Sent Events").
+    Unusable,
 }
 
-/// The `initial` event's data: histories newest first and the dashboard's `instanceMeta`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Initial<'a> {
-    /// Webhook records, newest first.
-    pub webhook_events: Vec<&'a WebhookRecord>,
-    /// API-log entries, newest first.
-    pub api_logs: Vec<&'a ApiLog>,
-    /// Per instance `{waStatus, lifecycleRank, lastEventAt, lastQrBase64, qrError}`.
-    pub instance_meta: Value,
+impl LastEventId {
+    /// The id, when usable.
+    pub fn id(self) -> Option<u64> {
+        match self {
+            LastEventId::Id(id) => Some(id),
+            LastEventId::Absent | LastEventId::Unusable => None,
+        }
+    }
+}
+
+/// Reads `Last-Event-ID` (raw header bytes) or the `lastEventId` query value (decoded). The
+/// header wins when it is present and not empty; a header that is not UTF-8 falls back to the
+/// query value, and is [`LastEventId::Unusable`] without one. Surrounding white space is
+/// ignored.
+pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> LastEventId {
+    let parse = |s: &str| match s.trim() {
+        "" => LastEventId::Absent,
+        t => t.parse().map_or(LastEventId::Unusable, LastEventId::Id),
+    };
+    let from_query = || query_value.as_deref().map_or(LastEventId::Absent, parse);
+    match header.map(std::str::from_utf8) {
+        Some(Ok(h)) if !h.trim().is_empty() => parse(h),
+        Some(Err(_)) => match from_query() {
+            LastEventId::Absent => LastEventId::Unusable,
+            q => q,
+        },
+        _ => from_query(),
+    }
 }
 
 /// `{"type": kind, "data": data}` as compact JSON.
@@ -99,63 +120,112 @@ pub fn envelope(kind: &str, data: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(&json!({ "type": kind, "data": data })).unwrap_or_default()
 }
 
-/// The bytes that open a stream, and how many bus events they carry: the `retry:` hint,
+/// The writes that open a stream, and how many bus events they carry: the `retry:` hint,
 /// `connected`, then by `resume`: `initial` (fresh), `reset` + `initial` (unusable id), or the
-/// missed frames this scope selects. `initial` is called only when needed and returns the
-/// encoded `initial` frame.
+/// missed frames this scope selects. The `reset` data is `{"reason": "lastEventIdNotKept",
+/// "lastEventId": N}` for an id outside the kept history, `{"reason": "lastEventIdInvalid",
+/// "lastEventId": null}` for an unusable value. `initial` is called only when needed and
+/// returns the writes that carry the `initial` frame (shared bytes, not copied here) and any
+/// events after it.
 pub fn opening_frames(
     retry_ms: u64,
     scope: &Scope,
     resume: Resume,
-    last_id: Option<u64>,
-    initial: impl FnOnce() -> Bytes,
-) -> (Bytes, u64) {
+    last_id: LastEventId,
+    initial: impl FnOnce() -> Vec<Bytes>,
+) -> (Vec<Bytes>, u64) {
     let mut first = BytesMut::new();
     first.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
     first.extend_from_slice(&encode_frame(
         None,
         &envelope("connected", &scope.connected_data()),
     ));
-    let mut sent = 0u64;
-    match resume {
-        Resume::Fresh => first.extend_from_slice(&initial()),
+    let (rest, sent) = match resume {
+        Resume::Fresh => (initial(), 0),
         Resume::Reset => {
-            let reset = json!({ "reason": "lastEventIdNotKept", "lastEventId": last_id });
+            let reason = match last_id {
+                LastEventId::Id(_) => "lastEventIdNotKept",
+                LastEventId::Absent | LastEventId::Unusable => "lastEventIdInvalid",
+            };
+            let reset = json!({ "reason": reason, "lastEventId": last_id.id() });
             first.extend_from_slice(&encode_frame(None, &envelope("reset", &reset)));
-            first.extend_from_slice(&initial());
+            (initial(), 0)
         }
-        Resume::Resumed(frames) => {
-            for f in frames.iter().filter(|f| scope.selects(&f.event)) {
-                first.extend_from_slice(&f.bytes);
-                sent += 1;
+        Resume::Resumed(frames) => catch_up(scope, &frames),
+    };
+    let mut writes = vec![first.freeze()];
+    writes.extend(rest.into_iter().filter(|b| !b.is_empty()));
+    (writes, sent)
+}
+
+/// The frames of `frames` that `scope` selects, as writes, and how many there are: small
+/// frames are joined into writes of about [`MAX_BATCH_BYTES`]; a frame that large or larger is
+/// a write of its own that shares the frame's bytes (no copy per client).
+pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Vec<Bytes>, u64) {
+    let mut writes = Vec::new();
+    let mut buf = BytesMut::new();
+    let mut n = 0;
+    for f in frames.iter().filter(|f| scope.selects(&f.event)) {
+        n += 1;
+        if f.bytes.len() >= MAX_BATCH_BYTES {
+            if !buf.is_empty() {
+                writes.push(buf.split().freeze());
             }
+            writes.push(f.bytes.clone());
+            continue;
+        }
+        buf.extend_from_slice(&f.bytes);
+        if buf.len() >= MAX_BATCH_BYTES {
+            writes.push(buf.split().freeze());
         }
     }
-    (first.freeze(), sent)
+    if !buf.is_empty() {
+        writes.push(buf.freeze());
+    }
+    (writes, n)
 }
 
 /// `first` plus frames already queued behind it, as one write of at most about
-/// [`MAX_BATCH_BYTES`], keeping only what `scope` selects; and how many events it carries.
-/// Lagging is noticed on the caller's next `recv`.
+/// [`MAX_BATCH_BYTES`], keeping only what `scope` selects; how many events it carries; and a
+/// frame taken from `rx` that did not fit, to start the next write with. A write of one frame
+/// shares that frame's bytes with every other client instead of copying them (large webhooks
+/// to many stalled clients). Lagging is noticed on the caller's next `recv`.
 pub fn batch(
     scope: &Scope,
     first: Arc<SseFrame>,
     rx: &mut broadcast::Receiver<Arc<SseFrame>>,
-) -> (Bytes, u64) {
-    let mut buf = BytesMut::new();
-    let mut n = 0;
+) -> (Bytes, u64, Option<Arc<SseFrame>>) {
+    let mut frames: Vec<Arc<SseFrame>> = Vec::new();
+    let mut size = 0;
     let mut next = Some(first);
+    let mut leftover = None;
     while let Some(frame) = next.take() {
         if scope.selects(&frame.event) {
-            buf.extend_from_slice(&frame.bytes);
-            n += 1;
-        }
-        if buf.len() >= MAX_BATCH_BYTES {
-            break;
+            if !frames.is_empty() && size + frame.bytes.len() > MAX_BATCH_BYTES {
+                leftover = Some(frame);
+                break;
+            }
+            size += frame.bytes.len();
+            frames.push(frame);
+            if size >= MAX_BATCH_BYTES {
+                break;
+            }
         }
         next = rx.try_recv().ok();
     }
-    (buf.freeze(), n)
+    let n = frames.len() as u64;
+    let bytes = match frames.as_slice() {
+        [] => Bytes::new(),
+        [one] => one.bytes.clone(),
+        many => {
+            let mut buf = BytesMut::with_capacity(size);
+            for f in many {
+                buf.extend_from_slice(&f.bytes);
+            }
+            buf.freeze()
+        }
+    };
+    (bytes, n, leftover)
 }
 
 #[cfg(test)]
@@ -178,11 +248,56 @@ mod tests {
     }
 
     #[test]
-    fn last_event_id_prefers_header_and_ignores_garbage() {
-        assert_eq!(last_event_id(Some(b"42"), Some("7".into())), Some(42));
-        assert_eq!(last_event_id(None, Some("7".into())), Some(7));
-        assert_eq!(last_event_id(Some(b"abc"), None), None);
-        assert_eq!(last_event_id(Some(&[0xff]), Some("3".into())), Some(3));
-        assert_eq!(last_event_id(None, None), None);
+    fn last_event_id_prefers_header_and_tells_garbage_from_absence() {
+        use LastEventId::*;
+        assert_eq!(last_event_id(Some(b"42"), Some("7".into())), Id(42));
+        assert_eq!(last_event_id(None, Some("7".into())), Id(7));
+        assert_eq!(last_event_id(Some(b" 9 "), None), Id(9));
+        for garbage in [&b"abc"[..], b"-1", b"18446744073709551616", b"1.5", b"0x10"] {
+            assert_eq!(last_event_id(Some(garbage), None), Unusable, "{garbage:?}");
+            assert_eq!(last_event_id(Some(garbage), Some("3".into())), Unusable);
+        }
+        assert_eq!(last_event_id(None, Some("abc".into())), Unusable);
+        assert_eq!(last_event_id(Some(&[0xff]), Some("3".into())), Id(3));
+        assert_eq!(last_event_id(Some(&[0xff]), None), Unusable);
+        assert_eq!(last_event_id(Some(b""), Some("3".into())), Id(3));
+        assert_eq!(last_event_id(Some(b""), None), Absent);
+        assert_eq!(last_event_id(None, None), Absent);
+        assert_eq!(last_event_id(None, Some(String::new())), Absent);
+    }
+
+    fn frame(id: u64, size: usize) -> Arc<SseFrame> {
+        Arc::new(SseFrame {
+            event: crate::test_support::webhook(id, "message", Some("a")),
+            bytes: Bytes::from(vec![b'x'; size]),
+        })
+    }
+
+    #[test]
+    fn large_frames_are_shared_not_copied_per_client() {
+        let frames = vec![
+            frame(1, 10),
+            frame(2, MAX_BATCH_BYTES * 2),
+            frame(3, 10),
+            frame(4, 10),
+        ];
+        let (writes, n) = catch_up(&Scope::Global, &frames);
+        assert_eq!(n, 4);
+        assert_eq!(writes.len(), 3);
+        assert_eq!(writes[0].len(), 10);
+        assert_eq!(writes[1].as_ptr(), frames[1].bytes.as_ptr(), "same bytes");
+        assert_eq!(writes[2].len(), 20);
+
+        let (tx, mut rx) = broadcast::channel(8);
+        tx.send(frame(6, 10)).unwrap();
+        let big = frame(5, MAX_BATCH_BYTES * 2);
+        let (bytes, n, rest) = batch(&Scope::Global, big.clone(), &mut rx);
+        assert_eq!((bytes.as_ptr(), n), (big.bytes.as_ptr(), 1));
+        assert!(rest.is_none());
+        // A small frame followed by a large one: the large one waits for the next write.
+        tx.send(frame(8, MAX_BATCH_BYTES * 2)).unwrap();
+        let (bytes, n, rest) = batch(&Scope::Global, frame(7, 10), &mut rx);
+        assert_eq!((bytes.len(), n), (20, 2), "frames 7 and 6");
+        assert_eq!(rest.map(|f| f.event.id), Some(8));
     }
 }

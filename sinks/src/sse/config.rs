@@ -23,6 +23,9 @@ pub struct SseConfig {
     pub write_timeout_ms: NonZeroU64,
     /// Webhook events and API logs each sent at most in the `initial` event. Default 500.
     pub initial_limit: usize,
+    /// Most bytes of the encoded `initial` event: the newest entries that fit are sent, with
+    /// `truncated: true` when older ones were left out. Default 2 MiB (2097152).
+    pub initial_max_bytes: NonZeroUsize,
 }
 
 impl Default for SseConfig {
@@ -35,6 +38,7 @@ impl Default for SseConfig {
             client_backlog: NonZeroUsize::new(256).expect("non-zero"),
             write_timeout_ms: NonZeroU64::new(10_000).expect("non-zero"),
             initial_limit: 500,
+            initial_max_bytes: NonZeroUsize::new(2 * 1024 * 1024).expect("non-zero"),
         }
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use super::SseConfig;
+use super::{InitialCache, LastEventId, SseConfig};
 use crate::envelope::Event;
 use crate::filter::Filter;
 use crate::sink::{Sink, SinkError};
@@ -43,7 +43,8 @@ pub struct SseStats {
 #[derive(Debug, Default)]
 struct Ring {
     frames: VecDeque<Arc<SseFrame>>,
-    /// Highest id evicted from `frames` (0 = none).
+    /// Ids up to this one are not kept: evicted from `frames`, or from before this process
+    /// ([`SseHub::begin_after`]).
     evicted_up_to: u64,
     /// Highest id published.
     last_id: u64,
@@ -57,6 +58,7 @@ pub struct SseHub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Arc<SseFrame>>,
     clients: Arc<AtomicUsize>,
+    initial: InitialCache,
     /// Counters.
     pub stats: SseStats,
 }
@@ -68,8 +70,8 @@ pub enum Resume {
     Fresh,
     /// A known `Last-Event-ID`: these kept events follow it, then live ones.
     Resumed(Vec<Arc<SseFrame>>),
-    /// A `Last-Event-ID` older than the kept history, or from another process: the client
-    /// must reload state (`reset`, then `initial`).
+    /// A `Last-Event-ID` older than the kept history, from another process, from the future or
+    /// unusable: the client must reload state (`reset`, then `initial`).
     Reset,
 }
 
@@ -105,8 +107,41 @@ impl SseHub {
             ring: Mutex::new(Ring::default()),
             tx,
             clients: Arc::new(AtomicUsize::new(0)),
+            initial: InitialCache::default(),
             stats: SseStats::default(),
         }
+    }
+
+    /// Tells a new hub the id its bus starts after (see `Bus`): ids up to it belong to an
+    /// earlier process, so a client holding one gets a reset; the first `initial` carries it.
+    /// Does nothing once an event was published.
+    pub fn begin_after(&self, last_id: u64) {
+        let mut ring = self.ring.lock();
+        if ring.frames.is_empty() && ring.last_id == 0 {
+            ring.last_id = last_id;
+            ring.evicted_up_to = last_id;
+        }
+    }
+
+    /// The `initial` frames shared by clients connecting around the same time.
+    pub fn initial_cache(&self) -> &InitialCache {
+        &self.initial
+    }
+
+    /// The kept frames with ids in `after+1..=up_to`, in order; `None` when some of them are
+    /// no longer kept.
+    pub fn frames_between(&self, after: u64, up_to: u64) -> Option<Vec<Arc<SseFrame>>> {
+        let ring = self.ring.lock();
+        if after < ring.evicted_up_to {
+            return None;
+        }
+        Some(
+            ring.frames
+                .iter()
+                .filter(|f| f.event.id > after && f.event.id <= up_to)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The hub's settings.
@@ -154,14 +189,17 @@ impl SseHub {
         let _ = self.tx.send(frame);
     }
 
-    /// Subscribes a client that last saw `last_event_id` (from `Last-Event-ID`).
-    pub fn subscribe(&self, last_event_id: Option<u64>) -> Subscription {
+    /// Subscribes a client that last saw `last_event_id` (from `Last-Event-ID`): resumed
+    /// when the id lies within the kept history, else reset (an unusable value, an id older
+    /// than kept or from an earlier process, an id not yet published).
+    pub fn subscribe(&self, last_event_id: LastEventId) -> Subscription {
         let ring = self.ring.lock();
         let rx = self.tx.subscribe();
         let resume = match last_event_id {
-            None => Resume::Fresh,
-            Some(id) if id > ring.last_id || id < ring.evicted_up_to => Resume::Reset,
-            Some(id) => Resume::Resumed(
+            LastEventId::Absent => Resume::Fresh,
+            LastEventId::Unusable => Resume::Reset,
+            LastEventId::Id(id) if id > ring.last_id || id < ring.evicted_up_to => Resume::Reset,
+            LastEventId::Id(id) => Resume::Resumed(
                 ring.frames
                     .iter()
                     .filter(|f| f.event.id > id)
@@ -262,14 +300,19 @@ mod tests {
         for id in 1..=5 {
             h.publish(&webhook(id, "ready", None));
         }
-        let sub = h.subscribe(Some(2));
+        let sub = h.subscribe(LastEventId::Id(2));
         assert_eq!(sub.snapshot_id, 5);
         match sub.resume {
             Resume::Resumed(f) => assert_eq!(ids(&f), vec![3, 4, 5]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(h.subscribe(Some(5)).resume, Resume::Resumed(ref f) if f.is_empty()));
-        assert!(matches!(h.subscribe(None).resume, Resume::Fresh));
+        assert!(
+            matches!(h.subscribe(LastEventId::Id(5)).resume, Resume::Resumed(ref f) if f.is_empty())
+        );
+        assert!(matches!(
+            h.subscribe(LastEventId::Absent).resume,
+            Resume::Fresh
+        ));
     }
 
     #[test]
@@ -278,11 +321,17 @@ mod tests {
         for id in 1..=6 {
             h.publish(&webhook(id, "ready", None));
         }
-        assert!(matches!(h.subscribe(Some(1)).resume, Resume::Reset));
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(1)).resume,
+            Resume::Reset
+        ));
         assert!(
-            matches!(h.subscribe(Some(3)).resume, Resume::Resumed(ref f) if ids(f) == vec![4, 5, 6])
+            matches!(h.subscribe(LastEventId::Id(3)).resume, Resume::Resumed(ref f) if ids(f) == vec![4, 5, 6])
         );
-        assert!(matches!(h.subscribe(Some(99)).resume, Resume::Reset));
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(99)).resume,
+            Resume::Reset
+        ));
         assert_eq!(h.stats.resets.load(Ordering::Relaxed), 2);
     }
 
@@ -290,7 +339,7 @@ mod tests {
     fn live_events_follow_the_snapshot_without_gap_or_duplicate() {
         let h = hub(10);
         h.publish(&webhook(1, "ready", None));
-        let mut sub = h.subscribe(Some(0));
+        let mut sub = h.subscribe(LastEventId::Id(0));
         h.publish(&webhook(2, "ready", None));
         let backlog = match sub.resume {
             Resume::Resumed(f) => ids(&f),
@@ -309,5 +358,44 @@ mod tests {
         assert!(h.join().is_none());
         drop(a);
         assert!(h.join().is_some());
+    }
+
+    #[test]
+    fn ids_from_before_the_process_and_garbage_reset() {
+        let h = hub(10);
+        h.begin_after(1000);
+        assert_eq!(h.subscribe(LastEventId::Absent).snapshot_id, 1000);
+        // Before any event: the start id itself resumes with nothing; older ids reset.
+        assert!(
+            matches!(h.subscribe(LastEventId::Id(1000)).resume, Resume::Resumed(ref f) if f.is_empty())
+        );
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(999)).resume,
+            Resume::Reset
+        ));
+        for id in 1001..=1003 {
+            h.publish(&webhook(id, "ready", None));
+        }
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(5)).resume,
+            Resume::Reset
+        ));
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(1004)).resume,
+            Resume::Reset
+        ));
+        assert!(matches!(
+            h.subscribe(LastEventId::Unusable).resume,
+            Resume::Reset
+        ));
+        assert!(
+            matches!(h.subscribe(LastEventId::Id(1001)).resume, Resume::Resumed(ref f) if ids(f) == vec![1002, 1003])
+        );
+        h.begin_after(50);
+        assert_eq!(
+            h.subscribe(LastEventId::Absent).snapshot_id,
+            1003,
+            "no effect once started"
+        );
     }
 }
