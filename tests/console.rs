@@ -6,8 +6,8 @@
 //! (an `alert` would mean injected script ran). Screenshots of every view go to
 //! `target/console-screenshots/*.png` for a person to look at.
 //!
-//! The browser tests run one at a time (a lock): each starts its own Chromium, and the
-//! machine has two cores.
+//! The tests run one at a time (a lock): each browser test starts its own Chromium on a
+//! two-core machine, and sidecars started at once can race for the same free port.
 
 mod common;
 
@@ -814,6 +814,13 @@ fn every_view_fits_phone_and_desktop_widths_without_sideways_scrolling() {
         "the id filter"
     );
     page.eval("(() => { const f = document.querySelector('#filter'); f.value = ''; f.dispatchEvent(new Event('input')); })()");
+    page.eval("(() => { const f = document.querySelector('#status-filter'); f.value = '2'; f.dispatchEvent(new Event('change')); })()");
+    assert_eq!(
+        page.eval("[...document.querySelectorAll('article.card')].filter((c) => !c.hidden).map((c) => c.dataset.id)"),
+        json!(["WASP-bakery_shop", "WASP-florist_shop"]),
+        "the status filter"
+    );
+    page.eval("(() => { const f = document.querySelector('#status-filter'); f.value = ''; f.dispatchEvent(new Event('change')); })()");
     // Keyboard focus is visible: the focused button gets an outline.
     page.eval("document.querySelector('button[data-action=restart]').focus({focusVisible: true})");
     page.tab.press_key("Tab").unwrap();
@@ -1002,6 +1009,8 @@ fn wa_hub_down_is_said_instead_of_an_empty_list() {
 /// `console.enabled: false`.
 #[test]
 fn console_files_are_served_with_cache_headers_and_csp() {
+    // Serial too: sidecars started at the same time can race for the same free port.
+    let _one = serial();
     let up = FakeUpstream::start();
     let sc = sidecar(&up, "");
     let c = client();

@@ -94,11 +94,14 @@ export function instancesView(main) {
 
   function lastEvent(c, id) {
     const ev = state.lastEvent.get(id);
-    c.last.textContent = ev ? `last event: ${ev.event}` : 'no event yet';
-    c.lastAt = ev ? ev.at : NaN;
+    const s = state.instances.get(id);
+    // Webhooks older than the stream's initial list are not known here: the status's own
+    // time stands in for them.
+    const since = Date.parse(s?.updatedAt);
+    c.last.textContent = ev ? `last event: ${ev.event}` : Number.isFinite(since) ? 'status since' : 'no event yet';
+    c.lastAt = ev ? ev.at : since;
     c.age.textContent = ago(c.lastAt);
     const p = ev?.preview ? cut(ev.preview, 140) : '';
-    const s = state.instances.get(id);
     const text = s?.qrError && s.rank === 1 ? `QR error: ${s.qrError}` : p;
     c.preview.textContent = text;
     c.preview.hidden = !text;
