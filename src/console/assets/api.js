@@ -50,7 +50,7 @@ export function describe(r) {
   const head = `${r.status}${r.statusText ? ` ${r.statusText}` : ''}`;
   const b = r.body;
   const words = b && typeof b === 'object'
-    ? [b.error, b.message, b.detail].filter((x) => typeof x === 'string' && x).join(': ')
+    ? [b.error, b.message, b.detail, b.status].filter((x) => typeof x === 'string' && x).join(': ')
     : '';
   if (words) return `${head}: ${words}`;
   if (!r.ok && r.text) return `${head}: ${r.text.slice(0, 300)}`;

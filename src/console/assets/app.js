@@ -74,7 +74,7 @@ async function checkReady() {
   const ready = r.ok && r.body?.ready === true;
   state.readiness.ready = ready;
   state.readiness.error = ready ? '' : (r.body?.error || api.describe(r));
-  showBanner(ready ? '' : `wa-hub is down or unreachable (${state.readiness.error}). What is shown may be out of date.`);
+  showBanner(ready ? '' : `wa-hub is down — /readyz says: ${state.readiness.error}. What is shown may be out of date.`);
   state.notify({ kind: 'ready' });
 }
 

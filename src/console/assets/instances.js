@@ -122,7 +122,7 @@ export function instancesView(main) {
       if (s.timedOut) timedOut += 1;
     }
     append(clear(counts), [
-      h('span', { class: 'count total' }, `${state.instances.size} instances`),
+      h('span', { class: 'count total' }, `${state.instances.size} instance${state.instances.size === 1 ? '' : 's'}`),
       state.RANKS.map((r) => h('span', { class: `count badge rank-${r.key}`, dataset: { rank: r.rank } }, `${r.word}: ${n[r.rank]}`)),
       timedOut ? h('span', { class: 'count badge warn' }, `⚠ timed out: ${timedOut}`) : null]);
   }
@@ -132,7 +132,7 @@ export function instancesView(main) {
     for (const c of cards.values()) if (!c.el.hidden) shown += 1;
     if (state.instances.size === 0) {
       empty.textContent = state.readiness.ready === false
-        ? `wa-hub is down (${state.readiness.error}): no instances can be listed.`
+        ? `wa-hub is down (${state.readiness.error}), so no instances can be listed.`
         : 'No instances yet. Create one above; its QR code will appear here.';
     } else {
       empty.textContent = shown ? '' : 'No instance matches the filter.';
