@@ -708,6 +708,14 @@ fn a_token_is_asked_once_and_used_for_the_api_and_the_stream() {
         page.eval("document.querySelector('#token-dialog').open"),
         json!(false)
     );
+    // A stored token that stopped working is refused in words and asked for again.
+    page.eval("sessionStorage.setItem('wa-hub-console-token', 'revoked')");
+    page.tab.reload(true, None).unwrap();
+    page.wait(
+        "the question again",
+        "document.querySelector('#token-dialog').open && document.querySelector('#token-error').textContent.includes('stored token was refused')",
+    );
+    page.screenshot("token-revoked");
     // Chromium notes the 401s that asked for the token (no token, the wrong one).
     assert_clean_but(&page, &["status of 401 (Unauthorized)"]);
 }

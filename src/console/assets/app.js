@@ -16,8 +16,28 @@ let view = null;
 let stream = null;
 
 function setConn(s) {
+  if (s === 'closed') {
+    // The sidecar refused the stream: a token that stopped working is asked for again.
+    recheckToken();
+    s = 'reconnecting';
+  }
   conn.textContent = s === 'live' ? 'live' : s === 'reconnecting' ? 'reconnecting…' : s;
   conn.dataset.state = s;
+}
+
+let asking = false;
+async function recheckToken() {
+  if (asking) return;
+  const r = await api.request('GET', '/api/instances');
+  if (r.status !== 401) return;
+  asking = true;
+  try {
+    const ok = await askToken(false);
+    state.setInstances(ok.body?.instances || []);
+    stream?.open();
+  } finally {
+    asking = false;
+  }
 }
 
 /** Shows the token dialog until the sidecar accepts a token; resolves with the instance list. */
