@@ -158,6 +158,12 @@ impl Page1 {
     /// Evaluates the expression `js` (awaiting a promise) and returns its value as JSON (null
     /// for undefined). Panics when the expression throws or does not parse.
     fn eval(&self, js: &str) -> Value {
+        self.try_eval(js)
+            .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
+    }
+
+    /// Like [`Page1::eval`], with the exception (or protocol error) as an error.
+    fn try_eval(&self, js: &str) -> Result<Value, String> {
         let out = self
             .tab
             .call_method(Runtime::Evaluate {
@@ -178,20 +184,22 @@ impl Page1 {
                 unique_context_id: None,
                 serialization_options: None,
             })
-            .unwrap_or_else(|e| panic!("evaluate {js}: {e}"));
+            .map_err(|e| e.to_string())?;
         if let Some(ex) = out.exception_details {
-            panic!("evaluate {js}: {ex:?}");
+            return Err(format!("{ex:?}"));
         }
-        match out.result.value {
+        Ok(match out.result.value {
             Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::Null),
             _ => Value::Null,
-        }
+        })
     }
 
     /// Waits until `js` evaluates to `true`.
     fn wait(&self, what: &str, js: &str) {
-        if eventually(T, || (self.eval(js) == Value::Bool(true)).then_some(())).is_none() {
-            let text = self.eval("document.body.innerText");
+        // Exceptions count as "not yet" (e.g. while a reload replaces the document).
+        let done = || self.try_eval(js).is_ok_and(|v| v == Value::Bool(true));
+        if eventually(T, || done().then_some(())).is_none() {
+            let text = self.try_eval("document.body.innerText").unwrap_or_default();
             panic!(
                 "page never showed {what} ({js}).\nerrors: {:?}\npage text:\n{}",
                 self.errors(),
