@@ -1186,3 +1186,26 @@ fn first_render_with_1000_instances() {
         assert_eq!(t["cards"], json!(1000));
     }
 }
+
+/// The detectors the other tests rely on work: a dialog, a `console.error` and an uncaught
+/// exception on the console page are all seen (so "no alert, no error" can fail).
+#[test]
+fn the_harness_sees_dialogs_console_errors_and_exceptions() {
+    let _one = serial();
+    let up = FakeUpstream::start();
+    let sc = sidecar(&up, "");
+    let page = Page1::open(&sc.url("/console/"), 1280, 900);
+    page.wait("the page", "!!document.querySelector('#instances')");
+    page.eval("setTimeout(() => alert('seen'), 0)");
+    eventually(T, || (!page.dialogs().is_empty()).then_some(())).expect("the alert is seen");
+    page.tab.get_dialog().accept(None).unwrap();
+    assert_eq!(page.dialogs(), vec!["seen".to_owned()]);
+    page.eval("console.error('an error')");
+    page.eval("setTimeout(() => { throw new Error('uncaught'); }, 0)");
+    eventually(T, || (page.errors().len() >= 2).then_some(())).expect("errors are seen");
+    let errors = page.errors().join("\n");
+    assert!(
+        errors.contains("an error") && errors.contains("uncaught"),
+        "{errors}"
+    );
+}
