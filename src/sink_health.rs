@@ -4,13 +4,13 @@
 
 use std::sync::atomic::Ordering;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use wa_hub_sinks::SinkSnapshot;
 
 use crate::app::App;
 use crate::response::LocalResponse;
 
-/// One sink as `GET /api/sinks` lists it:
+/// One sink as `GET /api/sinks` lists it (fields in this order, camelCase):
 /// `{"name", "type", "connected": null|bool, "queueDepth", "queueCapacity", "delivered",
 /// "failed", "dropped", "restarts", "retries", "deadLetters", "pending"}`.
 ///
@@ -18,34 +18,86 @@ use crate::response::LocalResponse;
 /// `queueDepth`/`queueCapacity` are events in the router queue; the counters count events
 /// since start (`restarts`: sink restarts; `retries`: failed attempts the sink will retry;
 /// `pending`: events held inside the sink, such as an MQTT buffer or a forward outbox).
-pub fn sink_json(s: &SinkSnapshot) -> Value {
-    let st = &s.stats;
-    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    json!({
-        "name": s.name,
-        "type": s.kind,
-        "connected": st.connected(),
-        "queueDepth": s.queue_depth,
-        "queueCapacity": s.queue_capacity,
-        "delivered": n(&st.delivered),
-        "failed": n(&st.failed),
-        "dropped": n(&st.dropped),
-        "restarts": n(&st.restarts),
-        "retries": n(&st.retries),
-        "deadLetters": n(&st.dead_letters),
-        "pending": n(&st.pending),
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkHealth {
+    /// The sink's configured name.
+    pub name: String,
+    /// Its configured `type`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Connection state; `None` for sinks without a connection.
+    pub connected: Option<bool>,
+    /// Events waiting in its router queue.
+    pub queue_depth: usize,
+    /// Capacity of that queue (`queue_capacity`).
+    pub queue_capacity: usize,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events whose delivery failed.
+    pub failed: u64,
+    /// Events dropped (queue full, too large, outbox full).
+    pub dropped: u64,
+    /// Times the sink was restarted.
+    pub restarts: u64,
+    /// Failed attempts the sink retries itself.
+    pub retries: u64,
+    /// Events moved to dead letters.
+    pub dead_letters: u64,
+    /// Events held inside the sink.
+    pub pending: u64,
 }
 
-/// `GET /api/sinks`: 200 `{"sinks": [<sink_json>...]}` in config order.
+impl SinkHealth {
+    /// Reads one sink's snapshot.
+    pub fn of(s: &SinkSnapshot) -> Self {
+        let st = &s.stats;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Self {
+            name: s.name.clone(),
+            kind: s.kind,
+            connected: st.connected(),
+            queue_depth: s.queue_depth,
+            queue_capacity: s.queue_capacity,
+            delivered: n(&st.delivered),
+            failed: n(&st.failed),
+            dropped: n(&st.dropped),
+            restarts: n(&st.restarts),
+            retries: n(&st.retries),
+            dead_letters: n(&st.dead_letters),
+            pending: n(&st.pending),
+        }
+    }
+}
+
+/// `GET /api/sinks`: 200 `{"sinks": [<SinkHealth>...]}` in config order.
 pub fn handle(app: &App) -> LocalResponse {
-    let sinks: Vec<Value> = app.bus.router().snapshot().iter().map(sink_json).collect();
-    LocalResponse::json(200, &json!({ "sinks": sinks }))
+    let sinks: Vec<SinkHealth> = app
+        .bus
+        .router()
+        .snapshot()
+        .iter()
+        .map(SinkHealth::of)
+        .collect();
+    // Serialized from the structs (not through `Value`), so the fields keep their order.
+    #[derive(Serialize)]
+    struct Body {
+        sinks: Vec<SinkHealth>,
+    }
+    LocalResponse {
+        status: 200,
+        body: serde_json::to_vec(&Body { sinks })
+            .unwrap_or_default()
+            .into(),
+        headers: Vec::new(),
+        content_type: "application/json",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::sync::Arc;
     use wa_hub_sinks::SinkStats;
 
@@ -62,7 +114,11 @@ mod tests {
             stats,
         };
         assert_eq!(
-            sink_json(&snap),
+            serde_json::to_string(&SinkHealth::of(&snap)).unwrap(),
+            r#"{"name":"sse","type":"sse","connected":null,"queueDepth":3,"queueCapacity":10000,"delivered":5,"failed":0,"dropped":2,"restarts":0,"retries":0,"deadLetters":0,"pending":0}"#
+        );
+        assert_eq!(
+            json!(SinkHealth::of(&snap)),
             json!({"name":"sse","type":"sse","connected":null,"queueDepth":3,
                    "queueCapacity":10000,"delivered":5,"failed":0,"dropped":2,"restarts":0,
                    "retries":0,"deadLetters":0,"pending":0})
@@ -80,8 +136,8 @@ mod tests {
             queue_depth: 0,
             stats: stats.clone(),
         };
-        assert_eq!(sink_json(&snap)["connected"], json!(false));
+        assert_eq!(SinkHealth::of(&snap).connected, Some(false));
         stats.set_connected(true);
-        assert_eq!(sink_json(&snap)["connected"], json!(true));
+        assert_eq!(SinkHealth::of(&snap).connected, Some(true));
     }
 }

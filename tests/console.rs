@@ -6,8 +6,8 @@
 //! (an `alert` would mean injected script ran). Screenshots of every view go to
 //! `target/console-screenshots/*.png` for a person to look at.
 //!
-//! The browser tests run one at a time (a lock): each starts its own Chromium, and the
-//! machine has two cores.
+//! The tests run one at a time (a lock): each browser test starts its own Chromium on a
+//! two-core machine, and sidecars started at once can race for the same free port.
 
 mod common;
 
@@ -158,6 +158,12 @@ impl Page1 {
     /// Evaluates the expression `js` (awaiting a promise) and returns its value as JSON (null
     /// for undefined). Panics when the expression throws or does not parse.
     fn eval(&self, js: &str) -> Value {
+        self.try_eval(js)
+            .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
+    }
+
+    /// Like [`Page1::eval`], with the exception (or protocol error) as an error.
+    fn try_eval(&self, js: &str) -> Result<Value, String> {
         let out = self
             .tab
             .call_method(Runtime::Evaluate {
@@ -178,20 +184,22 @@ impl Page1 {
                 unique_context_id: None,
                 serialization_options: None,
             })
-            .unwrap_or_else(|e| panic!("evaluate {js}: {e}"));
+            .map_err(|e| e.to_string())?;
         if let Some(ex) = out.exception_details {
-            panic!("evaluate {js}: {ex:?}");
+            return Err(format!("{ex:?}"));
         }
-        match out.result.value {
+        Ok(match out.result.value {
             Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::Null),
             _ => Value::Null,
-        }
+        })
     }
 
     /// Waits until `js` evaluates to `true`.
     fn wait(&self, what: &str, js: &str) {
-        if eventually(T, || (self.eval(js) == Value::Bool(true)).then_some(())).is_none() {
-            let text = self.eval("document.body.innerText");
+        // Exceptions count as "not yet" (e.g. while a reload replaces the document).
+        let done = || self.try_eval(js).is_ok_and(|v| v == Value::Bool(true));
+        if eventually(T, || done().then_some(())).is_none() {
+            let text = self.try_eval("document.body.innerText").unwrap_or_default();
             panic!(
                 "page never showed {what} ({js}).\nerrors: {:?}\npage text:\n{}",
                 self.errors(),
@@ -708,6 +716,14 @@ fn a_token_is_asked_once_and_used_for_the_api_and_the_stream() {
         page.eval("document.querySelector('#token-dialog').open"),
         json!(false)
     );
+    // A stored token that stopped working is refused in words and asked for again.
+    page.eval("sessionStorage.setItem('wa-hub-console-token', 'revoked')");
+    page.tab.reload(true, None).unwrap();
+    page.wait(
+        "the question again",
+        "document.querySelector('#token-dialog').open && document.querySelector('#token-error').textContent.includes('stored token was refused')",
+    );
+    page.screenshot("token-revoked");
     // Chromium notes the 401s that asked for the token (no token, the wrong one).
     assert_clean_but(&page, &["status of 401 (Unauthorized)"]);
 }
@@ -814,6 +830,13 @@ fn every_view_fits_phone_and_desktop_widths_without_sideways_scrolling() {
         "the id filter"
     );
     page.eval("(() => { const f = document.querySelector('#filter'); f.value = ''; f.dispatchEvent(new Event('input')); })()");
+    page.eval("(() => { const f = document.querySelector('#status-filter'); f.value = '2'; f.dispatchEvent(new Event('change')); })()");
+    assert_eq!(
+        page.eval("[...document.querySelectorAll('article.card')].filter((c) => !c.hidden).map((c) => c.dataset.id)"),
+        json!(["WASP-bakery_shop", "WASP-florist_shop"]),
+        "the status filter"
+    );
+    page.eval("(() => { const f = document.querySelector('#status-filter'); f.value = ''; f.dispatchEvent(new Event('change')); })()");
     // Keyboard focus is visible: the focused button gets an outline.
     page.eval("document.querySelector('button[data-action=restart]').focus({focusVisible: true})");
     page.tab.press_key("Tab").unwrap();
@@ -1002,6 +1025,8 @@ fn wa_hub_down_is_said_instead_of_an_empty_list() {
 /// `console.enabled: false`.
 #[test]
 fn console_files_are_served_with_cache_headers_and_csp() {
+    // Serial too: sidecars started at the same time can race for the same free port.
+    let _one = serial();
     let up = FakeUpstream::start();
     let sc = sidecar(&up, "");
     let c = client();
@@ -1160,4 +1185,27 @@ fn first_render_with_1000_instances() {
         eprintln!("first render, 1000 instances, round {round}: {t}");
         assert_eq!(t["cards"], json!(1000));
     }
+}
+
+/// The detectors the other tests rely on work: a dialog, a `console.error` and an uncaught
+/// exception on the console page are all seen (so "no alert, no error" can fail).
+#[test]
+fn the_harness_sees_dialogs_console_errors_and_exceptions() {
+    let _one = serial();
+    let up = FakeUpstream::start();
+    let sc = sidecar(&up, "");
+    let page = Page1::open(&sc.url("/console/"), 1280, 900);
+    page.wait("the page", "!!document.querySelector('#instances')");
+    page.eval("setTimeout(() => alert('seen'), 0)");
+    eventually(T, || (!page.dialogs().is_empty()).then_some(())).expect("the alert is seen");
+    page.tab.get_dialog().accept(None).unwrap();
+    assert_eq!(page.dialogs(), vec!["seen".to_owned()]);
+    page.eval("console.error('an error')");
+    page.eval("setTimeout(() => { throw new Error('uncaught'); }, 0)");
+    eventually(T, || (page.errors().len() >= 2).then_some(())).expect("errors are seen");
+    let errors = page.errors().join("\n");
+    assert!(
+        errors.contains("an error") && errors.contains("uncaught"),
+        "{errors}"
+    );
 }

@@ -50,7 +50,7 @@ export function describe(r) {
   const head = `${r.status}${r.statusText ? ` ${r.statusText}` : ''}`;
   const b = r.body;
   const words = b && typeof b === 'object'
-    ? [b.error, b.message, b.detail].filter((x) => typeof x === 'string' && x).join(': ')
+    ? [b.error, b.message, b.detail, b.status].filter((x) => typeof x === 'string' && x).join(': ')
     : '';
   if (words) return `${head}: ${words}`;
   if (!r.ok && r.text) return `${head}: ${r.text.slice(0, 300)}`;
@@ -59,7 +59,8 @@ export function describe(r) {
 
 /**
  * The SSE stream (`/api/stream?<params>`). Calls `onMessage({type, data}, id)` for each event
- * and `onState('live' | 'reconnecting')`. The browser reconnects by itself and resumes with
+ * and `onState('live' | 'reconnecting' | 'closed')` ('closed': the sidecar refused or dropped
+ * the stream and the browser gave up; it is reopened here). The browser reconnects by itself and resumes with
  * `Last-Event-ID`; when it gives up (e.g. the sidecar answered an error), the stream is
  * reopened after `retryMs` with `?lastEventId=` of the last event seen.
  */
@@ -85,6 +86,7 @@ export class Stream {
       this.onState('reconnecting');
       if (es.readyState === EventSource.CLOSED && this.es === es) {
         es.close();
+        this.onState('closed');
         this.timer = setTimeout(() => this.open(), this.retryMs);
       }
     };

@@ -16,8 +16,28 @@ let view = null;
 let stream = null;
 
 function setConn(s) {
+  if (s === 'closed') {
+    // The sidecar refused the stream: a token that stopped working is asked for again.
+    recheckToken();
+    s = 'reconnecting';
+  }
   conn.textContent = s === 'live' ? 'live' : s === 'reconnecting' ? 'reconnecting…' : s;
   conn.dataset.state = s;
+}
+
+let asking = false;
+async function recheckToken() {
+  if (asking) return;
+  const r = await api.request('GET', '/api/instances');
+  if (r.status !== 401) return;
+  asking = true;
+  try {
+    const ok = await askToken(false);
+    state.setInstances(ok.body?.instances || []);
+    stream?.open();
+  } finally {
+    asking = false;
+  }
 }
 
 /** Shows the token dialog until the sidecar accepts a token; resolves with the instance list. */
@@ -74,7 +94,7 @@ async function checkReady() {
   const ready = r.ok && r.body?.ready === true;
   state.readiness.ready = ready;
   state.readiness.error = ready ? '' : (r.body?.error || api.describe(r));
-  showBanner(ready ? '' : `wa-hub is down or unreachable (${state.readiness.error}). What is shown may be out of date.`);
+  showBanner(ready ? '' : `wa-hub is down — /readyz says: ${state.readiness.error}. What is shown may be out of date.`);
   state.notify({ kind: 'ready' });
 }
 

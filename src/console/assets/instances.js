@@ -94,11 +94,14 @@ export function instancesView(main) {
 
   function lastEvent(c, id) {
     const ev = state.lastEvent.get(id);
-    c.last.textContent = ev ? `last event: ${ev.event}` : 'no event yet';
-    c.lastAt = ev ? ev.at : NaN;
+    const s = state.instances.get(id);
+    // Webhooks older than the stream's initial list are not known here: the status's own
+    // time stands in for them.
+    const since = Date.parse(s?.updatedAt);
+    c.last.textContent = ev ? `last event: ${ev.event}` : Number.isFinite(since) ? 'status since' : 'no event yet';
+    c.lastAt = ev ? ev.at : since;
     c.age.textContent = ago(c.lastAt);
     const p = ev?.preview ? cut(ev.preview, 140) : '';
-    const s = state.instances.get(id);
     const text = s?.qrError && s.rank === 1 ? `QR error: ${s.qrError}` : p;
     c.preview.textContent = text;
     c.preview.hidden = !text;
@@ -119,7 +122,7 @@ export function instancesView(main) {
       if (s.timedOut) timedOut += 1;
     }
     append(clear(counts), [
-      h('span', { class: 'count total' }, `${state.instances.size} instances`),
+      h('span', { class: 'count total' }, `${state.instances.size} instance${state.instances.size === 1 ? '' : 's'}`),
       state.RANKS.map((r) => h('span', { class: `count badge rank-${r.key}`, dataset: { rank: r.rank } }, `${r.word}: ${n[r.rank]}`)),
       timedOut ? h('span', { class: 'count badge warn' }, `⚠ timed out: ${timedOut}`) : null]);
   }
@@ -129,7 +132,7 @@ export function instancesView(main) {
     for (const c of cards.values()) if (!c.el.hidden) shown += 1;
     if (state.instances.size === 0) {
       empty.textContent = state.readiness.ready === false
-        ? `wa-hub is down (${state.readiness.error}): no instances can be listed.`
+        ? `wa-hub is down (${state.readiness.error}), so no instances can be listed.`
         : 'No instances yet. Create one above; its QR code will appear here.';
     } else {
       empty.textContent = shown ? '' : 'No instance matches the filter.';
