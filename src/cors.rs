@@ -20,7 +20,7 @@ pub fn allow_origin(allowed: &[String], headers: &HeaderMap) -> Option<String> {
     let origin = headers.get(http::header::ORIGIN)?.to_str().ok()?;
     allowed
         .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
         .then(|| origin.to_owned())
 }
 
@@ -80,6 +80,15 @@ mod tests {
         assert_eq!(allow_origin(&allowed, &h), None);
         assert_eq!(allow_origin(&allowed, &HeaderMap::new()), None);
         assert_eq!(allow_origin(&[], &headers(&[("origin", "http://a")])), None);
+    }
+
+    #[test]
+    fn a_listed_origin_with_a_trailing_slash_matches_the_browser_origin() {
+        let h = headers(&[("origin", "http://slash.example")]);
+        assert_eq!(
+            allow_origin(&["http://slash.example/".into()], &h).as_deref(),
+            Some("http://slash.example")
+        );
     }
 
     #[test]
