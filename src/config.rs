@@ -134,6 +134,12 @@ pub struct RawConfig {
     pub sinks: Vec<SinkConfig>,
 }
 
+impl crate::config_yaml::WithSinks for RawConfig {
+    fn set_sinks(&mut self, sinks: Vec<SinkConfig>) {
+        self.sinks = sinks;
+    }
+}
+
 impl Default for RawConfig {
     fn default() -> Self {
         Self {
@@ -599,7 +605,7 @@ impl RawConfig {
         {
             return Ok(Self::default());
         }
-        crate::config_yaml::parse(text)
+        crate::config_yaml::parse::<RawConfig>(text)
     }
 
     /// Applies the environment overrides in [`ENV_OVERRIDES`] from `vars` (normally
@@ -876,6 +882,43 @@ fn resolve_upstream(url: &Url) -> Result<ResolvedUpstream, ConfigError> {
     })
 }
 
+/// The variable that overrides `log.level`. Public interface.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// `RUST_LOG`'s value when set and not empty (an empty variable counts as unset).
+///
+/// # Errors
+/// [`ConfigError::Env`] when the value is not UTF-8.
+pub fn rust_log(value: Option<std::ffi::OsString>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v.into_string().map(Some).map_err(|_| ConfigError::Env {
+            var: RUST_LOG,
+            key: "log.level",
+            reason: "is not UTF-8 text".into(),
+        }),
+    }
+}
+
+/// Checks a `RUST_LOG` value (`None`: unset) as a `tracing` filter.
+///
+/// # Errors
+/// [`ConfigError::Env`] naming `RUST_LOG`, with the parser's reason, when it is not UTF-8 or
+/// not a filter such as `info` or `wa_hub_sidecar=debug,pingora=warn`.
+pub fn check_rust_log(value: Option<std::ffi::OsString>) -> Result<(), ConfigError> {
+    if let Some(v) = rust_log(value)? {
+        tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| ConfigError::Env {
+            var: RUST_LOG,
+            key: "log.level",
+            reason: format!(
+                "`{v}` is not a tracing filter ({e}); use e.g. `info` or `wa_hub_sidecar=debug`"
+            ),
+        })?;
+    }
+    Ok(())
+}
+
 /// Loads `path`, applies the process environment, checks `RUST_LOG` and validates: what
 /// `main` calls.
 ///
@@ -890,7 +933,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    crate::logging::check_rust_log(std::env::var_os(crate::logging::RUST_LOG))?;
+    check_rust_log(std::env::var_os(RUST_LOG))?;
     // `std::env::vars()` panics on a value that is not UTF-8: refuse such an override by name.
     let mut vars = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -979,6 +1022,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn unset_or_empty_rust_log_is_fine_and_a_bad_one_names_the_variable() {
+        assert!(check_rust_log(None).is_ok());
+        assert!(check_rust_log(Some("".into())).is_ok());
+        assert!(check_rust_log(Some("wa_hub_sidecar=debug,warn".into())).is_ok());
+        for bad in ["=", "info,foo=notalevel", "[{"] {
+            let e = check_rust_log(Some(bad.into())).unwrap_err().to_string();
+            assert!(e.starts_with("environment variable RUST_LOG"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_valid_file_gives_the_same_config_as_plain_serde() {
+        let text = "listen: 127.0.0.1:4000\nupstream:\n  token: t\nsinks:\n  - type: sse\n    initial_limit: 10\n  - type: stdout\n    name: out\n    kinds: [webhook]\n    events: ['mess*']\n    queue_capacity: 5\n";
+        let ours = RawConfig::from_yaml(text).unwrap();
+        let plain: RawConfig = serde_yaml::from_str(text).unwrap();
+        assert_eq!(
+            serde_yaml::to_string(&ours).unwrap(),
+            serde_yaml::to_string(&plain).unwrap()
+        );
     }
 
     #[test]
