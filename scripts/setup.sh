@@ -8,6 +8,7 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-n
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics and the alert rules
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)  # tests/fleet.rs
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

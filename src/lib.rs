@@ -12,6 +12,7 @@
 //! - wa-hub: [`webhook`] receives its deliveries ([`signature`] checks their HMAC),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
 //!   [`poll`] runs the status engine's API fallbacks;
+//! - fleet mode: [`fleet`] joins many sidecars over NATS JetStream;
 //! - state: [`app`] is the shared state and the one way onto the bus, [`status`] the pure
 //!   display-status engine, [`store`] the histories, [`metrics`] the Prometheus metrics.
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod config;
 pub mod cors;
 pub mod dashboard;
 pub mod exchange;
+pub mod fleet;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;

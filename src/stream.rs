@@ -24,11 +24,13 @@ use tokio::sync::broadcast::error::RecvError;
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::sse::{
     batch, comment, encode_frame, envelope, last_event_id, opening_frames, ClientGuard, Initial,
-    Scope, SseHub, Subscription,
+    Resume, Scope, SseFrame, SseHub, Subscription,
 };
 use wa_hub_sinks::{Event, Payload};
 
 use crate::app::App;
+use crate::fleet::consume::replay;
+use crate::fleet::Fleet;
 use crate::rejection::Rejection;
 use crate::routes::query_param;
 
@@ -37,6 +39,8 @@ struct Client {
     scope: Scope,
     last_id: Option<u64>,
     sub: Subscription,
+    /// Live frames with ids up to this one were sent already (fleet resume from the stream).
+    skip_through: u64,
     _slot: ClientGuard,
 }
 
@@ -53,7 +57,7 @@ pub async fn serve(
     query: Option<&str>,
     cors_origin: Option<&str>,
 ) -> Result<(), Rejection> {
-    let Some(client) = open(hub, session, query, cors_origin).await? else {
+    let Some(client) = open(app, hub, session, query, cors_origin).await? else {
         return Ok(());
     };
     if session.req_header().method == http::Method::HEAD {
@@ -63,6 +67,7 @@ pub async fn serve(
         scope,
         last_id,
         sub,
+        skip_through,
         _slot,
     } = client;
     let Subscription {
@@ -87,7 +92,7 @@ pub async fn serve(
         return Ok(());
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
-    let reason = pump(app, hub, session, &scope, &mut rx).await;
+    let reason = pump(app, hub, session, &scope, &mut rx, skip_through).await;
     close(session, reason).await;
     Ok(())
 }
@@ -95,6 +100,7 @@ pub async fn serve(
 /// Checks the scope, takes a client slot, subscribes and writes the response header.
 /// `Ok(None)` when the header could not be written (the client is gone).
 async fn open(
+    app: &App,
     hub: &Arc<SseHub>,
     session: &mut Session,
     query: Option<&str>,
@@ -120,13 +126,17 @@ async fn open(
             .map(|v| v.as_bytes()),
         query_param(query, "lastEventId"),
     );
-    let sub = hub.subscribe(last_id);
+    let (sub, skip_through) = match &app.fleet {
+        Some(fleet) => fleet_subscribe(fleet, hub, last_id).await,
+        None => (hub.subscribe(last_id), 0),
+    };
     let write_timeout = Duration::from_millis(hub.config().write_timeout_ms.get());
     match write_header(session, cors_origin, write_timeout).await {
         Ok(()) => Ok(Some(Client {
             scope,
             last_id,
             sub,
+            skip_through,
             _slot: slot,
         })),
         Err(e) => {
@@ -135,6 +145,67 @@ async fn open(
         }
     }
 }
+
+/// Fleet mode: ids are stream sequences, so an id from another node or from before a restart
+/// resumes here too. An id ahead of this node waits (up to [`FLEET_CATCH_UP`]) for the
+/// consumer to reach it; an id the hub does not keep is answered from the stream: the events
+/// after it up to the consumer's position `P` (at most the hub's `history` of them), and live
+/// frames up to `P` are then skipped (returned as the second value). `reset` only when the
+/// stream does not keep the id either, or cannot be read.
+async fn fleet_subscribe(
+    fleet: &Arc<Fleet>,
+    hub: &SseHub,
+    last_id: Option<u64>,
+) -> (Subscription, u64) {
+    let position = || {
+        hub.last_id()
+            .max(fleet.consumed_seq.load(Ordering::Acquire))
+    };
+    if let Some(id) = last_id {
+        let deadline = tokio::time::Instant::now() + FLEET_CATCH_UP;
+        while position() < id && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let mut sub = hub.subscribe(last_id);
+    let up_to = position().max(sub.snapshot_id);
+    let (Resume::Reset, Some(after)) = (&sub.resume, last_id) else {
+        return (sub, 0);
+    };
+    if after > up_to {
+        return (sub, 0);
+    }
+    let (f, max) = (fleet.clone(), hub.config().history.get() as u64);
+    let replayed = fleet
+        .handle()
+        .spawn(async move { replay(&f, after, up_to, max).await })
+        .await;
+    match replayed {
+        Ok(Ok(Some(events))) => {
+            hub.stats.resets.fetch_sub(1, Ordering::Relaxed);
+            hub.stats.resumes.fetch_add(1, Ordering::Relaxed);
+            let frames = events
+                .into_iter()
+                .filter(|e| hub.selects(e))
+                .map(|event| {
+                    Arc::new(SseFrame {
+                        bytes: encode_frame(Some(event.id), event.envelope_json()),
+                        event,
+                    })
+                })
+                .collect();
+            sub.resume = Resume::Resumed(frames);
+            return (sub, up_to);
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "fleet: SSE resume not replayed; reset"),
+        Err(e) => tracing::warn!(error = %e, "fleet: SSE replay task failed; reset"),
+    }
+    (sub, 0)
+}
+
+/// Longest wait for this node to catch up with a `Last-Event-ID` from a node ahead of it.
+const FLEET_CATCH_UP: Duration = Duration::from_secs(2);
 
 async fn write_header(
     session: &mut Session,
@@ -224,6 +295,7 @@ async fn pump(
     session: &mut Session,
     scope: &Scope,
     rx: &mut tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
+    skip_through: u64,
 ) -> Ended {
     let mut shutdown = app.shutdown_watch();
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
@@ -234,6 +306,7 @@ async fn pump(
             _ = shutdown.changed() => return Ended::Shutdown,
             _ = session.read_body_or_idle(true) => return Ended::ClientGone,
             msg = rx.recv() => match msg {
+                Ok(frame) if frame.event.id <= skip_through => continue,
                 Ok(frame) => batch(scope, frame, rx),
                 Err(RecvError::Lagged(_)) => {
                     hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);

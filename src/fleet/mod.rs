@@ -1,0 +1,20 @@
+//! Fleet mode (issue 12): many sidecars act as one over NATS JetStream.
+//!
+//! Every event a node accepts is published once to one stream ([`publish`], [`codec`],
+//! subjects by [`subject`]); every node consumes the whole stream into its bus ([`consume`]),
+//! so SSE ids are stream sequences; statuses live in a KV bucket ([`kv`]). [`setup`] creates
+//! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys.
+//! Without `fleet:` nothing here runs.
+
+pub mod codec;
+pub mod config;
+pub mod consume;
+pub mod kv;
+pub mod node;
+pub mod publish;
+pub mod setup;
+pub mod subject;
+
+pub use config::{FleetConfig, FleetSettings};
+pub use node::Fleet;
+pub use setup::FleetError;

@@ -1,0 +1,430 @@
+//! Fleet mode (issue 12) with real processes: a `nats-server -js` of each test's own (free
+//! port, temporary store; or the one `NATS_TEST_URL` names, with stream and bucket names of the
+//! test's own), three real sidecars in front of one fake wa-hub, and SSE clients on each node.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(15);
+
+/// The NATS a test uses: its own server, or the shared one of `NATS_TEST_URL`.
+struct Nats {
+    own: Option<NatsServer>,
+    url: String,
+}
+
+impl Nats {
+    fn any() -> Self {
+        match std::env::var("NATS_TEST_URL") {
+            Ok(url) if !url.is_empty() => Self { own: None, url },
+            _ => Self::own(),
+        }
+    }
+
+    /// A server of the test's own (needed to stop and start it).
+    fn own() -> Self {
+        let server = NatsServer::start();
+        Self {
+            url: server.url(),
+            own: Some(server),
+        }
+    }
+}
+
+/// Three (or more) sidecars sharing one stream.
+struct Cluster {
+    nats: Nats,
+    upstream: FakeUpstream,
+    /// Stream and bucket names unique to the test.
+    tag: String,
+    nodes: Vec<Option<Sidecar>>,
+}
+
+impl Cluster {
+    fn start(nats: Nats, n: usize) -> Self {
+        let tag = format!("T{}", uuid_like());
+        let mut c = Self {
+            nats,
+            upstream: FakeUpstream::start(),
+            tag,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let node = c.start_node(i);
+            c.nodes.push(Some(node));
+        }
+        c
+    }
+
+    fn yaml(&self, i: usize) -> String {
+        format!(
+            "{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\nfleet:\n  nats_url: {}\n  node_id: node{i}\n  stream: EV_{}\n  subject_prefix: {}\n  status_bucket: ST_{}\n  connect_timeout_ms: 3000\n  max_age_secs: 600\n",
+            self.nats.url, self.tag, self.tag, self.tag
+        )
+    }
+
+    fn start_node(&self, i: usize) -> Sidecar {
+        Sidecar::start(&self.upstream.base_url(), &self.yaml(i))
+    }
+
+    fn node(&self, i: usize) -> &Sidecar {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i].take() {
+            n.child.kill().expect("SIGKILL");
+            let _ = n.child.wait();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.nodes[i] = Some(self.start_node(i));
+    }
+
+    /// A global SSE client on node `i`, past `connected` and `initial`.
+    fn client(&self, i: usize) -> SseClient {
+        let c = SseClient::connect(&self.node(i).url("/api/stream?scope=global"), &[]);
+        assert_eq!(c.status, 200);
+        assert_eq!(c.next_event(T).kind(), "connected");
+        assert_eq!(c.next_event(T).kind(), "initial");
+        c
+    }
+
+    /// `GET /api/instances` on node `i`: instance id → status.
+    fn statuses(&self, i: usize) -> BTreeMap<String, Value> {
+        let (code, body) = get_json(self.node(i), "/api/instances");
+        assert_eq!(code, 200);
+        body["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|s| (s["instanceId"].as_str().unwrap().to_owned(), s.clone()))
+            .collect()
+    }
+
+    /// Waits until every running node reports the same statuses; returns them.
+    fn agreed_statuses(&self) -> BTreeMap<String, Value> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect();
+        eventually(T, || {
+            let first = self.statuses(running[0]);
+            running[1..]
+                .iter()
+                .all(|i| self.statuses(*i) == first)
+                .then_some(first)
+        })
+        .unwrap_or_else(|| {
+            let all: Vec<_> = running.iter().map(|i| self.statuses(*i)).collect();
+            panic!("statuses differ between nodes: {all:#?}")
+        })
+    }
+}
+
+impl Drop for Cluster {
+    /// On a shared NATS, removes the test's stream and bucket (after stopping the nodes).
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.take();
+        }
+        if self.nats.own.is_some() {
+            return;
+        }
+        let (url, tag) = (self.nats.url.clone(), self.tag.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            if let Ok(client) = async_nats::connect(url).await {
+                let js = async_nats::jetstream::new(client);
+                let _ = js.delete_stream(format!("EV_{tag}")).await;
+                let _ = js.delete_key_value(format!("ST_{tag}")).await;
+            }
+        });
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// The fixture deliveries, then `extra` synthetic ones spread over four instances.
+fn deliveries(extra: usize, tag: &str) -> Vec<String> {
+    let mut out: Vec<String> = webhook_fixtures().into_iter().map(|w| w.body).collect();
+    for k in 0..extra {
+        out.push(format!(
+            r#"{{"event":"message","instanceId":"fleet-{}","data":{{"body":"{tag} {k}"}}}}"#,
+            k % 4
+        ));
+    }
+    out
+}
+
+/// Posts `body` to node `i`, signed; asserts 200.
+fn post(c: &Cluster, i: usize, body: &str) {
+    let r = post_signed(c.node(i), body);
+    assert_eq!(r.status().as_u16(), 200, "node{i}: {:?}", r.text());
+}
+
+/// The webhook events a client receives until it has `n` of them (other kinds skipped), then
+/// any that follow within `quiet`: (SSE id, delivery as JSON).
+fn webhooks(c: &SseClient, n: usize, quiet: Duration) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + T;
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} webhooks arrived",
+            out.len()
+        );
+        let e = c.next_event(T);
+        if e.kind() == "webhook" {
+            out.push((e.id().expect("id"), e.json()["data"]["payload"].clone()));
+        }
+    }
+    while let Some(item) = c.next_item(quiet) {
+        if let SseItem::Event { .. } = item {
+            if item.kind() == "webhook" {
+                out.push((
+                    item.id().expect("id"),
+                    item.json()["data"]["payload"].clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn parsed(bodies: &[String]) -> Vec<Value> {
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+fn assert_increasing(ids: &[u64]) {
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
+}
+
+#[test]
+fn webhooks_to_any_node_reach_every_client_once_in_order_and_statuses_agree() {
+    let c = Cluster::start(Nats::any(), 3);
+    let clients: Vec<SseClient> = (0..3).map(|i| c.client(i)).collect();
+    let bodies = deliveries(20, "a");
+    for (k, b) in bodies.iter().enumerate() {
+        post(&c, (k * 7 + 1) % 3, b);
+    }
+    // Re-sends of the same deliveries, to other nodes: stored once fleet-wide.
+    for (k, b) in bodies.iter().take(5).enumerate() {
+        post(&c, (k * 7 + 2) % 3, b);
+    }
+    let want = parsed(&bodies);
+    let mut seen_ids = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let got = webhooks(client, want.len(), Duration::from_millis(700));
+        let payloads: Vec<Value> = got.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(
+            payloads, want,
+            "node{i}: every delivery once, in the order posted"
+        );
+        let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+        assert_increasing(&ids);
+        seen_ids.push(ids);
+    }
+    assert_eq!(
+        seen_ids[0], seen_ids[1],
+        "the same stream ids on every node"
+    );
+    assert_eq!(
+        seen_ids[0], seen_ids[2],
+        "the same stream ids on every node"
+    );
+
+    let statuses = c.agreed_statuses();
+    let acme = &statuses["WASP-acme-store_myshopify_com"];
+    assert!(acme["node"].as_str().unwrap().starts_with("node"), "{acme}");
+    assert!(statuses.contains_key("WASP-beta_shop"));
+
+    // /api/events on every node holds the whole fleet's deliveries.
+    for i in 0..3 {
+        let (_, events) = get_json(c.node(i), "/api/events?limit=5000");
+        let n = events["webhookEvents"]
+            .as_array()
+            .or_else(|| events["events"].as_array())
+            .map(Vec::len);
+        assert_eq!(n, Some(want.len()), "node{i} /api/events: {events}");
+    }
+}
+
+#[test]
+fn a_client_moved_to_another_node_gets_exactly_the_missed_events() {
+    let c = Cluster::start(Nats::any(), 3);
+    let bodies = deliveries(12, "b");
+    let (first, later) = bodies.split_at(8);
+    let a = c.client(0);
+    for (k, b) in first.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    let got = webhooks(&a, first.len(), Duration::from_millis(200));
+    let last_id = got.last().unwrap().0;
+    drop(a);
+    for (k, b) in later.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    // Node 2 resumes the client from node 0's id: the missed events only, no `initial`.
+    let moved = SseClient::connect(
+        &c.node(2).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(moved.next_event(T).kind(), "connected");
+    let mut missed = Vec::new();
+    let deadline = Instant::now() + T;
+    while missed.len() < later.len() && Instant::now() < deadline {
+        let e = moved.next_event(T);
+        assert!(
+            !matches!(e.kind().as_str(), "initial" | "reset"),
+            "resume must not reset: {e:?}"
+        );
+        assert!(e.id().unwrap() > last_id, "{e:?} is not after {last_id}");
+        if e.kind() == "webhook" {
+            missed.push(e.json()["data"]["payload"].clone());
+        }
+    }
+    assert_eq!(missed, parsed(later));
+
+    // An id older than the stream keeps resets; one from this stream never does.
+    let too_new = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", "999999999")],
+    );
+    assert_eq!(too_new.next_event(T).kind(), "connected");
+    assert_eq!(too_new.next_event(T).kind(), "reset");
+}
+
+#[test]
+fn a_killed_node_restarts_with_every_status_and_resumes_without_loss_or_duplicate() {
+    let mut c = Cluster::start(Nats::any(), 3);
+    let bodies = deliveries(10, "c");
+    let (before, during) = bodies.split_at(9);
+    let watcher = c.client(1);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    let seen = webhooks(&watcher, before.len(), Duration::from_millis(200));
+    let last_id = seen.last().unwrap().0;
+    drop(watcher);
+    c.kill(1);
+    for (k, b) in during.iter().enumerate() {
+        post(&c, if k % 2 == 0 { 0 } else { 2 }, b);
+    }
+    let expected = c.agreed_statuses();
+    c.restart(1);
+    // Every status at once (from the bucket), equal to the other nodes'.
+    let restarted = eventually(Duration::from_secs(2), || {
+        let s = c.statuses(1);
+        (s == expected).then_some(s)
+    });
+    assert!(
+        restarted.is_some(),
+        "restarted node: {:#?}\nothers: {expected:#?}",
+        c.statuses(1)
+    );
+    // Its client resumes from before the kill: the events it missed, from the stream.
+    let back = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(back.next_event(T).kind(), "connected");
+    let rest = webhooks(&back, during.len(), Duration::from_millis(700));
+    let payloads: Vec<Value> = rest.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(payloads, parsed(during));
+    assert!(rest.iter().all(|(id, _)| *id > last_id));
+}
+
+#[test]
+fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
+    let mut c = Cluster::start(Nats::own(), 3);
+    let clients: Vec<SseClient> = (0..3).map(|i| c.client(i)).collect();
+    let bodies = deliveries(9, "d");
+    let (before, during) = bodies.split_at(6);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    for cl in &clients {
+        webhooks(cl, before.len(), Duration::from_millis(100));
+    }
+    c.nats.own.as_mut().unwrap().stop();
+    let stopped = Instant::now();
+    let mut local: Vec<Vec<Value>> = vec![Vec::new(); 3];
+    for (k, b) in during.iter().enumerate() {
+        post(&c, k % 3, b);
+        local[k % 3].push(serde_json::from_str(b).unwrap());
+    }
+    // Alone, each node still shows what it accepted.
+    for (i, cl) in clients.iter().enumerate() {
+        let got: Vec<Value> = webhooks(cl, local[i].len(), Duration::from_millis(100))
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(got, local[i], "node{i} alone");
+    }
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 503, "{ready}");
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    c.nats.own.as_mut().unwrap().resume();
+    // After NATS returns every node gets the others' events, once each.
+    for (i, cl) in clients.iter().enumerate() {
+        let others: Vec<Value> = (0..3)
+            .filter(|j| *j != i)
+            .flat_map(|j| local[j].clone())
+            .collect();
+        let mut got: Vec<String> = webhooks(cl, others.len(), Duration::from_millis(700))
+            .into_iter()
+            .map(|(_, p)| p.to_string())
+            .collect();
+        let mut want: Vec<String> = others.iter().map(Value::to_string).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "node{i} after NATS returned");
+    }
+    c.agreed_statuses();
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 200, "{ready}");
+}
+
+#[test]
+fn a_stream_with_other_settings_is_a_clear_start_up_error() {
+    let c = Cluster::start(Nats::any(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}  max_bytes: 1000000\n",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(9)
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sidecar");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fleet.max_bytes"), "{err}");
+}
