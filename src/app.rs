@@ -226,8 +226,13 @@ impl App {
                 })
                 .collect()
         });
-        self.metrics
-            .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples)
+        let mut text =
+            self.metrics
+                .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples);
+        if let Some(fleet) = &self.fleet {
+            text.extend(fleet.metrics.render(fleet));
+        }
+        text
     }
 
     /// A receiver that turns `true` when the sinks must drain and stop (after in-flight

@@ -161,18 +161,21 @@ async fn fleet_subscribe(
         hub.last_id()
             .max(fleet.consumed_seq.load(Ordering::Acquire))
     };
+    let start = || fleet.start_seq.load(Ordering::Acquire);
     if let Some(id) = last_id {
         let deadline = tokio::time::Instant::now() + FLEET_CATCH_UP;
-        while position() < id && tokio::time::Instant::now() < deadline {
+        while (start() == 0 || position() < id) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     let mut sub = hub.subscribe(last_id);
     let up_to = position().max(sub.snapshot_id);
-    let (Resume::Reset, Some(after)) = (&sub.resume, last_id) else {
+    let Some(after) = last_id else {
         return (sub, 0);
     };
-    if after > up_to {
+    // The hub holds nothing from before this process consumed the stream.
+    let hub_covers = matches!(sub.resume, Resume::Resumed(_)) && after + 1 >= start();
+    if hub_covers || after > up_to {
         return (sub, 0);
     }
     let (f, max) = (fleet.clone(), hub.config().history.get() as u64);
@@ -182,8 +185,10 @@ async fn fleet_subscribe(
         .await;
     match replayed {
         Ok(Ok(Some(events))) => {
-            hub.stats.resets.fetch_sub(1, Ordering::Relaxed);
-            hub.stats.resumes.fetch_add(1, Ordering::Relaxed);
+            if matches!(sub.resume, Resume::Reset) {
+                hub.stats.resets.fetch_sub(1, Ordering::Relaxed);
+                hub.stats.resumes.fetch_add(1, Ordering::Relaxed);
+            }
             let frames = events
                 .into_iter()
                 .filter(|e| hub.selects(e))
@@ -200,6 +205,11 @@ async fn fleet_subscribe(
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "fleet: SSE resume not replayed; reset"),
         Err(e) => tracing::warn!(error = %e, "fleet: SSE replay task failed; reset"),
+    }
+    if !matches!(sub.resume, Resume::Reset) {
+        hub.stats.resumes.fetch_sub(1, Ordering::Relaxed);
+        hub.stats.resets.fetch_add(1, Ordering::Relaxed);
+        sub.resume = Resume::Reset;
     }
     (sub, 0)
 }
@@ -306,7 +316,7 @@ async fn pump(
             _ = shutdown.changed() => return Ended::Shutdown,
             _ = session.read_body_or_idle(true) => return Ended::ClientGone,
             msg = rx.recv() => match msg {
-                Ok(frame) if frame.event.id <= skip_through => continue,
+                Ok(frame) if skip_through > 0 && frame.event.id <= skip_through => continue,
                 Ok(frame) => batch(scope, frame, rx),
                 Err(RecvError::Lagged(_)) => {
                     hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);

@@ -385,6 +385,9 @@ fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
     }
     let (code, ready) = get_json(c.node(0), "/readyz");
     assert_eq!(code, 503, "{ready}");
+    assert_eq!(ready["fleet"]["connected"], false, "{ready}");
+    assert!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") >= local[0].len() as f64);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_connected"), 0.0);
     std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
     c.nats.own.as_mut().unwrap().resume();
     // After NATS returns every node gets the others' events, once each.
@@ -405,6 +408,69 @@ fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
     c.agreed_statuses();
     let (code, ready) = get_json(c.node(0), "/readyz");
     assert_eq!(code, 200, "{ready}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events"), 0.0);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_connected"), 1.0);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_lost_events_total"), 0.0);
+    assert!(metric(&c, 0, "wa_hub_sidecar_fleet_published_total") >= 6.0);
+}
+
+/// The value of an unlabelled metric on node `i`.
+fn metric(c: &Cluster, i: usize, name: &str) -> f64 {
+    let text = client()
+        .get(c.node(i).url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+#[test]
+fn a_node_started_without_nats_works_alone_and_publishes_once_it_answers() {
+    let mut nats = Nats::own();
+    nats.own.as_mut().unwrap().stop();
+    let mut c = Cluster::start(nats, 1);
+    let alone = c.client(0);
+    let bodies = deliveries(3, "e");
+    for b in &bodies {
+        post(&c, 0, b);
+    }
+    let shown: Vec<Value> = webhooks(&alone, bodies.len(), Duration::from_millis(100))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(shown, parsed(&bodies), "shown locally while alone");
+    c.nats.own.as_mut().unwrap().resume();
+    eventually(T, || {
+        (metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") == 0.0
+            && metric(&c, 0, "wa_hub_sidecar_fleet_connected") == 1.0)
+            .then_some(())
+    })
+    .expect("buffer published once NATS answers");
+    // A node started later reads them from the stream.
+    let late = c.start_node(1);
+    c.nodes.push(Some(late));
+    let from_start = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", "0")],
+    );
+    assert_eq!(from_start.next_event(T).kind(), "connected");
+    let got: Vec<Value> = webhooks(&from_start, bodies.len(), Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, parsed(&bodies));
+    assert!(
+        alone
+            .next_item(Duration::from_millis(300))
+            .is_none_or(|i| !matches!(
+                &i,
+                SseItem::Event { .. } if i.kind() == "webhook"
+            )),
+        "not shown twice on the node that accepted them"
+    );
 }
 
 #[test]

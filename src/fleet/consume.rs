@@ -53,6 +53,7 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
         }
     };
     fleet.consumed_seq.fetch_max(next - 1, Ordering::AcqRel);
+    fleet.start_seq.store(next, Ordering::Release);
     if let Some(store) = fleet.kv() {
         let statuses = kv::load_statuses(store).await;
         tracing::info!(

@@ -3,13 +3,15 @@
 //! Every event a node accepts is published once to one stream ([`publish`], [`codec`],
 //! subjects by [`subject`]); every node consumes the whole stream into its bus ([`consume`]),
 //! so SSE ids are stream sequences; statuses live in a KV bucket ([`kv`]). [`setup`] creates
-//! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys.
+//! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
+//! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
 pub mod config;
 pub mod consume;
 pub mod kv;
+pub mod metrics;
 pub mod node;
 pub mod publish;
 pub mod setup;

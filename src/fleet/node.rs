@@ -42,8 +42,13 @@ pub struct Fleet {
     pub consumer_pending: AtomicU64,
     /// Last stream sequence consumed.
     pub consumed_seq: AtomicU64,
+    /// The first stream sequence this process consumed (0 until the consumer started): the
+    /// SSE hub holds nothing older.
+    pub start_seq: AtomicU64,
     /// Counts (re)connections to NATS: the consumer starts over after each.
     pub connections: tokio::sync::watch::Receiver<u64>,
+    /// The fleet metrics.
+    pub metrics: super::metrics::FleetMetrics,
 }
 
 impl Fleet {
@@ -88,7 +93,9 @@ impl Fleet {
             consuming: AtomicBool::new(false),
             consumer_pending: AtomicU64::new(0),
             consumed_seq: AtomicU64::new(0),
+            start_seq: AtomicU64::new(0),
             connections,
+            metrics: Default::default(),
         });
         let f = fleet.clone();
         let outcome = fleet.handle.block_on(async move {

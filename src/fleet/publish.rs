@@ -189,3 +189,28 @@ impl Outbox {
         done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wa_hub_sinks::{ApiLog, Payload};
+
+    fn api_log(i: u32) -> Payload {
+        let json = format!(
+            r#"{{"id":"log-{i}","timestamp":"t","method":"GET","path":"/x","statusCode":200,"latencyMs":1,"requestBody":null,"responseBody":null}}"#
+        );
+        Payload::ApiLog(serde_json::from_str::<ApiLog>(&json).unwrap())
+    }
+
+    #[test]
+    fn a_full_outbox_counts_the_events_it_drops_and_keeps_the_older_ones() {
+        let outbox = Outbox::new(2);
+        let msg = |i| super::super::codec::encode("wahub", "n", &api_log(i));
+        assert!(outbox.push(msg(1)));
+        assert!(outbox.push(msg(2)));
+        assert!(!outbox.push(msg(3)));
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox.lost.load(Ordering::Relaxed), 1);
+        assert_eq!(outbox.last_ticket(), 2);
+    }
+}
