@@ -494,3 +494,126 @@ fn a_stream_with_other_settings_is_a_clear_start_up_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fleet.max_bytes"), "{err}");
 }
+
+/// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency
+/// from the POST on node 0 or 2 to an SSE client on node 1 at a paced 1,000 webhooks/s.
+/// `cargo test --test fleet -- --ignored --nocapture bench_`; `WA_HUB_SIDECAR_BIN` points it at
+/// a release build, `FLEET_BENCH_SECS` sets the paced phase (default 5 s).
+#[test]
+#[ignore = "benchmark: run by hand"]
+fn bench_fleet_throughput_and_post_to_sse_latency() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let c = Cluster::start(Nats::any(), 3);
+    let urls: Vec<String> = (0..3)
+        .map(|i| c.node(i).url("/api/wahub/webhook"))
+        .collect();
+    let watcher = c.client(1);
+    let now_us = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let post_with = |http: &reqwest::blocking::Client, url: &str, body: String| {
+        let sig = wa_hub_sidecar::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-wa-hub-signature", sig)
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
+            .body(body)
+            .send()
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 200);
+    };
+
+    // Phase 1: as fast as 12 posting threads go, 4 per node; until node 1's client has all.
+    let total = 6000;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..12 {
+            let (next, url) = (next.clone(), urls[t % 3].clone());
+            s.spawn(move || {
+                let http = client();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= total {
+                        return;
+                    }
+                    let body = format!(
+                        r#"{{"event":"message","instanceId":"bench-{}","data":{{"k":{k}}}}}"#,
+                        k % 50
+                    );
+                    post_with(&http, &url, body);
+                }
+            });
+        }
+        let mut seen = 0;
+        while seen < total {
+            if watcher.next_event(T).kind() == "webhook" {
+                seen += 1;
+            }
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "fleet throughput: {total} webhooks posted to 3 nodes, all on an SSE client of node 1 in {secs:.2} s = {:.0} webhooks/s",
+        total as f64 / secs
+    );
+
+    // Phase 2: 1,000 webhooks/s paced over 8 threads posting to nodes 0 and 2.
+    let phase: u64 = std::env::var("FLEET_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let n = (phase * 1000) as usize;
+    let threads = 8;
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let mut latencies_us: Vec<u64> = Vec::with_capacity(n);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let url = urls[if t % 2 == 0 { 0 } else { 2 }].clone();
+            s.spawn(move || {
+                let http = client();
+                for k in (t..n).step_by(threads) {
+                    let due = t0 + Duration::from_micros(k as u64 * 1000);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let body = format!(
+                        r#"{{"event":"message","instanceId":"lat-{}","data":{{"k":{k},"sentUs":{}}}}}"#,
+                        k % 50,
+                        now_us()
+                    );
+                    post_with(&http, &url, body);
+                }
+            });
+        }
+        while latencies_us.len() < n {
+            let e = watcher.next_event(T);
+            let arrived = now_us();
+            if e.kind() != "webhook" {
+                continue;
+            }
+            if let Some(sent) = e.json()["data"]["payload"]["data"]["sentUs"].as_u64() {
+                latencies_us.push(arrived.saturating_sub(sent));
+            }
+        }
+    });
+    let rate = n as f64 / (Instant::now() - t0).as_secs_f64();
+    latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        latencies_us[((latencies_us.len() as f64 * p) as usize).min(n - 1)] as f64 / 1000.0
+    };
+    println!(
+        "fleet latency POST (node 0/2) -> SSE (node 1) at {rate:.0} webhooks/s over {phase} s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        latencies_us[n - 1] as f64 / 1000.0
+    );
+}

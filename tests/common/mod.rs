@@ -385,9 +385,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Path of the built `wa-hub-sidecar` binary.
-pub fn sidecar_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_wa-hub-sidecar")
+/// Path of the `wa-hub-sidecar` binary: `$WA_HUB_SIDECAR_BIN` when set (benchmarks point it
+/// at the release build), else the one cargo built for the tests.
+pub fn sidecar_bin() -> String {
+    std::env::var("WA_HUB_SIDECAR_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wa-hub-sidecar").to_owned())
 }
 
 /// Environment variables that would override the test config; cleared for every child.
