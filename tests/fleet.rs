@@ -474,6 +474,73 @@ fn a_node_started_without_nats_works_alone_and_publishes_once_it_answers() {
 }
 
 #[test]
+fn a_proxied_call_reaches_the_node_whose_wa_hub_runs_the_instance() {
+    let c = Cluster::start(Nats::any(), 0);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let node = |i: usize, upstream: &str| {
+        let port = free_port();
+        let yaml = format!(
+            "{}  public_url: http://127.0.0.1:{port}\n  fleet_token: fleet-secret\n  route_interval_ms: 300\nauth:\n  client_tokens: [client-{i}]\n",
+            c.yaml(i)
+        );
+        Sidecar::start_on(port, upstream, "", &yaml, &[])
+    };
+    // Node 0's wa-hub runs WASP-test_shop (the fixtures' GET /instances); node 1 has none.
+    let n0 = node(0, &c.upstream.base_url());
+    let n1 = node(1, &dead);
+    let get = |path: &str, token: &str| {
+        let r = client()
+            .get(n1.url(path))
+            .bearer_auth(token)
+            .send()
+            .expect("get");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let merged = eventually(T, || {
+        let (code, list) = get("/api/wahub/instances", "client-1");
+        (code == 200 && list.as_array().is_some_and(|a| !a.is_empty())).then_some(list)
+    })
+    .expect("merged instance list on node 1");
+    assert_eq!(merged[0]["id"], "WASP-test_shop", "{merged}");
+    assert_eq!(merged[0]["node"], "node0", "{merged}");
+
+    let (code, body) = get(
+        "/api/wahub/instances/WASP-test_shop/client/status",
+        "client-1",
+    );
+    assert_eq!(code, 200, "{body}");
+    let seen = c.upstream.last();
+    assert_eq!(
+        seen.path_and_query,
+        "/instances/WASP-test_shop/client/status"
+    );
+    assert_eq!(
+        seen.header_values("authorization"),
+        vec![format!("Bearer {API_KEY}")],
+        "node 0 put wa-hub's key on the forwarded call"
+    );
+
+    let (code, body) = get("/api/wahub/instances/nope-x/client/status", "client-1");
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["error"], "Unknown instance");
+    assert!(
+        body["message"].as_str().unwrap().contains("nope-x"),
+        "{body}"
+    );
+
+    // The fleet token alone opens node 0 only for forwarded calls.
+    let r = client()
+        .get(n0.url("/api/wahub/instances/WASP-test_shop/client/status"))
+        .bearer_auth("fleet-secret")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[test]
 fn a_stream_with_other_settings_is_a_clear_start_up_error() {
     let c = Cluster::start(Nats::any(), 1);
     let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,11 @@ pub struct FleetConfig {
     pub node_id: Option<String>,
     /// This node's URL as other nodes reach it (for proxy routing). Optional.
     pub public_url: Option<Url>,
+    /// Token a node sends when it forwards a proxied call to the node running the instance,
+    /// and accepts on calls forwarded to it. The same on every node. Masked.
+    pub fleet_token: Option<Secret>,
+    /// How often this node records the instances its wa-hub reports, ms. Default 10000.
+    pub route_interval_ms: NonZeroU64,
     /// JetStream stream holding the fleet's events. Default [`DEFAULT_STREAM`].
     pub stream: String,
     /// First token of the fleet's subjects (`<prefix>.<node>.<instance>.<kind>`). Default
@@ -63,6 +68,8 @@ impl Default for FleetConfig {
             password: None,
             node_id: None,
             public_url: None,
+            fleet_token: None,
+            route_interval_ms: NonZeroU64::new(10_000).expect("non-zero"),
             stream: DEFAULT_STREAM.to_owned(),
             subject_prefix: super::subject::DEFAULT_PREFIX.to_owned(),
             max_age_secs: NonZeroU64::new(86_400).expect("non-zero"),
@@ -112,6 +119,17 @@ impl FleetConfig {
         }
         if self.user.is_some() != self.password.is_some() {
             return Err(("fleet.user", "user and password go together".into()));
+        }
+        if self.fleet_token.as_ref().is_some_and(Secret::is_empty) {
+            return Err(("fleet.fleet_token", "is empty; remove the key".into()));
+        }
+        if let Some(u) = &self.public_url {
+            if u.scheme() != "http" || u.host_str().is_none() {
+                return Err((
+                    "fleet.public_url",
+                    "must be http://host:port (the node's listener)".into(),
+                ));
+            }
         }
         if self.token.as_ref().is_some_and(Secret::is_empty) {
             return Err(("fleet.token", "is empty; remove the key".into()));

@@ -4,7 +4,8 @@
 //! subjects by [`subject`]); every node consumes the whole stream into its bus ([`consume`]),
 //! so SSE ids are stream sequences; statuses live in a KV bucket ([`kv`]). [`setup`] creates
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
-//! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics.
+//! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
+//! node whose wa-hub runs the instance.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
@@ -14,6 +15,7 @@ pub mod kv;
 pub mod metrics;
 pub mod node;
 pub mod publish;
+pub mod routing;
 pub mod setup;
 pub mod subject;
 

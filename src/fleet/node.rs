@@ -49,6 +49,8 @@ pub struct Fleet {
     pub connections: tokio::sync::watch::Receiver<u64>,
     /// The fleet metrics.
     pub metrics: super::metrics::FleetMetrics,
+    /// The instances this node's wa-hub runs (proxy routing).
+    pub local_instances: super::routing::LocalInstances,
 }
 
 impl Fleet {
@@ -96,6 +98,7 @@ impl Fleet {
             start_seq: AtomicU64::new(0),
             connections,
             metrics: Default::default(),
+            local_instances: Default::default(),
         });
         let f = fleet.clone();
         let outcome = fleet.handle.block_on(async move {
@@ -184,6 +187,9 @@ impl Fleet {
         let f = self.clone();
         self.handle
             .spawn(async move { f.outbox.run(f.js.clone()).await });
+        let (f, a) = (self.clone(), app.clone());
+        self.handle
+            .spawn(async move { super::routing::run(f, a).await });
         let f = self.clone();
         self.handle
             .spawn(async move { super::consume::run(f, app).await });

@@ -432,7 +432,17 @@ impl Sidecar {
         extra_yaml: &str,
         env: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), upstream, upstream_yaml, extra_yaml, env)
+    }
+
+    /// Like [`Sidecar::start_with`], listening on `port` (a config that names its own URL).
+    pub fn start_on(
+        port: u16,
+        upstream: &str,
+        upstream_yaml: &str,
+        extra_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // The default metrics port is fixed; tests run in parallel, so only a test that asks
         // for a metrics listener gets one.
