@@ -201,6 +201,33 @@ mod tests {
     }
 
     #[test]
+    fn fleet_is_off_without_the_section_and_the_env_var_turns_it_on() {
+        use crate::config::RawConfig;
+        let c = RawConfig::default().validate().unwrap();
+        assert!(c.fleet.is_none());
+        let mut raw = RawConfig::default();
+        raw.apply_env(vec![(
+            "WA_HUB_FLEET_NATS_URL".to_owned(),
+            "nats://10.0.0.1:4222".to_owned(),
+        )])
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.fleet.unwrap().raw.nats_url, "nats://10.0.0.1:4222");
+    }
+
+    #[test]
+    fn fleet_credentials_are_masked() {
+        use crate::config::RawConfig;
+        let yaml = "fleet:\n  node_id: n1\n  token: nats-secret\n  fleet_token: fleet-secret\n  user: u\n  password: pw-secret\n";
+        let c = RawConfig::from_yaml(yaml).unwrap().validate().unwrap();
+        let text = format!("{}{:?}", c.to_masked_yaml(), c);
+        for secret in ["nats-secret", "fleet-secret", "pw-secret"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+        assert_eq!(c.fleet.unwrap().node_id, "n1");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let cases: Vec<(FleetConfig, &str)> = vec![
             (
