@@ -170,6 +170,20 @@ impl App {
         let _ = tokio::time::timeout(SETTLE_TIMEOUT, fleet.outbox.stored_through(ticket)).await;
     }
 
+    /// Fleet mode, at shutdown: gives the outbox until `deadline` to publish what it holds,
+    /// while NATS is reachable; logs what stays unpublished (lost with the process).
+    pub async fn flush_fleet(&self, deadline: tokio::time::Instant) {
+        let Some(fleet) = &self.fleet else { return };
+        if fleet.connected() && !fleet.outbox.is_empty() {
+            let ticket = fleet.outbox.last_ticket();
+            let _ = tokio::time::timeout_at(deadline, fleet.outbox.stored_through(ticket)).await;
+        }
+        let left = fleet.outbox.len();
+        if left > 0 {
+            tracing::warn!(events = left, "fleet: events not published at shutdown");
+        }
+    }
+
     /// Runs `update` on the status engine for a change that publishes nothing (fleet mode:
     /// statuses read from the status bucket at start).
     pub fn update_engine<T>(&self, update: impl FnOnce(&mut StatusEngine) -> T) -> T {

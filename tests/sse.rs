@@ -33,6 +33,20 @@ fn replay_all(sc: &Sidecar, range: std::ops::Range<usize>) {
 fn connected_then_initial_then_live_events_in_dashboard_envelope() {
     let sc = sidecar("");
     replay_all(&sc, 0..1); // a qr before connecting: in `initial`
+                           // `initial` covers what the SSE hub has; the sink hands it events a moment after the
+                           // webhook is answered (under load, after this client connected: it then gets them live).
+    eventually(T, || {
+        let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
+        text.lines()
+            .any(|l| {
+                l.starts_with("wa_hub_sidecar_sink_deliveries_total{")
+                    && l.contains("sink=\"sse\"")
+                    && l.contains("outcome=\"delivered\"")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    })
+    .expect("the SSE sink delivered the webhook");
     let c = SseClient::connect(&sc.url("/api/stream?scope=global"), &[]);
     assert_eq!(c.status, 200);
     assert!(c.headers["content-type"]
