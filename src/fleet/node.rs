@@ -62,6 +62,10 @@ impl Fleet {
     /// [`FleetError::StreamMismatch`] when the stream exists with other settings, or any
     /// JetStream refusal while NATS is reachable; [`FleetError::Runtime`] when the runtime
     /// cannot be built.
+    ///
+    /// # Panics
+    /// When called from inside a Tokio runtime (it blocks on the fleet's own runtime); start-up
+    /// calls it before Pingora starts any.
     pub fn start(settings: FleetSettings) -> Result<Arc<Self>, FleetError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
