@@ -143,17 +143,24 @@ impl App {
     /// Fleet mode: routes an event read from the fleet log under its stream sequence `id`,
     /// stored at `timestamp`, and keeps it in the histories; `update` runs first on the status
     /// engine, under the lock [`App::decide`] takes, so the engine and the bus see the log in
-    /// the same order.
+    /// the same order. Every sink gets the events this node accepted (`own`); only `sse` sinks
+    /// get the other nodes' (their own nodes' sinks have them), so MQTT, stdout and forward
+    /// sinks see each event once fleet-wide.
     pub fn publish_consumed(
         &self,
         id: u64,
         timestamp: chrono::DateTime<Utc>,
         payload: Payload,
+        own: bool,
         update: impl FnOnce(&mut StatusEngine, &Payload),
     ) -> Arc<Event> {
         let mut engine = self.engine.lock();
         update(&mut engine, &payload);
-        let event = self.keep(self.bus.publish_numbered(id, timestamp, payload));
+        // `sse`: the SSE sink's config `type` (`SinkKind::type_name`).
+        let event = self
+            .bus
+            .publish_numbered(id, timestamp, payload, |kind| own || kind == "sse");
+        let event = self.keep(event);
         drop(engine);
         event
     }

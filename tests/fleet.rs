@@ -63,7 +63,7 @@ impl Cluster {
 
     fn yaml(&self, i: usize) -> String {
         format!(
-            "{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\nfleet:\n  nats_url: {}\n  node_id: node{i}\n  stream: EV_{}\n  subject_prefix: {}\n  status_bucket: ST_{}\n  connect_timeout_ms: 3000\n  max_age_secs: 600\n",
+            "{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\nsinks:\n  - type: sse\n  - type: stdout\nfleet:\n  nats_url: {}\n  node_id: node{i}\n  stream: EV_{}\n  subject_prefix: {}\n  status_bucket: ST_{}\n  connect_timeout_ms: 3000\n  max_age_secs: 600\n",
             self.nats.url, self.tag, self.tag, self.tag
         )
     }
@@ -254,6 +254,24 @@ fn webhooks_to_any_node_reach_every_client_once_in_order_and_statuses_agree() {
         seen_ids[0], seen_ids[2],
         "the same stream ids on every node"
     );
+
+    // Other sinks (stdout here) get each event once fleet-wide: on the node that accepted it.
+    let mut printed: Vec<String> = (0..3)
+        .flat_map(|i| {
+            c.node(i)
+                .stdout()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .filter(|v| v["type"] == "webhook")
+        .map(|v| v["data"]["payload"].to_string())
+        .collect();
+    let mut expected: Vec<String> = want.iter().map(Value::to_string).collect();
+    printed.sort();
+    expected.sort();
+    assert_eq!(printed, expected, "stdout sinks of the 3 nodes together");
 
     let statuses = c.agreed_statuses();
     let acme = &statuses["WASP-acme-store_myshopify_com"];

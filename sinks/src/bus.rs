@@ -42,19 +42,20 @@ impl Bus {
     }
 
     /// Routes `payload` under an id given from outside (fleet mode: the JetStream stream
-    /// sequence, and `timestamp` the time the stream stored it). Ids must increase; an id not
-    /// above the last one is still routed (sinks see it in call order) but does not lower
-    /// [`Bus::last_id`]. Returns the event.
+    /// sequence, and `timestamp` the time the stream stored it), to the sinks whose config
+    /// `type` `sinks` accepts. Ids must increase; an id not above the last one is still routed
+    /// (sinks see it in call order) but does not lower [`Bus::last_id`]. Returns the event.
     pub fn publish_numbered(
         &self,
         id: u64,
         timestamp: DateTime<Utc>,
         payload: Payload,
+        sinks: impl Fn(&str) -> bool,
     ) -> Arc<Event> {
         let mut last = self.last_id.lock();
         *last = (*last).max(id);
         let event = Arc::new(Event::new(id, timestamp, payload));
-        self.router.dispatch(&event);
+        self.router.dispatch_to(&event, sinks);
         event
     }
 

@@ -6,7 +6,8 @@
 //! - from another node: a `webhook` is applied to the status engine (its own `qr`/`status`
 //!   events are the origin's to publish, so the engine's output is dropped);
 //! - from any node: a `status` is adopted as the instance's decided status (the log's order
-//!   decides, so every node ends with the same statuses); then the event is routed;
+//!   decides, so every node ends with the same statuses); then the event is routed (another
+//!   node's to `sse` sinks only);
 //! - from this node: the engine saw it at acceptance; the event is routed, unless it was shown
 //!   locally while NATS was unreachable; a `status` is written to the status bucket.
 
@@ -177,7 +178,7 @@ async fn apply(
     if own && fleet.take_shown_locally(&msg_id) {
         app.update_engine(|engine| update(engine, &payload));
     } else {
-        app.publish_consumed(seq, at, payload, update);
+        app.publish_consumed(seq, at, payload, own, update);
     }
     if let (Some(id), Some(store)) = (own_status, fleet.kv()) {
         kv::put_status(store, &id, body).await;
