@@ -559,7 +559,7 @@ fn a_proxied_call_reaches_the_node_whose_wa_hub_runs_the_instance() {
 }
 
 #[test]
-fn a_stream_with_other_settings_is_a_clear_start_up_error() {
+fn a_stream_or_bucket_with_other_settings_is_a_clear_start_up_error() {
     let c = Cluster::start(Nats::any(), 1);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
@@ -578,6 +578,47 @@ fn a_stream_with_other_settings_is_a_clear_start_up_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fleet.max_bytes"), "{err}");
+
+    // A status bucket with a TTL would forget statuses: refused too.
+    let bucket = format!("TTL_{}", c.tag);
+    let (url, name) = (c.nats.url.clone(), bucket.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.create_key_value(async_nats::jetstream::kv::Config {
+            bucket: name,
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(9).replace(
+            &format!("status_bucket: ST_{}", c.tag),
+            &format!("status_bucket: {bucket}")
+        )
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sidecar");
+    let url = c.nats.url.clone();
+    rt.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let _ = js.delete_key_value(bucket).await;
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("statuses must not expire"), "{err}");
 }
 
 /// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency

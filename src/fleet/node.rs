@@ -59,7 +59,8 @@ impl Fleet {
     /// logs a warning and returns a fleet that runs alone until NATS is reachable.
     ///
     /// # Errors
-    /// [`FleetError::StreamMismatch`] when the stream exists with other settings, or any
+    /// [`FleetError::StreamMismatch`] or [`FleetError::BucketMismatch`] when the stream or
+    /// bucket exists with other settings, or any
     /// JetStream refusal while NATS is reachable; [`FleetError::Runtime`] when the runtime
     /// cannot be built.
     ///

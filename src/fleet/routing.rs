@@ -7,8 +7,8 @@
 //! gave it. A proxied call `/api/wahub/instances/<id>/...` for an instance this node's wa-hub
 //! does not run, but another node's does, is forwarded to that node's `public_url` with
 //! `Authorization: Bearer <fleet.fleet_token>` and [`HOP_HEADER`]; a forwarded call is never
-//! forwarded again. An instance no node reports gets 404 `{"error":"Unknown instance",
-//! "message":...}`. `GET /api/wahub/instances` answers the merged list, each entry with `node`.
+//! forwarded again. An instance no node has recorded is looked up once more in this node's
+//! wa-hub; one no node reports gets 404 `{"error":"Unknown instance", "message":...}`. `GET /api/wahub/instances` answers the merged list, each entry with `node`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -81,44 +81,51 @@ fn ids_of(list: &Value) -> Vec<String> {
 pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
     let every = Duration::from_millis(fleet.settings.raw.route_interval_ms.get());
     loop {
-        if let (Some(store), Some(list)) = (fleet.kv(), app.upstream.get_json(&["instances"]).await)
-        {
-            let ids = ids_of(&list);
-            let node = encode_token(fleet.node_id());
-            let url = fleet
-                .settings
-                .raw
-                .public_url
-                .as_ref()
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            let mut ok = store
-                .put(format!("node.{node}"), Bytes::from(url))
-                .await
-                .is_ok();
-            ok &= store
-                .put(
-                    format!("instances.{node}"),
-                    Bytes::from(serde_json::to_vec(&list).unwrap_or_default()),
-                )
-                .await
-                .is_ok();
-            for id in &ids {
-                let key = format!("route.{}", encode_token(id));
-                let mine = matches!(store.get(key.as_str()).await, Ok(Some(v)) if v == fleet.node_id().as_bytes());
-                if !mine {
-                    ok &= store
-                        .put(key, Bytes::from(fleet.node_id().to_owned()))
-                        .await
-                        .is_ok();
-                }
-            }
-            if !ok {
-                tracing::warn!("fleet: instance routes not all written; retrying");
-            }
-            *fleet.local_instances.ids.write() = ids.into_iter().collect();
-        }
+        record(&fleet, &app).await;
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Asks this node's wa-hub for its instances and records them (locally and in the bucket).
+async fn record(fleet: &Fleet, app: &App) {
+    let (Some(store), Some(list)) = (fleet.kv(), app.upstream.get_json(&["instances"]).await)
+    else {
+        return;
+    };
+    let ids = ids_of(&list);
+    *fleet.local_instances.ids.write() = ids.iter().cloned().collect();
+    let node = encode_token(fleet.node_id());
+    let url = fleet
+        .settings
+        .raw
+        .public_url
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let mut ok = store
+        .put(format!("node.{node}"), Bytes::from(url))
+        .await
+        .is_ok();
+    ok &= store
+        .put(
+            format!("instances.{node}"),
+            Bytes::from(serde_json::to_vec(&list).unwrap_or_default()),
+        )
+        .await
+        .is_ok();
+    for id in &ids {
+        let key = format!("route.{}", encode_token(id));
+        let mine =
+            matches!(store.get(key.as_str()).await, Ok(Some(v)) if v == fleet.node_id().as_bytes());
+        if !mine {
+            ok &= store
+                .put(key, Bytes::from(fleet.node_id().to_owned()))
+                .await
+                .is_ok();
+        }
+    }
+    if !ok {
+        tracing::warn!("fleet: instance routes not all written; retrying");
     }
 }
 
@@ -158,11 +165,24 @@ pub async fn decide(
     if fleet.local_instances.contains(&id) {
         return Decision::Local;
     }
-    let f = fleet.clone();
-    let id2 = id.clone();
+    let (f, a, id2) = (fleet.clone(), app.clone(), id.clone());
     let found = fleet
         .handle()
-        .spawn(async move { locate(&f, &id2).await })
+        .spawn(async move {
+            match locate(&f, &id2).await {
+                Some(found) => Some(found),
+                // Not recorded yet (a new instance, or before the first round): ask this
+                // node's wa-hub again before calling it unknown.
+                None => {
+                    record(&f, &a).await;
+                    if f.local_instances.contains(&id2) {
+                        Some(Located::Here)
+                    } else {
+                        locate(&f, &id2).await
+                    }
+                }
+            }
+        })
         .await
         .ok()
         .flatten();

@@ -1,5 +1,6 @@
 //! Start-up against NATS: the connection options, and the stream and KV bucket created when
-//! missing and checked when present. A mismatch is a start-up error that says what differs.
+//! missing and checked when present (stream: subjects, limits, retention; bucket: no TTL). A
+//! mismatch is a start-up error that says what differs.
 
 use std::time::Duration;
 
@@ -22,6 +23,14 @@ pub enum FleetError {
     StreamMismatch {
         /// Stream name.
         stream: String,
+        /// What differs.
+        what: String,
+    },
+    /// The KV bucket exists with settings fleet mode cannot use.
+    #[error("JetStream KV bucket {bucket} exists with {what}; use another fleet.status_bucket or recreate the bucket")]
+    BucketMismatch {
+        /// Bucket name.
+        bucket: String,
         /// What differs.
         what: String,
     },
@@ -105,8 +114,9 @@ pub fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<S
 /// the bucket.
 ///
 /// # Errors
-/// [`FleetError::StreamMismatch`] when the stream has other settings; [`FleetError::JetStream`]
-/// when JetStream cannot be reached or refuses.
+/// [`FleetError::StreamMismatch`] when the stream has other settings,
+/// [`FleetError::BucketMismatch`] when the bucket has a TTL; [`FleetError::JetStream`] when
+/// JetStream cannot be reached or refuses.
 pub async fn ensure(
     js: &jetstream::Context,
     settings: &FleetSettings,
@@ -128,7 +138,25 @@ pub async fn ensure(
     }
     let bucket = &settings.raw.status_bucket;
     match js.get_key_value(bucket.clone()).await {
-        Ok(store) => Ok(store),
+        Ok(store) => {
+            let config = store
+                .status()
+                .await
+                .map_err(|e| FleetError::JetStream(format!("KV bucket {bucket}: {e}")))?
+                .info
+                .config;
+            // A bucket with a TTL would forget the status of a quiet instance.
+            if !config.max_age.is_zero() {
+                return Err(FleetError::BucketMismatch {
+                    bucket: bucket.clone(),
+                    what: format!(
+                        "a TTL of {}s (statuses must not expire)",
+                        config.max_age.as_secs()
+                    ),
+                });
+            }
+            Ok(store)
+        }
         Err(_) => js
             .create_key_value(kv::Config {
                 bucket: bucket.clone(),
