@@ -24,13 +24,11 @@ use tokio::sync::broadcast::error::RecvError;
 use wa_hub_sinks::envelope::iso_timestamp;
 use wa_hub_sinks::sse::{
     batch, comment, encode_frame, envelope, last_event_id, opening_frames, ClientGuard, Initial,
-    Resume, Scope, SseFrame, SseHub, Subscription,
+    Scope, SseHub, Subscription,
 };
 use wa_hub_sinks::{Event, Payload};
 
 use crate::app::App;
-use crate::fleet::consume::replay;
-use crate::fleet::Fleet;
 use crate::rejection::Rejection;
 use crate::routes::query_param;
 
@@ -127,7 +125,7 @@ async fn open(
         query_param(query, "lastEventId"),
     );
     let (sub, skip_through) = match &app.fleet {
-        Some(fleet) => fleet_subscribe(fleet, hub, last_id).await,
+        Some(fleet) => crate::fleet::resume::subscribe(fleet, hub, last_id).await,
         None => (hub.subscribe(last_id), 0),
     };
     let write_timeout = Duration::from_millis(hub.config().write_timeout_ms.get());
@@ -145,77 +143,6 @@ async fn open(
         }
     }
 }
-
-/// Fleet mode: ids are stream sequences, so an id from another node or from before a restart
-/// resumes here too. An id ahead of this node waits (up to [`FLEET_CATCH_UP`]) for the
-/// consumer to reach it; an id the hub does not keep is answered from the stream: the events
-/// after it up to the consumer's position `P` (at most the hub's `history` of them), and live
-/// frames up to `P` are then skipped (returned as the second value). `reset` only when the
-/// stream does not keep the id either, or cannot be read.
-async fn fleet_subscribe(
-    fleet: &Arc<Fleet>,
-    hub: &SseHub,
-    last_id: Option<u64>,
-) -> (Subscription, u64) {
-    let position = || {
-        hub.last_id()
-            .max(fleet.consumed_seq.load(Ordering::Acquire))
-    };
-    let start = || fleet.start_seq.load(Ordering::Acquire);
-    if let Some(id) = last_id {
-        let deadline = tokio::time::Instant::now() + FLEET_CATCH_UP;
-        while (start() == 0 || position() < id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    let mut sub = hub.subscribe(last_id);
-    let up_to = position().max(sub.snapshot_id);
-    let Some(after) = last_id else {
-        return (sub, 0);
-    };
-    // The hub holds nothing from before this process consumed the stream.
-    let hub_covers = matches!(sub.resume, Resume::Resumed(_)) && after + 1 >= start();
-    if hub_covers || after > up_to {
-        return (sub, 0);
-    }
-    let (f, max) = (fleet.clone(), hub.config().history.get() as u64);
-    let replayed = fleet
-        .handle()
-        .spawn(async move { replay(&f, after, up_to, max).await })
-        .await;
-    match replayed {
-        Ok(Ok(Some(events))) => {
-            if matches!(sub.resume, Resume::Reset) {
-                hub.stats.resets.fetch_sub(1, Ordering::Relaxed);
-                hub.stats.resumes.fetch_add(1, Ordering::Relaxed);
-            }
-            let frames = events
-                .into_iter()
-                .filter(|e| hub.selects(e))
-                .map(|event| {
-                    Arc::new(SseFrame {
-                        bytes: encode_frame(Some(event.id), event.envelope_json()),
-                        event,
-                    })
-                })
-                .collect();
-            sub.resume = Resume::Resumed(frames);
-            return (sub, up_to);
-        }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "fleet: SSE resume not replayed; reset"),
-        Err(e) => tracing::warn!(error = %e, "fleet: SSE replay task failed; reset"),
-    }
-    if !matches!(sub.resume, Resume::Reset) {
-        hub.stats.resumes.fetch_sub(1, Ordering::Relaxed);
-        hub.stats.resets.fetch_add(1, Ordering::Relaxed);
-        sub.resume = Resume::Reset;
-    }
-    (sub, 0)
-}
-
-/// Longest wait for this node to catch up with a `Last-Event-ID` from a node ahead of it.
-const FLEET_CATCH_UP: Duration = Duration::from_secs(2);
 
 async fn write_header(
     session: &mut Session,
