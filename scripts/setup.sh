@@ -19,6 +19,7 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 if [ "$tests" = 1 ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)        # the browser test (tests/browser.rs)
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics and the alert rules
+  [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)  # tests/fleet.rs
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

@@ -1,6 +1,11 @@
 //! The state every request handler and background task shares, built once at start-up, and the
 //! one way events enter the bus: [`App::publish`] for facts, [`App::decide`] for status
 //! decisions (so bus ids follow the order of decisions).
+//!
+//! Fleet mode (`fleet:`): both hand the events to the fleet log instead; they enter the bus
+//! when the consumer reads them back, through [`App::publish_consumed`], numbered by their
+//! stream sequence. An event shown on this node only (API logs unless `fleet.share_api_log`,
+//! anything accepted while NATS is unreachable) enters the bus at once, unnumbered.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +20,15 @@ use wa_hub_sinks::sse::SseHub;
 use wa_hub_sinks::{Bus, Event, Payload, SinkTask};
 
 use crate::config::Config;
+use crate::fleet::{Fleet, FleetError};
 use crate::metrics::{InstanceSample, Metrics};
 use crate::signature::Verifier;
 use crate::status::StatusEngine;
 use crate::store::History;
 use crate::upstream::Upstream;
+
+/// Longest wait of [`App::settled`]; past it the events stay queued and the answer goes out.
+pub const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Shared process state: validated config, the bus, the histories and the shutdown signals.
 #[derive(Debug)]
@@ -49,6 +58,8 @@ pub struct App {
     pub sessions: crate::session::Sessions,
     /// Bodies of recently accepted webhooks (`webhook.dedup_window_secs`).
     pub webhook_dedup: crate::dedup::Dedup,
+    /// The fleet link, in fleet mode.
+    pub fleet: Option<Arc<Fleet>>,
     engine: Mutex<StatusEngine>,
     shutdown: watch::Sender<bool>,
     sinks_shutdown: watch::Sender<bool>,
@@ -67,19 +78,35 @@ pub enum AppError {
     /// The sink list is invalid.
     #[error("config key sinks: {0}")]
     Sinks(#[from] SinksConfigError),
+    /// Fleet mode could not start (stream settings differ, JetStream refused).
+    #[error("fleet: {0}")]
+    Fleet(#[from] FleetError),
 }
 
 impl App {
     /// Builds the state for a validated config, and the sink tasks to run.
     ///
+    /// In fleet mode also connects to NATS ([`Fleet::start`]) and starts the fleet's
+    /// publisher and consumer.
+    ///
     /// # Errors
-    /// [`AppError`] when the HTTP client or a sink cannot be built.
+    /// [`AppError`] when the HTTP client or a sink cannot be built, or fleet mode cannot start.
     pub fn new(config: Config) -> Result<(Arc<Self>, Vec<SinkTask>), AppError> {
         let upstream = Upstream::new(&config)?;
         let sinks = wa_hub_sinks::config::build(&config.raw.sinks)?;
+        let fleet = match &config.fleet {
+            Some(settings) => Some(Fleet::start(settings.clone())?),
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         let (sinks_shutdown, _) = watch::channel(false);
-        let bus = Bus::new(sinks.router);
+        // Single node: ids follow the clock, so they never repeat across restarts. Fleet mode:
+        // ids are the stream's sequence numbers, which survive restarts themselves.
+        let bus = if fleet.is_some() {
+            Bus::starting_after(sinks.router, 0)
+        } else {
+            Bus::new(sinks.router)
+        };
         if let Some(hub) = &sinks.sse {
             hub.begin_after(bus.last_id());
         }
@@ -104,19 +131,93 @@ impl App {
             webhook_dedup: crate::dedup::Dedup::new(std::time::Duration::from_secs(
                 config.raw.webhook.dedup_window_secs,
             )),
+            fleet,
             shutdown,
             sinks_shutdown,
             requests: TaskTracker::new(),
             sink_tasks: TaskTracker::new(),
             config,
         });
+        if let Some(fleet) = &app.fleet {
+            fleet.run(app.clone());
+        }
         Ok((app, sinks.tasks))
     }
 
     /// Publishes a fact that decides nothing (an API log, a webhook of an untracked
     /// instance): numbers it, routes it, and keeps webhooks and API logs in their histories.
-    pub fn publish(&self, payload: Payload) -> Arc<Event> {
-        let event = self.bus.publish(payload);
+    /// Returns the event; `None` in fleet mode when it went to the fleet log (it enters the
+    /// bus when consumed back).
+    pub fn publish(&self, payload: Payload) -> Option<Arc<Event>> {
+        let Some(fleet) = &self.fleet else {
+            return Some(self.keep(self.bus.publish(payload)));
+        };
+        let local_only = matches!(payload, Payload::ApiLog(_)) && !fleet.settings.raw.share_api_log;
+        if local_only || fleet.enqueue(&payload) {
+            return Some(self.keep(self.bus.publish_unnumbered(payload)));
+        }
+        None
+    }
+
+    /// Fleet mode: routes an event read from the fleet log under its stream sequence `id`,
+    /// stored at `timestamp`, and keeps it in the histories; `update` runs first on the status
+    /// engine, under the lock [`App::decide`] takes, so the engine and the bus see the log in
+    /// the same order. Every sink gets the events this node accepted (`own`); only `sse` sinks
+    /// get the other nodes' (their own nodes' sinks have them), so MQTT, stdout and forward
+    /// sinks see each event once fleet-wide.
+    pub fn publish_consumed(
+        &self,
+        id: u64,
+        timestamp: chrono::DateTime<Utc>,
+        payload: Payload,
+        own: bool,
+        update: impl FnOnce(&mut StatusEngine, &Payload),
+    ) -> Arc<Event> {
+        let mut engine = self.engine.lock();
+        update(&mut engine, &payload);
+        // `sse`: the SSE sink's config `type` (`SinkKind::type_name`).
+        let event = self
+            .bus
+            .publish_numbered(id, timestamp, payload, |kind| own || kind == "sse");
+        let event = self.keep(event);
+        drop(engine);
+        event
+    }
+
+    /// Fleet mode, while NATS is reachable: waits until everything this node queued so far is
+    /// stored in the fleet's stream (at most [`SETTLE_TIMEOUT`]), so an answered webhook is in
+    /// the stream, in the order answered. Returns at once otherwise.
+    pub async fn settled(&self) {
+        let Some(fleet) = &self.fleet else { return };
+        if !fleet.connected() {
+            return;
+        }
+        let ticket = fleet.outbox.last_ticket();
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, fleet.outbox.stored_through(ticket)).await;
+    }
+
+    /// Fleet mode, at shutdown: gives the outbox until `deadline` to publish what it holds,
+    /// while NATS is reachable; logs what stays unpublished (lost with the process).
+    pub async fn flush_fleet(&self, deadline: tokio::time::Instant) {
+        let Some(fleet) = &self.fleet else { return };
+        if fleet.connected() && !fleet.outbox.is_empty() {
+            let ticket = fleet.outbox.last_ticket();
+            let _ = tokio::time::timeout_at(deadline, fleet.outbox.stored_through(ticket)).await;
+        }
+        let left = fleet.outbox.len();
+        if left > 0 {
+            tracing::warn!(events = left, "fleet: events not published at shutdown");
+        }
+    }
+
+    /// Runs `update` on the status engine for a change that publishes nothing (fleet mode:
+    /// statuses read from the status bucket at start).
+    pub fn update_engine<T>(&self, update: impl FnOnce(&mut StatusEngine) -> T) -> T {
+        update(&mut self.engine.lock())
+    }
+
+    /// Keeps webhooks and API logs in their histories.
+    fn keep(&self, event: Arc<Event>) -> Arc<Event> {
         match &event.payload {
             Payload::Webhook(_) => self.webhooks.push(event.clone()),
             Payload::ApiLog(_) => self.api_logs.push(event.clone()),
@@ -128,14 +229,17 @@ impl App {
     /// Locks the status engine, runs `decide` on it, and publishes the payloads it returns, in
     /// order, before the lock is released: bus ids follow the order of decisions, so every
     /// sink and every SSE client sees an instance's statuses in the order they were decided.
-    /// Returns the published events.
+    /// Returns the events published on the bus (in fleet mode only those shown locally at once).
     pub fn decide(
         &self,
         decide: impl FnOnce(&mut StatusEngine, chrono::DateTime<Utc>) -> Vec<Payload>,
     ) -> Vec<Arc<Event>> {
         let mut engine = self.engine.lock();
         let payloads = decide(&mut engine, Utc::now());
-        let events = payloads.into_iter().map(|p| self.publish(p)).collect();
+        let events = payloads
+            .into_iter()
+            .filter_map(|p| self.publish(p))
+            .collect();
         drop(engine);
         events
     }
@@ -162,8 +266,13 @@ impl App {
                 })
                 .collect()
         });
-        self.metrics
-            .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples)
+        let mut text =
+            self.metrics
+                .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples);
+        if let Some(fleet) = &self.fleet {
+            text.extend(fleet.metrics.render(fleet));
+        }
+        text
     }
 
     /// A receiver that turns `true` when the sinks must drain and stop (after in-flight

@@ -132,6 +132,8 @@ pub struct RawConfig {
     pub console: ConsoleConfig,
     /// Where events go (`sse`, `stdout`, ...), each with its own filter. Default: one `sse`.
     pub sinks: Vec<SinkConfig>,
+    /// Fleet mode over NATS JetStream (issue 12). Absent (default): single node.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 impl crate::config_yaml::WithSinks for RawConfig {
@@ -167,6 +169,7 @@ impl Default for RawConfig {
                 queue_capacity: wa_hub_sinks::config::DEFAULT_QUEUE_CAPACITY,
                 kind: SinkKind::Sse(Default::default()),
             }],
+            fleet: None,
         }
     }
 }
@@ -485,6 +488,8 @@ pub struct Config {
     pub signature: SignaturePolicy,
     /// Effective worker threads.
     pub threads: usize,
+    /// The checked `fleet:` settings; `None` on a single node.
+    pub fleet: Option<crate::fleet::FleetSettings>,
 }
 
 impl Config {
@@ -575,6 +580,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DASHBOARD_PASSWORD", "auth.dashboard.password"),
     ("DASHBOARD_SESSION_SECRET", "auth.dashboard.session_secret"),
     ("DASHBOARD_SECURE_COOKIES", "auth.dashboard.secure_cookies"),
+    ("WA_HUB_FLEET_NATS_URL", "fleet.nats_url"),
 ];
 
 impl RawConfig {
@@ -654,6 +660,9 @@ impl RawConfig {
         if let Some(v) = vars.get("DASHBOARD_SESSION_SECRET") {
             self.auth.dashboard.session_secret = Some(Secret::from(v.as_str()));
         }
+        if let Some(v) = vars.get("WA_HUB_FLEET_NATS_URL") {
+            self.fleet.get_or_insert_with(Default::default).nats_url = v.clone();
+        }
         if let Some(v) = vars.get("DASHBOARD_SECURE_COOKIES") {
             self.auth.dashboard.secure_cookies = match v.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => true,
@@ -716,6 +725,10 @@ impl RawConfig {
         if let Err(e) = wa_hub_sinks::config::validate(&self.sinks) {
             return Err(invalid("sinks", e.to_string()));
         }
+        let fleet = match self.fleet.clone() {
+            Some(f) => Some(f.validate().map_err(|(key, reason)| invalid(key, reason))?),
+            None => None,
+        };
         let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(NonZeroUsize::get)
@@ -731,6 +744,7 @@ impl RawConfig {
             upstream_path_prefix: upstream.path_prefix,
             signature,
             threads,
+            fleet,
         })
     }
 

@@ -18,12 +18,37 @@ pub fn healthz() -> Answer {
 }
 
 /// `GET /readyz`: 200 `{"ready":true}` when `<base_url>/health` answers 200 within
-/// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`.
+/// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`. In fleet mode also
+/// `"fleet": {"node", "connected", "buffered"}`, and 503 while NATS is unreachable (the node
+/// still serves alone).
 pub async fn readyz(app: &App) -> Answer {
-    Ok(match probe_upstream(app).await {
-        Ok(()) => LocalResponse::json(200, &json!({ "ready": true })),
-        Err(error) => LocalResponse::json(503, &json!({ "ready": false, "error": error })),
-    })
+    let upstream = probe_upstream(app).await;
+    let fleet = app.fleet.as_ref().map(|f| {
+        (
+            f.connected(),
+            json!({
+                "node": f.node_id(),
+                "connected": f.connected(),
+                "buffered": f.outbox.len(),
+            }),
+        )
+    });
+    let error = match (upstream, &fleet) {
+        (Err(error), _) => Some(error),
+        (Ok(()), Some((false, _))) => Some("fleet: NATS unreachable; serving alone".to_owned()),
+        (Ok(()), _) => None,
+    };
+    let mut body = match &error {
+        None => json!({ "ready": true }),
+        Some(error) => json!({ "ready": false, "error": error }),
+    };
+    if let Some((_, f)) = fleet {
+        body["fleet"] = f;
+    }
+    Ok(LocalResponse::json(
+        if error.is_none() { 200 } else { 503 },
+        &body,
+    ))
 }
 
 /// Asks wa-hub's `GET /health` and records the answer in the `wa_hub_sidecar_upstream_up`

@@ -18,6 +18,7 @@
 //!   recognises re-sent ones),
 //!   [`apilog`] records proxied calls, [`upstream`] is the sidecar's own client for it,
 //!   [`poll`] runs the status engine's API fallbacks;
+//! - fleet mode: [`fleet`] joins many sidecars over NATS JetStream;
 //! - state: [`app`] is the shared state and the one way onto the bus, [`status`] the pure
 //!   display-status engine, [`store`] the histories, [`metrics`] the Prometheus metrics.
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod cors;
 pub mod dashboard;
 pub mod dedup;
 pub mod exchange;
+pub mod fleet;
 pub mod framing;
 pub mod handlers;
 pub mod logging;

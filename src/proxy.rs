@@ -64,6 +64,8 @@ pub struct Ctx {
     call: Option<ProxiedCall>,
     /// A proxied call's request body, held back until complete.
     body: Option<RequestBuffer>,
+    /// Fleet mode: the node a proxied call is forwarded to (its wa-hub runs the instance).
+    forward: Option<crate::fleet::routing::Forward>,
 }
 
 #[async_trait]
@@ -77,6 +79,7 @@ impl ProxyHttp for SidecarProxy {
             webhook: false,
             call: None,
             body: None,
+            forward: None,
         }
     }
 
@@ -91,6 +94,19 @@ impl ProxyHttp for SidecarProxy {
             session.set_abort_on_close(false);
         }
         let answer = match route {
+            Route::Proxy(path) if self.app.fleet.is_some() => {
+                match self.route_in_fleet(session, &path).await {
+                    Ok(forward) => match self.admit_proxied(session, path) {
+                        Ok(call) => {
+                            ctx.forward = forward;
+                            ctx.call = Some(call);
+                            return Ok(false);
+                        }
+                        Err(rejection) => Err(rejection),
+                    },
+                    Err(answer) => Ok(answer),
+                }
+            }
             Route::Proxy(path) => match self.admit_proxied(session, path) {
                 Ok(call) => {
                     ctx.call = Some(call);
@@ -129,13 +145,17 @@ impl ProxyHttp for SidecarProxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let cfg = &self.app.config;
-        let mut peer = HttpPeer::new(
-            cfg.upstream_addr,
-            cfg.upstream_tls,
-            cfg.upstream_host.clone(),
-        );
+        let mut peer = match ctx.forward.as_ref() {
+            // Fleet mode: another node runs the instance; it is reached over plain HTTP.
+            Some(f) => HttpPeer::new(f.addr, false, String::new()),
+            None => HttpPeer::new(
+                cfg.upstream_addr,
+                cfg.upstream_tls,
+                cfg.upstream_host.clone(),
+            ),
+        };
         peer.options.connection_timeout = Some(cfg.connect_timeout());
         peer.options.read_timeout = Some(cfg.read_timeout());
         peer.options.write_timeout = Some(cfg.write_timeout());
@@ -171,6 +191,20 @@ impl ProxyHttp for SidecarProxy {
             format!("Bearer {}", cfg.raw.upstream.token.expose()),
         )?;
         upstream.insert_header(header::HOST, cfg.upstream_authority.as_str())?;
+        if let (Some(fwd), Some(fleet)) = (&ctx.forward, &self.app.fleet) {
+            // Fleet mode: to the node running the instance, through its own proxy route.
+            let uri: http::Uri = format!("{}/api/wahub{}", fwd.prefix, call.upstream_path)
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;
+            upstream.set_uri(uri);
+            let token = fleet.settings.raw.fleet_token.as_ref();
+            upstream.insert_header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", token.map(|t| t.expose()).unwrap_or_default()),
+            )?;
+            upstream.insert_header(header::HOST, fwd.authority.as_str())?;
+            upstream.insert_header(crate::fleet::routing::HOP_HEADER, fleet.node_id())?;
+        }
         // The dashboard session cookie is the sidecar's own; it never goes to wa-hub.
         let cookies: Vec<String> = upstream
             .headers
@@ -340,6 +374,16 @@ impl SidecarProxy {
     fn access(&self, session: &Session, access: Access) -> std::result::Result<(), Rejection> {
         let cfg = &self.app.config.raw;
         let req = session.req_header();
+        // Fleet mode: a call another node forwarded, with the fleet token.
+        if let Some(fleet) = &self.app.fleet {
+            let authorization = req.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            if access != Access::Open
+                && req.headers.contains_key(crate::fleet::routing::HOP_HEADER)
+                && crate::fleet::routing::is_fleet_token(fleet, authorization)
+            {
+                return Ok(());
+            }
+        }
         let query_token = match access {
             Access::Open => return Ok(()),
             Access::ClientHeader => None,
@@ -354,6 +398,27 @@ impl SidecarProxy {
             query_token.as_deref(),
         )
         .check()
+    }
+
+    /// Fleet mode: where a proxied call goes. `Ok(None)` proxies to this node's wa-hub,
+    /// `Ok(Some(_))` forwards it to the node running the instance; `Err` is the answer to give
+    /// here (the merged instance list, or 404 for an instance on no known node).
+    async fn route_in_fleet(
+        &self,
+        session: &Session,
+        path: &str,
+    ) -> std::result::Result<Option<crate::fleet::routing::Forward>, LocalResponse> {
+        use crate::fleet::routing::{decide, Decision, HOP_HEADER};
+        let Some(fleet) = &self.app.fleet else {
+            return Ok(None);
+        };
+        let req = session.req_header();
+        let forwarded = req.headers.contains_key(HOP_HEADER);
+        match decide(fleet, &self.app, &req.method, path, forwarded).await {
+            Decision::Local => Ok(None),
+            Decision::Forward(f) => Ok(Some(f)),
+            Decision::Answer(status, body) => Err(LocalResponse::json(status, &body)),
+        }
     }
 
     /// Admits a proxied request before anything is sent upstream: a declared body over

@@ -1,8 +1,8 @@
 //! Shutdown: SIGTERM drains, SIGINT exits at once.
 //!
 //! On SIGTERM the sidecar first tells its own tasks through [`App::begin_shutdown`] (SSE
-//! streams close, new requests get 503), waits until in-flight requests finish, then tells the
-//! sinks to deliver what they hold ([`App::stop_sinks`]) and waits for them, all within
+//! streams close, new requests get 503), waits until in-flight requests finish, gives the fleet
+//! outbox time to publish ([`App::flush_fleet`]), then tells the sinks to deliver what they hold ([`App::stop_sinks`]) and waits for them, all within
 //! `shutdown.grace_period_ms`. Only then does it hand Pingora a graceful
 //! terminate with no further grace, so an idle sidecar exits at once instead of sleeping out
 //! Pingora's fixed grace period (300 s by default).
@@ -66,10 +66,12 @@ impl ShutdownSignalWatch for DrainOnSignal {
             ),
             Waited::Interrupted => return ShutdownSignal::FastShutdown,
         }
-        // Then the sinks: each delivers what is queued for it and stops (`Sink::stop`), within
-        // what is left of the grace period, but never less than SINKS_MIN_STOP.
-        self.app.stop_sinks();
+        // Then the fleet outbox and the sinks: each delivers what is queued for it and stops
+        // (`Sink::stop`), within what is left of the grace period, but never less than
+        // SINKS_MIN_STOP.
         let deadline = deadline.max(Instant::now() + SINKS_MIN_STOP);
+        self.app.flush_fleet(deadline).await;
+        self.app.stop_sinks();
         match wait_for(&self.app.sink_tasks, deadline, &mut int).await {
             Waited::Done => tracing::info!("sinks stopped"),
             Waited::TimedOut => tracing::warn!(

@@ -452,6 +452,15 @@ impl StatusEngine {
             .collect()
     }
 
+    /// Fleet mode: takes `status` as the instance's decided status, as another node (or the
+    /// fleet's status bucket) decided it, so every node reports the status last written to the
+    /// fleet's log. Ignored when the instance is new and `max_instances` are tracked.
+    pub fn adopt(&mut self, status: InstanceStatus) {
+        if let Some(inst) = self.entry(&status.instance_id.clone()) {
+            inst.decided = Some(status);
+        }
+    }
+
     /// Recomputes the status of `id`; returns it when it differs from the last decided one.
     fn decide(&mut self, id: &str, now: DateTime<Utc>) -> Option<InstanceStatus> {
         let inst = self.instances.get_mut(id)?;
@@ -470,6 +479,7 @@ impl StatusEngine {
 fn same_ignoring_time(a: &InstanceStatus, b: &InstanceStatus) -> bool {
     let mut b = b.clone();
     b.updated_at.clone_from(&a.updated_at);
+    b.node.clone_from(&a.node);
     *a == b
 }
 
@@ -523,6 +533,7 @@ fn compute(id: &str, inst: &Instance, now: DateTime<Utc>) -> InstanceStatus {
         authenticated_to_ready_ms: api.authenticated_to_ready_ms,
         ready_watchdog_start_at: api.ready_watchdog_start_at,
         ready_watchdog_ms: api.ready_watchdog_ms,
+        node: None,
     }
 }
 

@@ -39,6 +39,8 @@ struct Client {
     scope: Scope,
     last_id: LastEventId,
     sub: Subscription,
+    /// Live frames with ids up to this one were sent already (fleet resume from the stream).
+    skip_through: u64,
     _slot: ClientGuard,
 }
 
@@ -55,7 +57,7 @@ pub async fn serve(
     query: Option<&str>,
     cors_origin: Option<&str>,
 ) -> Result<(), Rejection> {
-    let Some(client) = open(hub, session, query, cors_origin).await? else {
+    let Some(client) = open(app, hub, session, query, cors_origin).await? else {
         return Ok(());
     };
     if session.req_header().method == http::Method::HEAD {
@@ -65,6 +67,7 @@ pub async fn serve(
         scope,
         last_id,
         sub,
+        skip_through,
         _slot,
     } = client;
     let Subscription {
@@ -90,7 +93,7 @@ pub async fn serve(
         }
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
-    let reason = pump(app, hub, session, &scope, &mut rx).await;
+    let reason = pump(app, hub, session, &scope, &mut rx, skip_through).await;
     close(session, reason).await;
     Ok(())
 }
@@ -98,6 +101,7 @@ pub async fn serve(
 /// Checks the scope, takes a client slot, subscribes and writes the response header.
 /// `Ok(None)` when the header could not be written (the client is gone).
 async fn open(
+    app: &App,
     hub: &Arc<SseHub>,
     session: &mut Session,
     query: Option<&str>,
@@ -123,13 +127,17 @@ async fn open(
             .map(|v| v.as_bytes()),
         query_param(query, "lastEventId"),
     );
-    let sub = hub.subscribe(last_id);
+    let (sub, skip_through) = match &app.fleet {
+        Some(fleet) => crate::fleet::resume::subscribe(fleet, hub, last_id).await,
+        None => (hub.subscribe(last_id), 0),
+    };
     let write_timeout = Duration::from_millis(hub.config().write_timeout_ms.get());
     match write_header(session, cors_origin, write_timeout).await {
         Ok(()) => Ok(Some(Client {
             scope,
             last_id,
             sub,
+            skip_through,
             _slot: slot,
         })),
         Err(e) => {
@@ -259,6 +267,7 @@ async fn pump(
     session: &mut Session,
     scope: &Scope,
     rx: &mut tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
+    skip_through: u64,
 ) -> Ended {
     let mut shutdown = app.shutdown_watch();
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
@@ -273,6 +282,8 @@ async fn pump(
                 _ = shutdown.changed() => return Ended::Shutdown,
                 _ = session.read_body_or_idle(true) => return Ended::ClientGone,
                 msg = rx.recv() => match msg {
+                    // Fleet resume: frames the replay from the stream already carried.
+                    Ok(frame) if skip_through > 0 && frame.event.id <= skip_through => continue,
                     Ok(frame) => batch(scope, frame, rx),
                     Err(RecvError::Lagged(_)) => {
                         hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);

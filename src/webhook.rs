@@ -62,7 +62,8 @@ impl WebhookHeaders {
 }
 
 /// `POST /api/wahub/webhook` on a Pingora session: [`precheck`], the body read up to
-/// `webhook.max_body_bytes`, then [`ingest`]. 200 `{"ok":true}`.
+/// `webhook.max_body_bytes`, then [`ingest`]. 200 `{"ok":true}`; in fleet mode once the
+/// delivery is stored in the fleet's stream ([`App::settled`]).
 ///
 /// # Errors
 /// The [`Rejection`] of the first check that fails, in the order of the module docs.
@@ -70,7 +71,10 @@ pub async fn receive(app: &App, session: &mut Session) -> Result<LocalResponse, 
     let headers = WebhookHeaders::from_request(session.req_header());
     precheck(app, &headers)?;
     let body = read_limited(session, app.config.raw.webhook.max_body_bytes.get()).await?;
-    ingest(app, &headers, body)
+    let answer = ingest(app, &headers, body)?;
+    // Fleet mode: answer once the delivery is in the fleet's stream.
+    app.settled().await;
+    Ok(answer)
 }
 
 /// Checks that need no body: the bearer token and a declared size.
@@ -178,6 +182,30 @@ fn record(
     raw: Bytes,
     headers: &WebhookHeaders,
 ) -> WebhookRecord {
+    record_with(
+        payload,
+        signature_valid,
+        raw,
+        headers
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/json".to_owned()),
+        uuid::Uuid::new_v4().to_string(),
+        iso_timestamp(Utc::now()),
+    )
+}
+
+/// The event record of a delivery with a given record `id` and receipt `timestamp` (ISO
+/// 8601): what [`ingest`] stores, and what fleet mode rebuilds from the raw body another node
+/// published.
+pub fn record_with(
+    payload: Value,
+    signature_valid: Option<bool>,
+    raw: Bytes,
+    content_type: String,
+    id: String,
+    timestamp: String,
+) -> WebhookRecord {
     let event = payload
         .get("event")
         .and_then(Value::as_str)
@@ -191,18 +219,15 @@ fn record(
     };
     let data = payload.get("data").unwrap_or(&Value::Null);
     WebhookRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        timestamp: iso_timestamp(Utc::now()),
+        id,
+        timestamp,
         summary: summary(&event, instance_id.as_deref(), data),
         instance_id,
         event,
         payload,
         signature_valid,
         raw,
-        content_type: headers
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/json".to_owned()),
+        content_type,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::envelope::{Event, Payload};
 use crate::router::Router;
@@ -45,6 +45,35 @@ impl Bus {
         // The lock keeps id order and queue order the same across producers.
         let mut last = self.last_id.lock();
         *last += 1;
+        let event = Arc::new(Event::new(*last, Utc::now(), payload));
+        self.router.dispatch(&event);
+        event
+    }
+
+    /// Routes `payload` under an id given from outside (fleet mode: the JetStream stream
+    /// sequence, and `timestamp` the time the stream stored it), to the sinks whose config
+    /// `type` `sinks` accepts. Ids must increase; an id not above the last one is still routed
+    /// (sinks see it in call order) but does not lower [`Bus::last_id`]. Returns the event.
+    pub fn publish_numbered(
+        &self,
+        id: u64,
+        timestamp: DateTime<Utc>,
+        payload: Payload,
+        sinks: impl Fn(&str) -> bool,
+    ) -> Arc<Event> {
+        let mut last = self.last_id.lock();
+        *last = (*last).max(id);
+        let event = Arc::new(Event::new(id, timestamp, payload));
+        self.router.dispatch_to(&event, sinks);
+        event
+    }
+
+    /// Routes a payload that has no id of its own (fleet mode: an event shown on this node
+    /// only, such as an API log when `fleet.share_api_log` is off or an event accepted while
+    /// NATS is unreachable). It carries the id of the last event, so a client resuming after
+    /// it misses nothing of the fleet's log. Returns the event.
+    pub fn publish_unnumbered(&self, payload: Payload) -> Arc<Event> {
+        let last = self.last_id.lock();
         let event = Arc::new(Event::new(*last, Utc::now(), payload));
         self.router.dispatch(&event);
         event

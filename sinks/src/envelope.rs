@@ -28,6 +28,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event read back from a log that numbered it (fleet mode: `id` is the JetStream
+    /// stream sequence): used to replay events to a resuming SSE client without routing them.
+    pub fn replayed(id: u64, timestamp: DateTime<Utc>, payload: Payload) -> Self {
+        Self::new(id, timestamp, payload)
+    }
+
     pub(crate) fn new(id: u64, timestamp: DateTime<Utc>, payload: Payload) -> Self {
         Self {
             id,
@@ -253,10 +259,14 @@ pub struct InstanceStatus {
     /// wa-hub's `readyWatchdogMs`, when the API reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_watchdog_ms: Option<Value>,
+    /// Fleet mode: the `fleet.node_id` of the sidecar that decided this status. Absent on a
+    /// single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One proxied wa-hub REST call, with the dashboard's ApiLog fields.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiLog {
     /// Unique id of the entry (UUID v4).

@@ -177,8 +177,15 @@ impl Router {
 
     /// Queues `event` for every sink that selects it. Never blocks.
     pub fn dispatch(&self, event: &Arc<Event>) {
+        self.dispatch_to(event, |_| true);
+    }
+
+    /// Like [`Router::dispatch`], to the sinks whose config `type` `kind` accepts (fleet mode:
+    /// another node's events go to `sse` sinks only, so each event reaches the other sinks
+    /// once fleet-wide, on the node that accepted it).
+    pub fn dispatch_to(&self, event: &Arc<Event>, kind: impl Fn(&str) -> bool) {
         for queue in &self.queues {
-            if !queue.filter.matches(event) {
+            if !kind(queue.kind) || !queue.filter.matches(event) {
                 continue;
             }
             match queue.tx.try_send(event.clone()) {

@@ -418,9 +418,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Path of the built `wa-hub-sidecar` binary.
-pub fn sidecar_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_wa-hub-sidecar")
+/// Path of the `wa-hub-sidecar` binary: `$WA_HUB_SIDECAR_BIN` when set (benchmarks point it
+/// at the release build), else the one cargo built for the tests.
+pub fn sidecar_bin() -> String {
+    std::env::var("WA_HUB_SIDECAR_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wa-hub-sidecar").to_owned())
 }
 
 /// Environment variables that would override the test config; cleared for every child.
@@ -461,7 +465,17 @@ impl Sidecar {
         extra_yaml: &str,
         env: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), upstream, upstream_yaml, extra_yaml, env)
+    }
+
+    /// Like [`Sidecar::start_with`], listening on `port` (a config that names its own URL).
+    pub fn start_on(
+        port: u16,
+        upstream: &str,
+        upstream_yaml: &str,
+        extra_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // The default metrics port is fixed; tests run in parallel, so only a test that asks
         // for a metrics listener gets one.
@@ -934,5 +948,89 @@ impl RawResponse {
                 .filter(|(n, _)| n.trim() == name)
                 .map(|(_, v)| v.trim().to_owned())
         })
+    }
+}
+
+/// A `nats-server -js` of its own on a free loopback port with a temporary store (fleet tests).
+/// Can be stopped and started again on the same port and store; killed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    pub store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// `nats-server` from `$NATS_SERVER_BIN`, else the PATH, else Debian's `/usr/sbin`.
+    pub fn bin() -> String {
+        if let Ok(b) = std::env::var("NATS_SERVER_BIN") {
+            return b;
+        }
+        let on_path = Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if on_path {
+            "nats-server".into()
+        } else {
+            "/usr/sbin/nats-server".into()
+        }
+    }
+
+    /// Starts a server; panics when it does not listen within 10 s.
+    pub fn start() -> Self {
+        let mut s = Self {
+            port: free_port(),
+            store: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        s.resume();
+        s
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process again (same port, same store).
+    pub fn resume(&mut self) {
+        let log = std::fs::File::create(self.store.path().join("nats.log")).expect("log");
+        let child = Command::new(Self::bin())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn nats-server (install it: scripts/setup.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process (SIGKILL: an outage, not a shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -254,6 +254,7 @@ mod tests {
                 authenticated_to_ready_ms: None,
                 ready_watchdog_start_at: None,
                 ready_watchdog_ms: None,
+                node: None,
             }),
         ))
     }

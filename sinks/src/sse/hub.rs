@@ -170,6 +170,11 @@ impl SseHub {
             .map(|_| ClientGuard(self.clients.clone()))
     }
 
+    /// The id of the last event published to the hub (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.ring.lock().last_id
+    }
+
     /// Encodes `event` once, keeps it for resume and sends it to every client.
     pub fn publish(&self, event: &Arc<Event>) {
         let frame = Arc::new(SseFrame {

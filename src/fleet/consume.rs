@@ -1,0 +1,245 @@
+//! The consumer: reads the fleet's stream in order and feeds this node's bus, histories and
+//! status engine, so every SSE client on every node sees every event once, under its stream
+//! sequence. Also the replay of a stretch of the stream for a resuming SSE client.
+//!
+//! Per message (stream order):
+//! - from another node: a `webhook` is applied to the status engine (its own `qr`/`status`
+//!   events are the origin's to publish, so the engine's output is dropped);
+//! - from any node: a `status` is adopted as the instance's decided status (the log's order
+//!   decides, so every node ends with the same statuses); then the event is routed (another
+//!   node's to `sse` sinks only);
+//! - from this node: the engine saw it at acceptance; the event is routed, unless it was shown
+//!   locally while NATS was unreachable; a `status` is written to the status bucket.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use wa_hub_sinks::{Event, Payload};
+
+use super::codec::{self, Incoming};
+use super::kv;
+use super::node::Fleet;
+use super::setup::{ensure, FleetError};
+use crate::app::App;
+
+/// Waits for NATS and the stream, loads the statuses from the bucket, then consumes from the
+/// end of the stream as it was, forever (re-creating the consumer after failures).
+pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
+    let mut delay = Duration::from_millis(200);
+    while fleet.kv().is_none() {
+        match ensure(fleet.jetstream(), &fleet.settings).await {
+            Ok(store) => {
+                fleet.set_kv(store);
+                tracing::info!("fleet: connected to NATS");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet: stream or bucket not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let mut next = loop {
+        match last_sequence(&fleet).await {
+            Ok(last) => break last + 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet: stream info failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    fleet.consumed_seq.fetch_max(next - 1, Ordering::AcqRel);
+    fleet.start_seq.store(next, Ordering::Release);
+    if let Some(store) = fleet.kv() {
+        let statuses = kv::load_statuses(store).await;
+        tracing::info!(
+            instances = statuses.len(),
+            "fleet: statuses read from the bucket"
+        );
+        app.update_engine(|engine| {
+            for s in statuses {
+                engine.adopt(s);
+            }
+        });
+    }
+    loop {
+        match consume_from(&fleet, &app, next).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, next, "fleet: consumer stopped; re-creating"),
+        }
+        fleet.consuming.store(false, Ordering::Relaxed);
+        next = fleet.consumed_seq.load(Ordering::Relaxed).max(next - 1) + 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn last_sequence(fleet: &Fleet) -> Result<u64, FleetError> {
+    let mut stream = fleet
+        .jetstream()
+        .get_stream(&fleet.settings.raw.stream)
+        .await
+        .map_err(|e| FleetError::JetStream(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| FleetError::JetStream(e.to_string()))?;
+    Ok(info.state.last_sequence)
+}
+
+async fn ordered_from(fleet: &Fleet, start: u64) -> Result<pull::Ordered, FleetError> {
+    let js_err = |e: &dyn std::fmt::Display| FleetError::JetStream(e.to_string());
+    let stream = fleet
+        .jetstream()
+        .get_stream(&fleet.settings.raw.stream)
+        .await
+        .map_err(|e| js_err(&e))?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err(&e))?;
+    consumer.messages().await.map_err(|e| js_err(&e))
+}
+
+async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetError> {
+    let mut connections = fleet.connections.clone();
+    connections.mark_unchanged();
+    let mut messages = ordered_from(fleet, start).await?;
+    fleet.consuming.store(true, Ordering::Relaxed);
+    loop {
+        let msg = tokio::select! {
+            msg = messages.next() => msg,
+            // A new connection: the server may have lost the ephemeral consumer; start over.
+            _ = connections.changed() => return Ok(()),
+        };
+        let Some(msg) = msg else { break };
+        let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
+        let Ok(info) = msg.info() else { continue };
+        let seq = info.stream_sequence;
+        let at = stored_at(info.published.unix_timestamp_nanos());
+        fleet
+            .consumer_pending
+            .store(info.pending, Ordering::Relaxed);
+        match codec::decode(msg.headers.as_ref(), &msg.payload) {
+            Ok(incoming) => {
+                let body = msg.payload.clone();
+                apply(fleet, app, seq, at, incoming, body).await;
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "fleet: message is not a fleet event; skipped")
+            }
+        }
+        fleet.consumed_seq.store(seq, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn stored_at(nanos: i128) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+async fn apply(
+    fleet: &Fleet,
+    app: &App,
+    seq: u64,
+    at: DateTime<Utc>,
+    incoming: Incoming,
+    body: bytes::Bytes,
+) {
+    let Incoming {
+        node,
+        msg_id,
+        payload,
+    } = incoming;
+    let own = node == fleet.node_id();
+    let own_status = match (&payload, own) {
+        (Payload::Status(s), true) => Some(s.instance_id.clone()),
+        _ => None,
+    };
+    let update = |engine: &mut crate::status::StatusEngine, payload: &Payload| match payload {
+        Payload::Webhook(w) if !own => {
+            if let Some(id) = &w.instance_id {
+                let data = w.payload.get("data").unwrap_or(&Value::Null);
+                let _ = engine.apply_webhook(id, &w.event, data, at);
+            }
+        }
+        Payload::Status(s) => engine.adopt(s.clone()),
+        _ => {}
+    };
+    if own && fleet.take_shown_locally(&msg_id) {
+        app.update_engine(|engine| update(engine, &payload));
+    } else {
+        app.publish_consumed(seq, at, payload, own, update);
+    }
+    if let (Some(id), Some(store)) = (own_status, fleet.kv()) {
+        kv::put_status(store, &id, body).await;
+    }
+}
+
+/// Events after `after` up to `up_to` (stream sequences), read back from the stream for a
+/// resuming SSE client. `Ok(None)` when the stream no longer keeps `after + 1` or the gap is
+/// over `max` events: the client must reset.
+///
+/// # Errors
+/// [`FleetError::JetStream`] when the stream cannot be read (NATS unreachable), or it took
+/// over 5 s.
+pub async fn replay(
+    fleet: &Fleet,
+    after: u64,
+    up_to: u64,
+    max: u64,
+) -> Result<Option<Vec<Arc<Event>>>, FleetError> {
+    if up_to <= after {
+        return Ok(Some(Vec::new()));
+    }
+    if up_to - after > max {
+        return Ok(None);
+    }
+    let mut stream = fleet
+        .jetstream()
+        .get_stream(&fleet.settings.raw.stream)
+        .await
+        .map_err(|e| FleetError::JetStream(e.to_string()))?;
+    let first = stream
+        .info()
+        .await
+        .map_err(|e| FleetError::JetStream(e.to_string()))?
+        .state
+        .first_sequence;
+    if after + 1 < first {
+        return Ok(None);
+    }
+    let read = async {
+        let mut messages = ordered_from(fleet, after + 1).await?;
+        let mut events = Vec::new();
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq > up_to {
+                break;
+            }
+            if let Ok(incoming) = codec::decode(msg.headers.as_ref(), &msg.payload) {
+                let at = stored_at(info.published.unix_timestamp_nanos());
+                events.push(Arc::new(Event::replayed(seq, at, incoming.payload)));
+            }
+            if seq >= up_to {
+                break;
+            }
+        }
+        Ok::<_, FleetError>(events)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), read).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(FleetError::JetStream("replay took over 5 s".into())),
+    }
+}

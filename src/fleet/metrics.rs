@@ -1,0 +1,123 @@
+//! Fleet metrics, refreshed at each scrape from the fleet link's counters and appended to
+//! `/metrics` (names `wa_hub_sidecar_fleet_*`; no labels, so the series stay bounded):
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `wa_hub_sidecar_fleet_connected` | gauge | 1 while NATS answers and the stream is in place |
+//! | `wa_hub_sidecar_fleet_buffered_events` | gauge | events accepted here, not yet stored in the stream |
+//! | `wa_hub_sidecar_fleet_publish_lag_seconds` | gauge | acceptance → stream acknowledgement, last event |
+//! | `wa_hub_sidecar_fleet_consumer_pending_messages` | gauge | stream messages this node has yet to consume (consumer lag) |
+//! | `wa_hub_sidecar_fleet_consumed_sequence` | gauge | last stream sequence consumed |
+//! | `wa_hub_sidecar_fleet_published_total` | counter | events stored in the stream |
+//! | `wa_hub_sidecar_fleet_duplicates_total` | counter | publishes the stream answered as duplicates (stored once) |
+//! | `wa_hub_sidecar_fleet_publish_failures_total` | counter | failed publish rounds (retried) |
+//! | `wa_hub_sidecar_fleet_lost_events_total` | counter | events dropped because the buffer was full |
+
+use std::sync::atomic::Ordering;
+
+use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Registry, TextEncoder};
+
+use super::node::Fleet;
+
+/// The fleet's metric families, in a registry of their own.
+#[derive(Debug)]
+pub struct FleetMetrics {
+    registry: Registry,
+    connected: IntGauge,
+    buffered: IntGauge,
+    publish_lag: Gauge,
+    pending: IntGauge,
+    consumed: IntGauge,
+    published: IntCounter,
+    duplicates: IntCounter,
+    failures: IntCounter,
+    lost: IntCounter,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    // Names are fixed and distinct: registration cannot fail.
+    let _ = r.register(Box::new(m.clone()));
+    m
+}
+
+impl Default for FleetMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        let g = |n: &str, h: &str| reg(&r, IntGauge::new(n, h).expect("valid metric"));
+        let c = |n: &str, h: &str| reg(&r, IntCounter::new(n, h).expect("valid metric"));
+        Self {
+            connected: g(
+                "wa_hub_sidecar_fleet_connected",
+                "1 while NATS answers and the fleet stream is in place",
+            ),
+            buffered: g(
+                "wa_hub_sidecar_fleet_buffered_events",
+                "Events accepted by this node not yet stored in the fleet stream",
+            ),
+            publish_lag: reg(
+                &r,
+                Gauge::new(
+                    "wa_hub_sidecar_fleet_publish_lag_seconds",
+                    "Seconds from acceptance to the stream's acknowledgement, last event",
+                )
+                .expect("valid metric"),
+            ),
+            pending: g(
+                "wa_hub_sidecar_fleet_consumer_pending_messages",
+                "Stream messages this node has yet to consume",
+            ),
+            consumed: g(
+                "wa_hub_sidecar_fleet_consumed_sequence",
+                "Last stream sequence this node consumed",
+            ),
+            published: c(
+                "wa_hub_sidecar_fleet_published_total",
+                "Events stored in the fleet stream by this node",
+            ),
+            duplicates: c(
+                "wa_hub_sidecar_fleet_duplicates_total",
+                "Publishes the stream answered as duplicates (stored once)",
+            ),
+            failures: c(
+                "wa_hub_sidecar_fleet_publish_failures_total",
+                "Failed publish rounds (retried)",
+            ),
+            lost: c(
+                "wa_hub_sidecar_fleet_lost_events_total",
+                "Events not published to the fleet because the buffer was full",
+            ),
+            registry: r,
+        }
+    }
+}
+
+fn catch_up(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+impl FleetMetrics {
+    /// Refreshes every value from `fleet` and encodes them as Prometheus text.
+    pub fn render(&self, fleet: &Fleet) -> Vec<u8> {
+        let o = &fleet.outbox;
+        self.connected.set(i64::from(fleet.connected()));
+        self.buffered.set(o.len() as i64);
+        self.publish_lag
+            .set(o.last_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        self.pending
+            .set(fleet.consumer_pending.load(Ordering::Relaxed) as i64);
+        self.consumed
+            .set(fleet.consumed_seq.load(Ordering::Relaxed) as i64);
+        catch_up(&self.published, o.published.load(Ordering::Relaxed));
+        catch_up(&self.duplicates, o.duplicates.load(Ordering::Relaxed));
+        catch_up(&self.failures, o.failures.load(Ordering::Relaxed));
+        catch_up(&self.lost, o.lost.load(Ordering::Relaxed));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode fleet metrics");
+        }
+        out
+    }
+}

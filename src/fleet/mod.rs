@@ -1,0 +1,25 @@
+//! Fleet mode (issue 12): many sidecars act as one over NATS JetStream.
+//!
+//! Every event a node accepts is published once to one stream ([`publish`], [`codec`],
+//! subjects by [`subject`]); every node consumes the whole stream into its bus ([`consume`]),
+//! so SSE ids are stream sequences and [`resume`] serves a `Last-Event-ID` from any node; statuses live in a KV bucket ([`kv`]). [`setup`] creates
+//! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
+//! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
+//! node whose wa-hub runs the instance.
+//! Without `fleet:` nothing here runs.
+
+pub mod codec;
+pub mod config;
+pub mod consume;
+pub mod kv;
+pub mod metrics;
+pub mod node;
+pub mod publish;
+pub mod resume;
+pub mod routing;
+pub mod setup;
+pub mod subject;
+
+pub use config::{FleetConfig, FleetSettings};
+pub use node::Fleet;
+pub use setup::FleetError;

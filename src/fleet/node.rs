@@ -1,0 +1,202 @@
+//! [`Fleet`]: this node's link to the fleet. It owns a small Tokio runtime of its own (the
+//! NATS client, the publisher and the consumer run there, apart from Pingora's), the outbox,
+//! and the state start-up left: whether the stream and bucket are in place.
+//!
+//! Life: [`Fleet::start`] connects and checks the stream and bucket (a mismatch fails start-up;
+//! an unreachable NATS does not: the node runs alone and retries); [`Fleet::run`] then starts
+//! the publisher and the consumer for the app.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use wa_hub_sinks::Payload;
+
+use super::codec;
+use super::config::FleetSettings;
+use super::publish::Outbox;
+use super::setup::{connect_options, ensure, FleetError};
+use crate::app::App;
+
+/// The fleet link of one node.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The checked `fleet:` settings.
+    pub settings: FleetSettings,
+    handle: Handle,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    kv: OnceLock<kv::Store>,
+    /// Events waiting to be published.
+    pub outbox: Outbox,
+    /// Messages of this node shown locally while NATS was unreachable, by `Nats-Msg-Id`: not
+    /// shown again when they come back from the stream.
+    shown_locally: Mutex<HashSet<String>>,
+    /// Whether the consumer is reading the stream.
+    pub consuming: AtomicBool,
+    /// Messages the stream holds that this node has not consumed yet (at the last message).
+    pub consumer_pending: AtomicU64,
+    /// Last stream sequence consumed.
+    pub consumed_seq: AtomicU64,
+    /// The first stream sequence this process consumed (0 until the consumer started): the
+    /// SSE hub holds nothing older.
+    pub start_seq: AtomicU64,
+    /// Counts (re)connections to NATS: the consumer starts over after each.
+    pub connections: tokio::sync::watch::Receiver<u64>,
+    /// The fleet metrics.
+    pub metrics: super::metrics::FleetMetrics,
+    /// The instances this node's wa-hub runs (proxy routing).
+    pub local_instances: super::routing::LocalInstances,
+}
+
+impl Fleet {
+    /// Connects to NATS and makes sure the stream and bucket exist with the configured
+    /// settings. Waits at most `fleet.connect_timeout_ms` for NATS: when it does not answer,
+    /// logs a warning and returns a fleet that runs alone until NATS is reachable.
+    ///
+    /// # Errors
+    /// [`FleetError::StreamMismatch`] or [`FleetError::BucketMismatch`] when the stream or
+    /// bucket exists with other settings, or any
+    /// JetStream refusal while NATS is reachable; [`FleetError::Runtime`] when the runtime
+    /// cannot be built.
+    ///
+    /// # Panics
+    /// When called from inside a Tokio runtime (it blocks on the fleet's own runtime); start-up
+    /// calls it before Pingora starts any.
+    pub fn start(settings: FleetSettings) -> Result<Arc<Self>, FleetError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fleet")
+            .enable_all()
+            .build()
+            .map_err(FleetError::Runtime)?;
+        let handle = runtime.handle().clone();
+        // The runtime lives as long as the process, on a thread of its own.
+        std::thread::Builder::new()
+            .name("fleet-runtime".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(FleetError::Runtime)?;
+        let url = settings.raw.nats_url.clone();
+        let wait = Duration::from_millis(settings.raw.connect_timeout_ms.get());
+        let (connections_tx, connections) = tokio::sync::watch::channel(0);
+        let opts = connect_options(&settings, connections_tx);
+        let client = handle
+            .block_on(async { opts.connect(url.as_str()).await })
+            .map_err(|e| FleetError::Connect(e.to_string()))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(3));
+        let fleet = Arc::new(Self {
+            outbox: Outbox::new(settings.raw.buffer_events.get()),
+            settings,
+            handle,
+            client,
+            js,
+            kv: OnceLock::new(),
+            shown_locally: Mutex::new(HashSet::new()),
+            consuming: AtomicBool::new(false),
+            consumer_pending: AtomicU64::new(0),
+            consumed_seq: AtomicU64::new(0),
+            start_seq: AtomicU64::new(0),
+            connections,
+            metrics: Default::default(),
+            local_instances: Default::default(),
+        });
+        let f = fleet.clone();
+        let outcome = fleet.handle.block_on(async move {
+            tokio::time::timeout(wait, async {
+                // Wait for the first connection, then check the stream and bucket.
+                while f.client.connection_state() != async_nats::connection::State::Connected {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ensure(&f.js, &f.settings).await
+            })
+            .await
+        });
+        match outcome {
+            Ok(Ok(store)) => {
+                let _ = fleet.kv.set(store);
+                tracing::info!(
+                    node = %fleet.settings.node_id,
+                    stream = %fleet.settings.raw.stream,
+                    "fleet: connected to NATS"
+                );
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => tracing::warn!(
+                url = %fleet.settings.raw.nats_url,
+                "fleet: NATS unreachable at start; working alone until it answers"
+            ),
+        }
+        Ok(fleet)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    /// Whether the client is connected and the stream and bucket are in place.
+    pub fn connected(&self) -> bool {
+        self.kv.get().is_some()
+            && self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The status bucket, once in place.
+    pub fn kv(&self) -> Option<&kv::Store> {
+        self.kv.get()
+    }
+
+    pub(crate) fn set_kv(&self, store: kv::Store) {
+        let _ = self.kv.set(store);
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The fleet runtime's handle (tasks talking to NATS run there).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Queues `payload` for the fleet log. Returns `true` when the node must also show it
+    /// locally now, because NATS is unreachable (it is then not shown again when it comes
+    /// back from the stream). An event that finds the outbox full is counted as lost and
+    /// shown locally only.
+    pub fn enqueue(&self, payload: &Payload) -> bool {
+        let msg = codec::encode(&self.settings.raw.subject_prefix, self.node_id(), payload);
+        let alone = !self.connected();
+        let id = msg.msg_id.clone();
+        if !self.outbox.push(msg) {
+            return true;
+        }
+        if alone {
+            self.shown_locally.lock().insert(id);
+        }
+        alone
+    }
+
+    /// Whether the message `msg_id` of this node was shown locally already (forgets it).
+    pub fn take_shown_locally(&self, msg_id: &str) -> bool {
+        let mut set = self.shown_locally.lock();
+        !set.is_empty() && set.remove(msg_id)
+    }
+
+    /// Starts the publisher and the consumer for `app` on the fleet runtime.
+    pub fn run(self: &Arc<Self>, app: Arc<App>) {
+        let f = self.clone();
+        self.handle
+            .spawn(async move { f.outbox.run(f.js.clone()).await });
+        let (f, a) = (self.clone(), app.clone());
+        self.handle
+            .spawn(async move { super::routing::run(f, a).await });
+        let f = self.clone();
+        self.handle
+            .spawn(async move { super::consume::run(f, app).await });
+    }
+}

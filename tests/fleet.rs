@@ -1,0 +1,747 @@
+//! Fleet mode (issue 12) with real processes: a `nats-server -js` of each test's own (free
+//! port, temporary store; or the one `NATS_TEST_URL` names, with stream and bucket names of the
+//! test's own), three real sidecars in front of one fake wa-hub, and SSE clients on each node.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(15);
+
+/// The NATS a test uses: its own server, or the shared one of `NATS_TEST_URL`.
+struct Nats {
+    own: Option<NatsServer>,
+    url: String,
+}
+
+impl Nats {
+    fn any() -> Self {
+        match std::env::var("NATS_TEST_URL") {
+            Ok(url) if !url.is_empty() => Self { own: None, url },
+            _ => Self::own(),
+        }
+    }
+
+    /// A server of the test's own (needed to stop and start it).
+    fn own() -> Self {
+        let server = NatsServer::start();
+        Self {
+            url: server.url(),
+            own: Some(server),
+        }
+    }
+}
+
+/// Three (or more) sidecars sharing one stream.
+struct Cluster {
+    nats: Nats,
+    upstream: FakeUpstream,
+    /// Stream and bucket names unique to the test.
+    tag: String,
+    nodes: Vec<Option<Sidecar>>,
+}
+
+impl Cluster {
+    fn start(nats: Nats, n: usize) -> Self {
+        let tag = format!("T{}", uuid_like());
+        let mut c = Self {
+            nats,
+            upstream: FakeUpstream::start(),
+            tag,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let node = c.start_node(i);
+            c.nodes.push(Some(node));
+        }
+        c
+    }
+
+    fn yaml(&self, i: usize) -> String {
+        format!(
+            "{FIXTURE_WEBHOOK_YAML}status:\n  qr_poll_interval_ms: 0\nsinks:\n  - type: sse\n  - type: stdout\nfleet:\n  nats_url: {}\n  node_id: node{i}\n  stream: EV_{}\n  subject_prefix: {}\n  status_bucket: ST_{}\n  connect_timeout_ms: 3000\n  max_age_secs: 600\n",
+            self.nats.url, self.tag, self.tag, self.tag
+        )
+    }
+
+    fn start_node(&self, i: usize) -> Sidecar {
+        Sidecar::start(&self.upstream.base_url(), &self.yaml(i))
+    }
+
+    fn node(&self, i: usize) -> &Sidecar {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i].take() {
+            n.child.kill().expect("SIGKILL");
+            let _ = n.child.wait();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.nodes[i] = Some(self.start_node(i));
+    }
+
+    /// A global SSE client on node `i`, past `connected` and `initial`.
+    fn client(&self, i: usize) -> SseClient {
+        let c = SseClient::connect(&self.node(i).url("/api/stream?scope=global"), &[]);
+        assert_eq!(c.status, 200);
+        assert_eq!(c.next_event(T).kind(), "connected");
+        assert_eq!(c.next_event(T).kind(), "initial");
+        c
+    }
+
+    /// `GET /api/instances` on node `i`: instance id → status.
+    fn statuses(&self, i: usize) -> BTreeMap<String, Value> {
+        let (code, body) = get_json(self.node(i), "/api/instances");
+        assert_eq!(code, 200);
+        body["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|s| (s["instanceId"].as_str().unwrap().to_owned(), s.clone()))
+            .collect()
+    }
+
+    /// Waits until every running node reports the same statuses; returns them.
+    fn agreed_statuses(&self) -> BTreeMap<String, Value> {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect();
+        eventually(T, || {
+            let first = self.statuses(running[0]);
+            running[1..]
+                .iter()
+                .all(|i| self.statuses(*i) == first)
+                .then_some(first)
+        })
+        .unwrap_or_else(|| {
+            let all: Vec<_> = running.iter().map(|i| self.statuses(*i)).collect();
+            panic!("statuses differ between nodes: {all:#?}")
+        })
+    }
+}
+
+impl Drop for Cluster {
+    /// On a shared NATS, removes the test's stream and bucket (after stopping the nodes).
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.take();
+        }
+        if self.nats.own.is_some() {
+            return;
+        }
+        let (url, tag) = (self.nats.url.clone(), self.tag.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            if let Ok(client) = async_nats::connect(url).await {
+                let js = async_nats::jetstream::new(client);
+                let _ = js.delete_stream(format!("EV_{tag}")).await;
+                let _ = js.delete_key_value(format!("ST_{tag}")).await;
+            }
+        });
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// The fixture deliveries, then `extra` synthetic ones spread over four instances.
+fn deliveries(extra: usize, tag: &str) -> Vec<String> {
+    let mut out: Vec<String> = webhook_fixtures().into_iter().map(|w| w.body).collect();
+    for k in 0..extra {
+        out.push(format!(
+            r#"{{"event":"message","instanceId":"fleet-{}","data":{{"body":"{tag} {k}"}}}}"#,
+            k % 4
+        ));
+    }
+    out
+}
+
+/// Posts `body` to node `i`, signed; asserts 200.
+fn post(c: &Cluster, i: usize, body: &str) {
+    let r = post_signed(c.node(i), body);
+    assert_eq!(r.status().as_u16(), 200, "node{i}: {:?}", r.text());
+}
+
+/// The webhook events a client receives until it has `n` of them (other kinds skipped), then
+/// any that follow within `quiet`: (SSE id, delivery as JSON).
+fn webhooks(c: &SseClient, n: usize, quiet: Duration) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + T;
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} webhooks arrived",
+            out.len()
+        );
+        let e = c.next_event(T);
+        if e.kind() == "webhook" {
+            out.push((e.id().expect("id"), e.json()["data"]["payload"].clone()));
+        }
+    }
+    while let Some(item) = c.next_item(quiet) {
+        if let SseItem::Event { .. } = item {
+            if item.kind() == "webhook" {
+                out.push((
+                    item.id().expect("id"),
+                    item.json()["data"]["payload"].clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn parsed(bodies: &[String]) -> Vec<Value> {
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+fn assert_increasing(ids: &[u64]) {
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
+}
+
+#[test]
+fn webhooks_to_any_node_reach_every_client_once_in_order_and_statuses_agree() {
+    let c = Cluster::start(Nats::any(), 3);
+    let clients: Vec<SseClient> = (0..3).map(|i| c.client(i)).collect();
+    let bodies = deliveries(20, "a");
+    for (k, b) in bodies.iter().enumerate() {
+        post(&c, (k * 7 + 1) % 3, b);
+    }
+    // Re-sends of the same deliveries, to other nodes: stored once fleet-wide.
+    for (k, b) in bodies.iter().take(5).enumerate() {
+        post(&c, (k * 7 + 2) % 3, b);
+    }
+    let want = parsed(&bodies);
+    let mut seen_ids = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let got = webhooks(client, want.len(), Duration::from_millis(700));
+        let payloads: Vec<Value> = got.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(
+            payloads, want,
+            "node{i}: every delivery once, in the order posted"
+        );
+        let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+        assert_increasing(&ids);
+        seen_ids.push(ids);
+    }
+    assert_eq!(
+        seen_ids[0], seen_ids[1],
+        "the same stream ids on every node"
+    );
+    assert_eq!(
+        seen_ids[0], seen_ids[2],
+        "the same stream ids on every node"
+    );
+
+    // Other sinks (stdout here) get each event once fleet-wide: on the node that accepted it.
+    let mut printed: Vec<String> = (0..3)
+        .flat_map(|i| {
+            c.node(i)
+                .stdout()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .filter(|v| v["type"] == "webhook")
+        .map(|v| v["data"]["payload"].to_string())
+        .collect();
+    let mut expected: Vec<String> = want.iter().map(Value::to_string).collect();
+    printed.sort();
+    expected.sort();
+    assert_eq!(printed, expected, "stdout sinks of the 3 nodes together");
+
+    let statuses = c.agreed_statuses();
+    let acme = &statuses["WASP-acme-store_myshopify_com"];
+    assert!(acme["node"].as_str().unwrap().starts_with("node"), "{acme}");
+    assert!(statuses.contains_key("WASP-beta_shop"));
+
+    // /api/events on every node holds the whole fleet's deliveries.
+    for i in 0..3 {
+        let (_, events) = get_json(c.node(i), "/api/events?limit=5000");
+        let n = events["webhookEvents"]
+            .as_array()
+            .or_else(|| events["events"].as_array())
+            .map(Vec::len);
+        assert_eq!(n, Some(want.len()), "node{i} /api/events: {events}");
+    }
+}
+
+#[test]
+fn a_client_moved_to_another_node_gets_exactly_the_missed_events() {
+    let c = Cluster::start(Nats::any(), 3);
+    let bodies = deliveries(12, "b");
+    let (first, later) = bodies.split_at(8);
+    let a = c.client(0);
+    for (k, b) in first.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    let got = webhooks(&a, first.len(), Duration::from_millis(200));
+    let last_id = got.last().unwrap().0;
+    drop(a);
+    for (k, b) in later.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    // Node 2 resumes the client from node 0's id: the missed events only, no `initial`.
+    let moved = SseClient::connect(
+        &c.node(2).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(moved.next_event(T).kind(), "connected");
+    let mut missed = Vec::new();
+    let deadline = Instant::now() + T;
+    while missed.len() < later.len() && Instant::now() < deadline {
+        let e = moved.next_event(T);
+        assert!(
+            !matches!(e.kind().as_str(), "initial" | "reset"),
+            "resume must not reset: {e:?}"
+        );
+        assert!(e.id().unwrap() > last_id, "{e:?} is not after {last_id}");
+        if e.kind() == "webhook" {
+            missed.push(e.json()["data"]["payload"].clone());
+        }
+    }
+    assert_eq!(missed, parsed(later));
+
+    // An id older than the stream keeps resets; one from this stream never does.
+    let too_new = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", "999999999")],
+    );
+    assert_eq!(too_new.next_event(T).kind(), "connected");
+    assert_eq!(too_new.next_event(T).kind(), "reset");
+}
+
+#[test]
+fn a_killed_node_restarts_with_every_status_and_resumes_without_loss_or_duplicate() {
+    let mut c = Cluster::start(Nats::any(), 3);
+    let bodies = deliveries(10, "c");
+    let (before, during) = bodies.split_at(8);
+    let watcher = c.client(1);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    let seen = webhooks(&watcher, before.len(), Duration::from_millis(200));
+    let last_id = seen.last().unwrap().0;
+    drop(watcher);
+    // Node 1 answers a delivery, then dies at once: answered means stored, so nothing is lost.
+    post(&c, 1, &during[0]);
+    c.kill(1);
+    for (k, b) in during.iter().enumerate().skip(1) {
+        post(&c, if k % 2 == 0 { 0 } else { 2 }, b);
+    }
+    let expected = c.agreed_statuses();
+    c.restart(1);
+    // Every status at once (from the bucket), equal to the other nodes'.
+    let restarted = eventually(Duration::from_secs(2), || {
+        let s = c.statuses(1);
+        (s == expected).then_some(s)
+    });
+    assert!(
+        restarted.is_some(),
+        "restarted node: {:#?}\nothers: {expected:#?}",
+        c.statuses(1)
+    );
+    // Its client resumes from before the kill: the events it missed, from the stream.
+    let back = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(back.next_event(T).kind(), "connected");
+    let rest = webhooks(&back, during.len(), Duration::from_millis(700));
+    let payloads: Vec<Value> = rest.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(payloads, parsed(during));
+    assert!(rest.iter().all(|(id, _)| *id > last_id));
+}
+
+#[test]
+fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
+    let mut c = Cluster::start(Nats::own(), 3);
+    let clients: Vec<SseClient> = (0..3).map(|i| c.client(i)).collect();
+    let bodies = deliveries(9, "d");
+    let (before, during) = bodies.split_at(6);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 3, b);
+    }
+    for cl in &clients {
+        webhooks(cl, before.len(), Duration::from_millis(100));
+    }
+    c.nats.own.as_mut().unwrap().stop();
+    let stopped = Instant::now();
+    let mut local: Vec<Vec<Value>> = vec![Vec::new(); 3];
+    for (k, b) in during.iter().enumerate() {
+        post(&c, k % 3, b);
+        local[k % 3].push(serde_json::from_str(b).unwrap());
+    }
+    // Alone, each node still shows what it accepted.
+    for (i, cl) in clients.iter().enumerate() {
+        let got: Vec<Value> = webhooks(cl, local[i].len(), Duration::from_millis(100))
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(got, local[i], "node{i} alone");
+    }
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert_eq!(ready["fleet"]["connected"], false, "{ready}");
+    assert!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") >= local[0].len() as f64);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_connected"), 0.0);
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    c.nats.own.as_mut().unwrap().resume();
+    // After NATS returns every node gets the others' events, once each.
+    for (i, cl) in clients.iter().enumerate() {
+        let others: Vec<Value> = (0..3)
+            .filter(|j| *j != i)
+            .flat_map(|j| local[j].clone())
+            .collect();
+        let mut got: Vec<String> = webhooks(cl, others.len(), Duration::from_millis(700))
+            .into_iter()
+            .map(|(_, p)| p.to_string())
+            .collect();
+        let mut want: Vec<String> = others.iter().map(Value::to_string).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "node{i} after NATS returned");
+    }
+    c.agreed_statuses();
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events"), 0.0);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_connected"), 1.0);
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_lost_events_total"), 0.0);
+    assert!(metric(&c, 0, "wa_hub_sidecar_fleet_published_total") >= 6.0);
+}
+
+/// The value of an unlabelled metric on node `i`.
+fn metric(c: &Cluster, i: usize, name: &str) -> f64 {
+    let text = client()
+        .get(c.node(i).url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+#[test]
+fn a_node_started_without_nats_works_alone_and_publishes_once_it_answers() {
+    let mut nats = Nats::own();
+    nats.own.as_mut().unwrap().stop();
+    let mut c = Cluster::start(nats, 1);
+    let alone = c.client(0);
+    let bodies = deliveries(3, "e");
+    for b in &bodies {
+        post(&c, 0, b);
+    }
+    let shown: Vec<Value> = webhooks(&alone, bodies.len(), Duration::from_millis(100))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(shown, parsed(&bodies), "shown locally while alone");
+    c.nats.own.as_mut().unwrap().resume();
+    eventually(T, || {
+        (metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") == 0.0
+            && metric(&c, 0, "wa_hub_sidecar_fleet_connected") == 1.0)
+            .then_some(())
+    })
+    .expect("buffer published once NATS answers");
+    // A node started later reads them from the stream.
+    let late = c.start_node(1);
+    c.nodes.push(Some(late));
+    let from_start = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", "0")],
+    );
+    assert_eq!(from_start.next_event(T).kind(), "connected");
+    let got: Vec<Value> = webhooks(&from_start, bodies.len(), Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, parsed(&bodies));
+    assert!(
+        alone
+            .next_item(Duration::from_millis(300))
+            .is_none_or(|i| !matches!(
+                &i,
+                SseItem::Event { .. } if i.kind() == "webhook"
+            )),
+        "not shown twice on the node that accepted them"
+    );
+}
+
+#[test]
+fn a_proxied_call_reaches_the_node_whose_wa_hub_runs_the_instance() {
+    let c = Cluster::start(Nats::any(), 0);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let node = |i: usize, upstream: &str| {
+        let port = free_port();
+        let yaml = format!(
+            "{}  public_url: http://127.0.0.1:{port}\n  fleet_token: fleet-secret\n  route_interval_ms: 300\nauth:\n  client_tokens: [client-{i}]\n",
+            c.yaml(i)
+        );
+        Sidecar::start_on(port, upstream, "", &yaml, &[])
+    };
+    // Node 0's wa-hub runs WASP-test_shop (the fixtures' GET /instances); node 1 has none.
+    let n0 = node(0, &c.upstream.base_url());
+    let n1 = node(1, &dead);
+    let get = |path: &str, token: &str| {
+        let r = client()
+            .get(n1.url(path))
+            .bearer_auth(token)
+            .send()
+            .expect("get");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let merged = eventually(T, || {
+        let (code, list) = get("/api/wahub/instances", "client-1");
+        (code == 200 && list.as_array().is_some_and(|a| !a.is_empty())).then_some(list)
+    })
+    .expect("merged instance list on node 1");
+    assert_eq!(merged[0]["id"], "WASP-test_shop", "{merged}");
+    assert_eq!(merged[0]["node"], "node0", "{merged}");
+
+    let (code, body) = get(
+        "/api/wahub/instances/WASP-test_shop/client/status",
+        "client-1",
+    );
+    assert_eq!(code, 200, "{body}");
+    let seen = c.upstream.last();
+    assert_eq!(
+        seen.path_and_query,
+        "/instances/WASP-test_shop/client/status"
+    );
+    assert_eq!(
+        seen.header_values("authorization"),
+        vec![format!("Bearer {API_KEY}")],
+        "node 0 put wa-hub's key on the forwarded call"
+    );
+
+    let (code, body) = get("/api/wahub/instances/nope-x/client/status", "client-1");
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["error"], "Unknown instance");
+    assert!(
+        body["message"].as_str().unwrap().contains("nope-x"),
+        "{body}"
+    );
+
+    // The fleet token alone opens node 0 only for forwarded calls.
+    let r = client()
+        .get(n0.url("/api/wahub/instances/WASP-test_shop/client/status"))
+        .bearer_auth("fleet-secret")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[test]
+fn a_stream_or_bucket_with_other_settings_is_a_clear_start_up_error() {
+    let c = Cluster::start(Nats::any(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}  max_bytes: 1000000\n",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(9)
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sidecar");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fleet.max_bytes"), "{err}");
+
+    // A status bucket with a TTL would forget statuses: refused too.
+    let bucket = format!("TTL_{}", c.tag);
+    let (url, name) = (c.nats.url.clone(), bucket.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.create_key_value(async_nats::jetstream::kv::Config {
+            bucket: name,
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(9).replace(
+            &format!("status_bucket: ST_{}", c.tag),
+            &format!("status_bucket: {bucket}")
+        )
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sidecar");
+    let url = c.nats.url.clone();
+    rt.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let _ = js.delete_key_value(bucket).await;
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("statuses must not expire"), "{err}");
+}
+
+/// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency
+/// from the POST on node 0 or 2 to an SSE client on node 1 at a paced 1,000 webhooks/s.
+/// `cargo test --test fleet -- --ignored --nocapture bench_`; `WA_HUB_SIDECAR_BIN` points it at
+/// a release build, `FLEET_BENCH_SECS` sets the paced phase (default 5 s).
+#[test]
+#[ignore = "benchmark: run by hand"]
+fn bench_fleet_throughput_and_post_to_sse_latency() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let c = Cluster::start(Nats::any(), 3);
+    let urls: Vec<String> = (0..3)
+        .map(|i| c.node(i).url("/api/wahub/webhook"))
+        .collect();
+    let watcher = c.client(1);
+    let now_us = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let post_with = |http: &reqwest::blocking::Client, url: &str, body: String| {
+        let sig = wa_hub_sidecar::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-wa-hub-signature", sig)
+            .header("authorization", format!("Bearer {WEBHOOK_TOKEN}"))
+            .body(body)
+            .send()
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 200);
+    };
+
+    // Phase 1: as fast as 12 posting threads go, 4 per node; until node 1's client has all.
+    let total = 6000;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..12 {
+            let (next, url) = (next.clone(), urls[t % 3].clone());
+            s.spawn(move || {
+                let http = client();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= total {
+                        return;
+                    }
+                    let body = format!(
+                        r#"{{"event":"message","instanceId":"bench-{}","data":{{"k":{k}}}}}"#,
+                        k % 50
+                    );
+                    post_with(&http, &url, body);
+                }
+            });
+        }
+        let mut seen = 0;
+        while seen < total {
+            if watcher.next_event(T).kind() == "webhook" {
+                seen += 1;
+            }
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "fleet throughput: {total} webhooks posted to 3 nodes, all on an SSE client of node 1 in {secs:.2} s = {:.0} webhooks/s",
+        total as f64 / secs
+    );
+
+    // Phase 2: 1,000 webhooks/s paced over 8 threads posting to nodes 0 and 2.
+    let phase: u64 = std::env::var("FLEET_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let n = (phase * 1000) as usize;
+    let threads = 8;
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let mut latencies_us: Vec<u64> = Vec::with_capacity(n);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let url = urls[if t % 2 == 0 { 0 } else { 2 }].clone();
+            s.spawn(move || {
+                let http = client();
+                for k in (t..n).step_by(threads) {
+                    let due = t0 + Duration::from_micros(k as u64 * 1000);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let body = format!(
+                        r#"{{"event":"message","instanceId":"lat-{}","data":{{"k":{k},"sentUs":{}}}}}"#,
+                        k % 50,
+                        now_us()
+                    );
+                    post_with(&http, &url, body);
+                }
+            });
+        }
+        while latencies_us.len() < n {
+            let e = watcher.next_event(T);
+            let arrived = now_us();
+            if e.kind() != "webhook" {
+                continue;
+            }
+            if let Some(sent) = e.json()["data"]["payload"]["data"]["sentUs"].as_u64() {
+                latencies_us.push(arrived.saturating_sub(sent));
+            }
+        }
+    });
+    let rate = n as f64 / (Instant::now() - t0).as_secs_f64();
+    latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        latencies_us[((latencies_us.len() as f64 * p) as usize).min(n - 1)] as f64 / 1000.0
+    };
+    println!(
+        "fleet latency POST (node 0/2) -> SSE (node 1) at {rate:.0} webhooks/s over {phase} s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        latencies_us[n - 1] as f64 / 1000.0
+    );
+}
