@@ -218,6 +218,13 @@ fn embedded_broker_process() {
                         let _ = lock.write_all(line.as_bytes());
                         let _ = lock.flush();
                     }
+                    // The router's buffer for this link filled while the watcher was behind (a
+                    // busy machine): it stops forwarding until told the link is ready again.
+                    Ok(Some(rumqttd::Notification::Unschedule)) => {
+                        if link_rx.ready().is_err() {
+                            return;
+                        }
+                    }
                     Ok(_) => {}
                     Err(_) => return,
                 }
