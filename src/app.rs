@@ -86,8 +86,8 @@ pub enum AppError {
 impl App {
     /// Builds the state for a validated config, and the sink tasks to run.
     ///
-    /// In fleet mode also connects to NATS ([`Fleet::start`]) and starts the fleet's
-    /// publisher and consumer.
+    /// In fleet mode also connects to NATS ([`Fleet::start`]); the server then starts the
+    /// fleet's publisher and consumer (`fleet::tasks::start`).
     ///
     /// # Errors
     /// [`AppError`] when the HTTP client or a sink cannot be built, or fleet mode cannot start.
@@ -138,9 +138,6 @@ impl App {
             sink_tasks: TaskTracker::new(),
             config,
         });
-        if let Some(fleet) = &app.fleet {
-            fleet.run(app.clone());
-        }
         Ok((app, sinks.tasks))
     }
 
@@ -270,7 +267,7 @@ impl App {
             self.metrics
                 .render(&self.bus.router().snapshot(), self.sse.as_deref(), &samples);
         if let Some(fleet) = &self.fleet {
-            text.extend(fleet.metrics.render(fleet));
+            text.extend(fleet.metrics.render(&fleet.metrics_sample()));
         }
         text
     }

@@ -94,27 +94,9 @@ impl ProxyHttp for SidecarProxy {
             session.set_abort_on_close(false);
         }
         let answer = match route {
-            Route::Proxy(path) if self.app.fleet.is_some() => {
-                match self.route_in_fleet(session, &path).await {
-                    Ok(forward) => match self.admit_proxied(session, path) {
-                        Ok(call) => {
-                            ctx.forward = forward;
-                            ctx.call = Some(call);
-                            return Ok(false);
-                        }
-                        Err(rejection) => Err(rejection),
-                    },
-                    Err(answer) => Ok(answer),
-                }
-            }
-            Route::Proxy(path) => match self.admit_proxied(session, path) {
-                Ok(call) => {
-                    ctx.call = Some(call);
-                    let limit = self.app.config.raw.proxy.max_body_bytes.get();
-                    ctx.body = Some(RequestBuffer::new(limit));
-                    return Ok(false);
-                }
-                Err(rejection) => Err(rejection),
+            Route::Proxy(path) => match self.begin_proxy(session, ctx, path).await {
+                Ok(()) => return Ok(false),
+                Err(answer) => answer,
             },
             Route::Stream => match self.stream(session, ctx).await {
                 Ok(()) => return Ok(true),
@@ -419,6 +401,27 @@ impl SidecarProxy {
             Decision::Forward(f) => Ok(Some(f)),
             Decision::Answer(status, body) => Err(LocalResponse::json(status, &body)),
         }
+    }
+
+    /// Sets up a proxied call before anything is sent upstream: in fleet mode the node whose
+    /// wa-hub runs the instance, then [`Self::admit_proxied`], and the buffer that holds the
+    /// request body back until it is complete. `Err` is the answer to write instead.
+    async fn begin_proxy(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: String,
+    ) -> std::result::Result<(), Answer> {
+        let forward = match &self.app.fleet {
+            Some(_) => self.route_in_fleet(session, &path).await.map_err(Ok)?,
+            None => None,
+        };
+        let call = self.admit_proxied(session, path).map_err(Err)?;
+        ctx.forward = forward;
+        ctx.call = Some(call);
+        let limit = self.app.config.raw.proxy.max_body_bytes.get();
+        ctx.body = Some(RequestBuffer::new(limit));
+        Ok(())
     }
 
     /// Admits a proxied request before anything is sent upstream: a declared body over

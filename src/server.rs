@@ -55,6 +55,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 
     let (app, sink_tasks) = App::new(config)?;
+    // Fleet mode: the publisher, the routing recorder and the consumer of the stream.
+    if let Some(fleet) = &app.fleet {
+        crate::fleet::tasks::start(fleet, app.clone());
+    }
     let conf = ServerConf {
         threads: app.config.threads,
         // Draining happens in `DrainOnSignal` before Pingora is told to stop.

@@ -13,11 +13,7 @@
 //! | `wa_hub_sidecar_fleet_publish_failures_total` | counter | failed publish rounds (retried) |
 //! | `wa_hub_sidecar_fleet_lost_events_total` | counter | events dropped because the buffer was full |
 
-use std::sync::atomic::Ordering;
-
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Registry, TextEncoder};
-
-use super::node::Fleet;
 
 /// The fleet's metric families, in a registry of their own.
 #[derive(Debug)]
@@ -98,22 +94,44 @@ fn catch_up(counter: &IntCounter, total: u64) {
     }
 }
 
+/// The fleet link's counters at one moment, for [`FleetMetrics::render`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FleetSample {
+    /// Whether NATS is connected.
+    pub connected: bool,
+    /// Events held in the outbox, not yet stored in the stream.
+    pub buffered: u64,
+    /// Time the last stored event waited in the outbox, ms.
+    pub publish_lag_ms: u64,
+    /// Stream messages the consumer has not read yet.
+    pub pending: u64,
+    /// Stream sequence the consumer reached.
+    pub consumed: u64,
+    /// Events stored in the stream.
+    pub published: u64,
+    /// Events the stream already held (`Nats-Msg-Id` seen).
+    pub duplicates: u64,
+    /// Publish attempts that failed and will be retried.
+    pub failures: u64,
+    /// Events lost past the outbox's bound.
+    pub lost: u64,
+}
+
 impl FleetMetrics {
-    /// Refreshes every value from `fleet` and encodes them as Prometheus text.
-    pub fn render(&self, fleet: &Fleet) -> Vec<u8> {
-        let o = &fleet.outbox;
-        self.connected.set(i64::from(fleet.connected()));
-        self.buffered.set(o.len() as i64);
-        self.publish_lag
-            .set(o.last_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+    /// Refreshes every value from `s` and encodes them as Prometheus text.
+    pub fn render(&self, s: &FleetSample) -> Vec<u8> {
+        self.connected.set(i64::from(s.connected));
+        self.buffered
+            .set(i64::try_from(s.buffered).unwrap_or(i64::MAX));
+        self.publish_lag.set(s.publish_lag_ms as f64 / 1000.0);
         self.pending
-            .set(fleet.consumer_pending.load(Ordering::Relaxed) as i64);
+            .set(i64::try_from(s.pending).unwrap_or(i64::MAX));
         self.consumed
-            .set(fleet.consumed_seq.load(Ordering::Relaxed) as i64);
-        catch_up(&self.published, o.published.load(Ordering::Relaxed));
-        catch_up(&self.duplicates, o.duplicates.load(Ordering::Relaxed));
-        catch_up(&self.failures, o.failures.load(Ordering::Relaxed));
-        catch_up(&self.lost, o.lost.load(Ordering::Relaxed));
+            .set(i64::try_from(s.consumed).unwrap_or(i64::MAX));
+        catch_up(&self.published, s.published);
+        catch_up(&self.duplicates, s.duplicates);
+        catch_up(&self.failures, s.failures);
+        catch_up(&self.lost, s.lost);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode fleet metrics");

@@ -5,12 +5,14 @@
 //! so SSE ids are stream sequences and [`resume`] serves a `Last-Event-ID` from any node; statuses live in a KV bucket ([`kv`]). [`setup`] creates
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
 //! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
-//! node whose wa-hub runs the instance.
+//! node whose wa-hub runs the instance ([`instances`] what this node's wa-hub runs), [`tasks`]
+//! starts the background tasks.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
 pub mod config;
 pub mod consume;
+pub mod instances;
 pub mod kv;
 pub mod metrics;
 pub mod node;
@@ -19,6 +21,7 @@ pub mod resume;
 pub mod routing;
 pub mod setup;
 pub mod subject;
+pub mod tasks;
 
 pub use config::{FleetConfig, FleetSettings};
 pub use node::Fleet;

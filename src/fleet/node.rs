@@ -7,7 +7,7 @@
 //! the publisher and the consumer for the app.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ use super::codec;
 use super::config::FleetSettings;
 use super::publish::Outbox;
 use super::setup::{connect_options, ensure, FleetError};
-use crate::app::App;
 
 /// The fleet link of one node.
 #[derive(Debug)]
@@ -50,7 +49,7 @@ pub struct Fleet {
     /// The fleet metrics.
     pub metrics: super::metrics::FleetMetrics,
     /// The instances this node's wa-hub runs (proxy routing).
-    pub local_instances: super::routing::LocalInstances,
+    pub local_instances: super::instances::LocalInstances,
 }
 
 impl Fleet {
@@ -181,22 +180,25 @@ impl Fleet {
         alone
     }
 
+    /// The link's counters now, for the `wa_hub_sidecar_fleet_*` metrics.
+    pub fn metrics_sample(&self) -> super::metrics::FleetSample {
+        let o = &self.outbox;
+        super::metrics::FleetSample {
+            connected: self.connected(),
+            buffered: o.len() as u64,
+            publish_lag_ms: o.last_lag_ms.load(Ordering::Relaxed),
+            pending: self.consumer_pending.load(Ordering::Relaxed),
+            consumed: self.consumed_seq.load(Ordering::Relaxed),
+            published: o.published.load(Ordering::Relaxed),
+            duplicates: o.duplicates.load(Ordering::Relaxed),
+            failures: o.failures.load(Ordering::Relaxed),
+            lost: o.lost.load(Ordering::Relaxed),
+        }
+    }
+
     /// Whether the message `msg_id` of this node was shown locally already (forgets it).
     pub fn take_shown_locally(&self, msg_id: &str) -> bool {
         let mut set = self.shown_locally.lock();
         !set.is_empty() && set.remove(msg_id)
-    }
-
-    /// Starts the publisher and the consumer for `app` on the fleet runtime.
-    pub fn run(self: &Arc<Self>, app: Arc<App>) {
-        let f = self.clone();
-        self.handle
-            .spawn(async move { f.outbox.run(f.js.clone()).await });
-        let (f, a) = (self.clone(), app.clone());
-        self.handle
-            .spawn(async move { super::routing::run(f, a).await });
-        let f = self.clone();
-        self.handle
-            .spawn(async move { super::consume::run(f, app).await });
     }
 }

@@ -10,14 +10,13 @@
 //! forwarded again. An instance no node has recorded is looked up once more in this node's
 //! wa-hub; one no node reports gets 404 `{"error":"Unknown instance", "message":...}`. `GET /api/wahub/instances` answers the merged list, each entry with `node`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use parking_lot::RwLock;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -52,19 +51,6 @@ pub enum Decision {
     Answer(u16, Value),
 }
 
-/// The instances this node's wa-hub reported last.
-#[derive(Debug, Default)]
-pub struct LocalInstances {
-    ids: RwLock<HashSet<String>>,
-}
-
-impl LocalInstances {
-    /// Whether this node's wa-hub reported `id`.
-    pub fn contains(&self, id: &str) -> bool {
-        self.ids.read().contains(id)
-    }
-}
-
 fn ids_of(list: &Value) -> Vec<String> {
     list.as_array()
         .or_else(|| list.get("instances").and_then(Value::as_array))
@@ -93,7 +79,7 @@ async fn record(fleet: &Fleet, app: &App) {
         return;
     };
     let ids = ids_of(&list);
-    *fleet.local_instances.ids.write() = ids.iter().cloned().collect();
+    fleet.local_instances.replace(ids.iter().cloned());
     let node = encode_token(fleet.node_id());
     let url = fleet
         .settings

@@ -1,0 +1,23 @@
+//! Starting fleet mode's background tasks on the fleet runtime: the publisher (the outbox to
+//! the stream), the routing recorder and the consumer (the stream into the local bus).
+
+use std::sync::Arc;
+
+use super::node::Fleet;
+use crate::app::App;
+
+/// Starts the publisher, the routing recorder and the consumer for `app`.
+pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
+    let f = fleet.clone();
+    fleet
+        .handle()
+        .spawn(async move { f.outbox.run(f.jetstream().clone()).await });
+    let (f, a) = (fleet.clone(), app.clone());
+    fleet
+        .handle()
+        .spawn(async move { super::routing::run(f, a).await });
+    let f = fleet.clone();
+    fleet
+        .handle()
+        .spawn(async move { super::consume::run(f, app).await });
+}
