@@ -2,7 +2,8 @@
 # Installs what wa-hub-sidecar needs on a fresh Debian machine, and nothing that is already
 # there. Safe to run repeatedly.
 #   scripts/setup.sh          what building needs (cmake, a C compiler): ./scripts/run.sh
-#   scripts/setup.sh --test   that, plus what the tests need (Chromium, promtool): ./scripts/test.sh
+#   scripts/setup.sh --test   that, plus what the tests need (Chromium, promtool, nats-server):
+#                             ./scripts/test.sh
 set -euo pipefail
 
 tests=0
