@@ -76,7 +76,7 @@ pub enum AppError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     /// The sink list is invalid.
-    #[error("config key sinks: {0}")]
+    #[error("{0}")]
     Sinks(#[from] SinksConfigError),
     /// Fleet mode could not start (stream settings differ, JetStream refused).
     #[error("fleet: {0}")]

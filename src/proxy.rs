@@ -575,9 +575,10 @@ pub fn classify_failure(e: &Error, read_timeout: Duration) -> Failure {
     use ErrorType::*;
     let failed = "wa-hub request failed";
     let (status, error, message, upstream_kind) = match &e.etype {
+        // The same word as `Rejection::TooLarge` (a declared size over the limit).
         HTTPStatus(413) => (
             413,
-            "Request body too large",
+            "Payload too large",
             "request body over the limit".into(),
             None,
         ),

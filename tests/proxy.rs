@@ -334,7 +334,7 @@ fn chunked_body_over_the_limit_never_reaches_upstream_even_in_part() {
     // 30 chunks of 4 KiB: the first 24 fit under the limit and would have been forwarded.
     let resp = raw(sc.addr, &chunked_post(30, 4096));
     assert_eq!(status_of(&resp), 413, "{resp}");
-    assert!(resp.contains("Request body too large"), "{resp}");
+    assert!(resp.contains("Payload too large"), "{resp}");
     std::thread::sleep(Duration::from_millis(300));
     for conn in seen.lock().unwrap().iter() {
         let text = String::from_utf8_lossy(conn);

@@ -107,12 +107,15 @@ pub fn redirect() -> LocalResponse {
 
 /// `GET`/`HEAD /console/<path>` (`path` is what follows `/console/`, still percent-encoded):
 /// the page for `""` and `index.html`, else the embedded file. `v/<version>/<file>` serves
-/// `<file>` with a year-long `immutable` cache (any version: an old page still gets files).
+/// `<file>` with a year-long `immutable` cache when `<version>` is this binary's; any other
+/// version still gets the file (an old page keeps working) but with `no-cache`, so a cache
+/// never keeps this binary's file under another version's URL.
 /// 304 when `If-None-Match` names the current ETag; 404 JSON for an unknown file. Pingora
 /// leaves out the body of a HEAD answer.
 pub fn serve(path: &str, if_none_match: Option<&str>) -> LocalResponse {
     let (name, cache) = match path.strip_prefix("v/").and_then(|r| r.split_once('/')) {
-        Some((_version, file)) => (file, IMMUTABLE),
+        Some((v, file)) if v == version() => (file, IMMUTABLE),
+        Some((_other, file)) => (file, "no-cache"),
         None => (path, "no-cache"),
     };
     let (body, etag, ctype) = match name {
@@ -185,6 +188,13 @@ mod tests {
         assert!(html.contains(&format!("v/{}/app.js", version())), "{html}");
         assert!(!html.contains(VERSION_PLACEHOLDER));
         assert_eq!(serve("index.html", None).body, r.body);
+    }
+
+    #[test]
+    fn another_versions_url_is_never_cached_for_good() {
+        let r = serve("v/0000/app.js", None);
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "cache-control"), Some("no-cache"));
     }
 
     #[test]
