@@ -411,11 +411,21 @@ pub fn dead_upstream_url() -> String {
     "http://127.0.0.1:1".to_owned()
 }
 
+/// A loopback port nothing listens on now, never the same twice in this test process: tests
+/// run in parallel, and a port one test was given and has not bound yet would otherwise be
+/// free for the next test to be given too.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Path of the `wa-hub-sidecar` binary: `$WA_HUB_SIDECAR_BIN` when set (benchmarks point it
