@@ -146,18 +146,11 @@ impl App {
     /// Returns the event; `None` in fleet mode when it went to the fleet log (it enters the
     /// bus when consumed back).
     pub fn publish(&self, payload: Payload) -> Option<Arc<Event>> {
-        self.publish_caused(payload, None)
-    }
-
-    /// [`App::publish`] for a payload a decision on webhook `cause` (its body key) produced:
-    /// in fleet mode its message id derives from the webhook's, so the stream drops it along
-    /// with a re-sent webhook.
-    fn publish_caused(&self, payload: Payload, cause: Option<&str>) -> Option<Arc<Event>> {
         let Some(fleet) = &self.fleet else {
             return Some(self.keep(self.bus.publish(payload)));
         };
         let local_only = matches!(payload, Payload::ApiLog(_)) && !fleet.settings.raw.share_api_log;
-        if local_only || fleet.enqueue(&payload, cause) {
+        if local_only || fleet.enqueue(&payload) {
             return Some(self.keep(self.bus.publish_unnumbered(payload)));
         }
         None
@@ -240,16 +233,9 @@ impl App {
     ) -> Vec<Arc<Event>> {
         let mut engine = self.engine.lock();
         let payloads = decide(&mut engine, Utc::now());
-        let cause = self
-            .fleet
-            .as_ref()
-            .and(payloads.iter().find_map(|p| match p {
-                Payload::Webhook(w) => Some(crate::fleet::codec::body_key(&w.raw)),
-                _ => None,
-            }));
         let events = payloads
             .into_iter()
-            .filter_map(|p| self.publish_caused(p, cause.as_deref()))
+            .filter_map(|p| self.publish(p))
             .collect();
         drop(engine);
         events

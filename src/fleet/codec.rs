@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `webhook` | the delivery's raw bytes, unchanged | hex SHA-256 of the body (a re-send is stored once) |
 //! | `apiLog` | the ApiLog JSON | the ApiLog `id` |
-//! | `qr`, `status` | the event's JSON (`status` with `node`) | `<webhook key>.qr` / `.status` when a webhook caused it (so a re-sent webhook's derived events are stored once too), else a fresh UUID v4 |
+//! | `qr`, `status` | the event's JSON (`status` with `node`) | a fresh UUID v4 per event |
 //!
 //! Headers: `Wahub-Node` (origin node id), `Wahub-Kind`, `Wahub-Msg-Id` (the message id); for webhooks also `Wahub-Record-Id`,
 //! `Wahub-Received-At` (ISO 8601), `Wahub-Signature-Valid` (`true`/`false`, absent when
@@ -78,18 +78,13 @@ pub fn body_key(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
 
-/// The message for `payload`, published by node `node` under subject prefix `prefix`. `cause`
-/// is the [`body_key`] of the webhook whose decision produced a `qr` or `status` payload: its
-/// message id is then derived from it, so the stream drops it with a re-sent webhook.
-pub fn encode(prefix: &str, node: &str, payload: &Payload, cause: Option<&str>) -> Outgoing {
+/// The message for `payload`, published by node `node` under subject prefix `prefix`.
+pub fn encode(prefix: &str, node: &str, payload: &Payload) -> Outgoing {
     let kind = payload.kind();
     let mut headers = HeaderMap::new();
     headers.insert(NODE, node);
     headers.insert(KIND, kind.as_str());
-    let derived_id = |kind: &str| match cause {
-        Some(key) => format!("{key}.{kind}"),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let fresh_id = || uuid::Uuid::new_v4().to_string();
     let (msg_id, body) = match payload {
         Payload::Webhook(w) => {
             headers.insert(RECORD_ID, w.id.as_str());
@@ -101,11 +96,11 @@ pub fn encode(prefix: &str, node: &str, payload: &Payload, cause: Option<&str>) 
             (body_key(&w.raw), w.raw.clone())
         }
         Payload::ApiLog(l) => (l.id.clone(), to_json(l)),
-        Payload::Qr(q) => (derived_id("qr"), to_json(q)),
+        Payload::Qr(q) => (fresh_id(), to_json(q)),
         Payload::Status(s) => {
             let mut s = s.clone();
             s.node.get_or_insert_with(|| node.to_owned());
-            (derived_id("status"), to_json(&s))
+            (fresh_id(), to_json(&s))
         }
     };
     headers.insert(MSG_ID, msg_id.as_str());
@@ -275,7 +270,7 @@ mod tests {
             raw: raw.clone(),
             content_type: "application/json".into(),
         };
-        let out = encode("wahub", "n1", &Payload::Webhook(record), None);
+        let out = encode("wahub", "n1", &Payload::Webhook(record));
         assert_eq!(out.subject, "wahub.n1.a=2Eb.webhook");
         assert_eq!(out.body, raw);
         assert_eq!(out.msg_id, body_key(&raw));
@@ -290,27 +285,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn a_status_caused_by_a_webhook_is_keyed_by_it_so_a_resend_is_stored_once() {
-        let status = |id: &str| {
-            Payload::Qr(wa_hub_sinks::QrEvent {
-                instance_id: id.into(),
-                qr: "q".into(),
-                classification: "READY",
-            })
-        };
-        let a = encode("wahub", "n1", &status("i"), Some("abc"));
-        let b = encode("wahub", "n2", &status("i"), Some("abc"));
-        assert_eq!(a.msg_id, "abc.qr");
-        assert_eq!(
-            a.msg_id, b.msg_id,
-            "the same cause on two nodes: one message id"
-        );
-        let c = encode("wahub", "n1", &status("i"), None);
-        let d = encode("wahub", "n1", &status("i"), None);
-        assert_ne!(c.msg_id, d.msg_id, "without a cause every event is its own");
     }
 
     #[test]

@@ -167,13 +167,8 @@ impl Fleet {
     /// locally now, because NATS is unreachable (it is then not shown again when it comes
     /// back from the stream). An event that finds the outbox full is counted as lost and
     /// shown locally only.
-    pub fn enqueue(&self, payload: &Payload, cause: Option<&str>) -> bool {
-        let msg = codec::encode(
-            &self.settings.raw.subject_prefix,
-            self.node_id(),
-            payload,
-            cause,
-        );
+    pub fn enqueue(&self, payload: &Payload) -> bool {
+        let msg = codec::encode(&self.settings.raw.subject_prefix, self.node_id(), payload);
         let alone = !self.connected();
         let id = msg.msg_id.clone();
         if !self.outbox.push(msg) {
