@@ -475,7 +475,7 @@ impl SinkFamilies {
 }
 
 /// Raises a counter to `total` (sources are monotonic atomics).
-fn catch_up(counter: &IntCounter, total: u64) {
+pub(crate) fn catch_up(counter: &IntCounter, total: u64) {
     let now = counter.get();
     if total > now {
         counter.inc_by(total - now);

@@ -51,6 +51,11 @@ impl RequestBuffer {
             if self.held.len() + chunk.len() > self.limit {
                 return Err(TooLarge { limit: self.limit });
             }
+            // A body that arrives whole (the usual case) passes on without a copy.
+            if end_of_stream && self.held.is_empty() {
+                *body = (!chunk.is_empty()).then_some(chunk);
+                return Ok(());
+            }
             self.held.extend_from_slice(&chunk);
         }
         *body = if !end_of_stream {

@@ -45,7 +45,7 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
         }
     }
     let mut next = loop {
-        match last_sequence(&fleet).await {
+        match stream_state(&fleet).await.map(|s| s.last_sequence) {
             Ok(last) => break last + 1,
             Err(e) => {
                 tracing::warn!(error = %e, "fleet: stream info failed; retrying");
@@ -78,7 +78,8 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
     }
 }
 
-async fn last_sequence(fleet: &Fleet) -> Result<u64, FleetError> {
+/// The fleet stream's state now (first and last sequence kept).
+async fn stream_state(fleet: &Fleet) -> Result<async_nats::jetstream::stream::State, FleetError> {
     let mut stream = fleet
         .jetstream()
         .get_stream(&fleet.settings.raw.stream)
@@ -88,7 +89,7 @@ async fn last_sequence(fleet: &Fleet) -> Result<u64, FleetError> {
         .info()
         .await
         .map_err(|e| FleetError::JetStream(e.to_string()))?;
-    Ok(info.state.last_sequence)
+    Ok(info.state.clone())
 }
 
 async fn ordered_from(fleet: &Fleet, start: u64) -> Result<pull::Ordered, FleetError> {
@@ -204,17 +205,7 @@ pub async fn replay(
     if up_to - after > max {
         return Ok(None);
     }
-    let mut stream = fleet
-        .jetstream()
-        .get_stream(&fleet.settings.raw.stream)
-        .await
-        .map_err(|e| FleetError::JetStream(e.to_string()))?;
-    let first = stream
-        .info()
-        .await
-        .map_err(|e| FleetError::JetStream(e.to_string()))?
-        .state
-        .first_sequence;
+    let first = stream_state(fleet).await?.first_sequence;
     if after + 1 < first {
         return Ok(None);
     }

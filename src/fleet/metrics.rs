@@ -15,6 +15,8 @@
 
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Registry, TextEncoder};
 
+use crate::metrics::catch_up;
+
 /// The fleet's metric families, in a registry of their own.
 #[derive(Debug)]
 pub struct FleetMetrics {
@@ -84,13 +86,6 @@ impl Default for FleetMetrics {
             ),
             registry: r,
         }
-    }
-}
-
-fn catch_up(counter: &IntCounter, total: u64) {
-    let now = counter.get();
-    if total > now {
-        counter.inc_by(total - now);
     }
 }
 
