@@ -584,22 +584,6 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 ];
 
 impl RawConfig {
-    /// Reads and parses a YAML file. An empty file gives the defaults.
-    ///
-    /// # Errors
-    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Parse`] for unknown
-    /// keys, wrong types or bad values (the message names the key and the line).
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_yaml(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })
-    }
-
     /// Parses YAML text. Blank or comment-only text gives the defaults.
     ///
     /// # Errors

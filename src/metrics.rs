@@ -311,11 +311,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one rejected webhook.
-    pub fn webhook_rejected(&self, reason: &str) {
-        self.webhooks_rejected.with_label_values(&[reason]).inc();
-    }
-
     /// Counts one rejection: a webhook's in `webhooks_rejected_total`, any other request's in
     /// `requests_rejected_total`, both by [`Rejection::reason`].
     pub fn rejected(&self, webhook: bool, rejection: &Rejection) {

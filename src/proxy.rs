@@ -291,16 +291,11 @@ impl ProxyHttp for SidecarProxy {
 }
 
 impl SidecarProxy {
-    /// What every request goes through before its route runs: draining (503, except
-    /// `/healthz`), the CORS origin
-    /// and preflight (204), the route table (404, 405, 400) and the route's access rule (401,
-    /// 403). `Err` is the answer to write instead.
+    /// What every request goes through before its route runs: the CORS origin and preflight
+    /// (204), the route table (404, 405, 400), draining (503 for every route but `/healthz`)
+    /// and the route's access rule (401, 403). `Err` is the answer to write instead.
     fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Route, Answer> {
         let req = session.req_header();
-        // Liveness stays 200 while draining; everything else gets 503.
-        if self.app.is_shutting_down() && req.uri.path() != "/healthz" {
-            return Err(Err(Rejection::ShuttingDown));
-        }
         ctx.cors_origin =
             cors::allow_origin(&self.app.config.raw.cors.allowed_origins, &req.headers);
         if let Some(origin) = ctx
@@ -311,6 +306,10 @@ impl SidecarProxy {
             return Err(Ok(cors::preflight_response(origin, &req.headers)));
         }
         let route = routes::route(&req.method, req.uri.path()).map_err(|e| Err(e.into()))?;
+        // Liveness stays 200 while draining; every other route gets 503.
+        if self.app.is_shutting_down() && route != Route::Healthz {
+            return Err(Err(Rejection::ShuttingDown));
+        }
         ctx.webhook = route == Route::Webhook;
         self.access(session, route.spec().access).map_err(Err)?;
         Ok(route)
