@@ -3,11 +3,11 @@
 //! duplicate: answered 200 `{"ok":true,"duplicate":true}`, not stored, not routed, counted as
 //! `webhooks_duplicate_total` (issue 14, item 15).
 //!
-//! Memory is bounded: at most [`MAX_REMEMBERED`] digests are kept (about 56 bytes each); past
+//! Memory is bounded: at most [`MAX_REMEMBERED`] digests are kept (about 100 bytes each); past
 //! that the oldest is forgotten early, so under a flood of distinct bodies a re-send may get
 //! through again. Only bodies that were accepted are remembered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -28,8 +28,8 @@ pub struct Dedup {
 
 #[derive(Debug, Default)]
 struct Seen {
-    /// Digest → when it was remembered.
-    at: HashMap<Sha, Instant>,
+    /// The digests remembered (when: in `order`).
+    at: HashSet<Sha>,
     /// The same digests, oldest first.
     order: VecDeque<(Sha, Instant)>,
 }
@@ -60,13 +60,13 @@ impl Dedup {
         let sha: Sha = Sha256::digest(body).into();
         let mut seen = self.seen.lock();
         seen.expire(now, self.window);
-        if seen.at.contains_key(&sha) {
+        if seen.at.contains(&sha) {
             return true;
         }
         while seen.order.len() >= self.capacity {
             seen.forget_oldest();
         }
-        seen.at.insert(sha, now);
+        seen.at.insert(sha);
         seen.order.push_back((sha, now));
         false
     }
