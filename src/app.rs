@@ -1,8 +1,10 @@
 //! The state every request handler and background task shares, built once at start-up, and the
 //! one way events enter the bus: [`App::publish`] for facts, [`App::decide`] for status
-//! decisions (so bus ids follow the order of decisions).
+//! decisions (so bus ids follow the order of decisions), [`App::decide_from`] for a fact and
+//! what it decides (a webhook).
 //!
-//! Fleet mode (`fleet:`): both hand the events to the fleet log instead; they enter the bus
+//! Fleet mode (`fleet:`): all three hand the events to the fleet log instead (a webhook's
+//! decisions are made when it is read back, `fleet::consume`); they enter the bus
 //! when the consumer reads them back, through [`App::publish_consumed`], numbered by their
 //! stream sequence. An event shown on this node only (API logs unless `fleet.share_api_log`,
 //! anything accepted while NATS is unreachable) enters the bus at once, unnumbered.
@@ -146,11 +148,17 @@ impl App {
     /// Returns the event; `None` in fleet mode when it went to the fleet log (it enters the
     /// bus when consumed back).
     pub fn publish(&self, payload: Payload) -> Option<Arc<Event>> {
+        self.publish_as(payload, None)
+    }
+
+    /// [`App::publish`], with the fleet message id `id` when given (an event the consumer
+    /// decided from a webhook, `fleet::codec::derived_id`).
+    pub(crate) fn publish_as(&self, payload: Payload, id: Option<String>) -> Option<Arc<Event>> {
         let Some(fleet) = &self.fleet else {
             return Some(self.keep(self.bus.publish(payload)));
         };
         let local_only = matches!(payload, Payload::ApiLog(_)) && !fleet.settings.raw.share_api_log;
-        if local_only || fleet.enqueue(&payload) {
+        if local_only || fleet.enqueue(&payload, id) {
             return Some(self.keep(self.bus.publish_unnumbered(payload)));
         }
         None
@@ -237,6 +245,30 @@ impl App {
             .into_iter()
             .filter_map(|p| self.publish(p))
             .collect();
+        drop(engine);
+        events
+    }
+
+    /// Publishes the fact `fact` (a webhook) and, after it, the payloads `derive` decides from
+    /// it, under the engine lock like [`App::decide`].
+    ///
+    /// Fleet mode while NATS is reachable: only the fact goes to the fleet log, and nothing is
+    /// decided here. Every node applies the fact when its consumer reads it back, and the
+    /// accepting node publishes what it decides then (`fleet::consume`). So the stream's order
+    /// decides every node's statuses, and a fact the stream stores once (a webhook re-sent to
+    /// another node) is decided once. While NATS is unreachable the node decides at once.
+    pub fn decide_from(
+        &self,
+        fact: Payload,
+        derive: impl FnOnce(&mut StatusEngine, chrono::DateTime<Utc>, &Payload) -> Vec<Payload>,
+    ) -> Vec<Arc<Event>> {
+        let mut engine = self.engine.lock();
+        let Some(event) = self.publish(fact) else {
+            return Vec::new();
+        };
+        let derived = derive(&mut engine, Utc::now(), &event.payload);
+        let mut events = vec![event];
+        events.extend(derived.into_iter().filter_map(|p| self.publish(p)));
         drop(engine);
         events
     }

@@ -11,7 +11,7 @@
 //! public interface: they change only with a note in the README.
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http::header;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -27,6 +27,7 @@ use crate::exchange::read_limited;
 use crate::rejection::Rejection;
 use crate::response::LocalResponse;
 use crate::signature::{SignatureCheck, SIGNATURE_HEADER};
+use crate::status::StatusEngine;
 
 /// The request headers the receiver looks at.
 #[derive(Debug, Default, Clone)]
@@ -160,18 +161,31 @@ pub fn ingest(
         Some(false) => "invalid",
     };
     app.metrics.webhook_received(&record.event, signature_label);
-    app.decide(|engine, now| {
-        let data = record.payload.get("data").unwrap_or(&Value::Null);
-        let outcome = match &record.instance_id {
-            Some(id) => engine.apply_webhook(id, &record.event, data, now),
-            None => Default::default(),
-        };
-        let mut out = vec![Payload::Webhook(record)];
-        out.extend(outcome.qr.map(Payload::Qr));
-        out.extend(outcome.status.map(Payload::Status));
-        out
+    app.decide_from(Payload::Webhook(record), |engine, now, fact| match fact {
+        Payload::Webhook(record) => decide(engine, record, now),
+        _ => Vec::new(),
     });
     Ok(LocalResponse::json(200, &json!({ "ok": true })))
+}
+
+/// What the delivery `record` received at `at` decides: applies it to the status engine and
+/// returns the `qr` event and the new status it yields (each when there is one; nothing for a
+/// delivery without an instance id). Single node: at acceptance; fleet mode: when the
+/// consumer reads the delivery back from the stream.
+pub fn decide(
+    engine: &mut StatusEngine,
+    record: &WebhookRecord,
+    at: DateTime<Utc>,
+) -> Vec<Payload> {
+    let Some(id) = &record.instance_id else {
+        return Vec::new();
+    };
+    let data = record.payload.get("data").unwrap_or(&Value::Null);
+    let outcome = engine.apply_webhook(id, &record.event, data, at);
+    let mut out = Vec::new();
+    out.extend(outcome.qr.map(Payload::Qr));
+    out.extend(outcome.status.map(Payload::Status));
+    out
 }
 
 /// The dashboard's event record of a delivery: `event` (`unknown` when missing), `instanceId`

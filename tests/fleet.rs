@@ -290,6 +290,45 @@ fn webhooks_to_any_node_reach_every_client_once_in_order_and_statuses_agree() {
 }
 
 #[test]
+fn a_webhook_re_sent_to_another_node_decides_nothing_again() {
+    let c = Cluster::start(Nats::any(), 3);
+    let client = c.client(2);
+    let ready = r#"{"event":"ready","instanceId":"fleet-resend","data":{}}"#;
+    let gone = r#"{"event":"disconnected","instanceId":"fleet-resend","data":{"reason":"x"}}"#;
+    let status_of = |i: usize| c.statuses(i).get("fleet-resend").cloned();
+    post(&c, 0, ready);
+    post(&c, 0, gone);
+    let want = eventually(T, || {
+        let s = status_of(1)?;
+        (s["displayStatus"] == "disconnected").then_some(s)
+    })
+    .expect("node1 sees the instance disconnected");
+    // A balancer sends wa-hub's retry of the older delivery to another node: the stream
+    // stores it once, so no node decides from it again.
+    post(&c, 1, ready);
+    post(&c, 2, ready);
+    // A later delivery for another instance, through the same nodes: once it is everywhere,
+    // anything the re-sends caused would be too (the stream is read in order).
+    let marker = r#"{"event":"ready","instanceId":"fleet-marker","data":{}}"#;
+    post(&c, 1, marker);
+    let got = webhooks(&client, 3, Duration::from_millis(500));
+    let instances: Vec<&str> = got
+        .iter()
+        .map(|(_, p)| p["instanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(instances, ["fleet-resend", "fleet-resend", "fleet-marker"]);
+    let statuses = c.agreed_statuses();
+    assert_eq!(
+        statuses["fleet-resend"]["displayStatus"], "disconnected",
+        "{statuses:#?}"
+    );
+    assert_eq!(statuses["fleet-resend"]["updatedAt"], want["updatedAt"]);
+    for i in 0..3 {
+        assert_eq!(status_of(i).unwrap()["displayStatus"], "disconnected");
+    }
+}
+
+#[test]
 fn a_client_moved_to_another_node_gets_exactly_the_missed_events() {
     let c = Cluster::start(Nats::any(), 3);
     let bodies = deliveries(12, "b");

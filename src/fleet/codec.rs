@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `webhook` | the delivery's raw bytes, unchanged | hex SHA-256 of the body (a re-send is stored once) |
 //! | `apiLog` | the ApiLog JSON | the ApiLog `id` |
-//! | `qr`, `status` | the event's JSON (`status` with `node`) | a fresh UUID v4 per event |
+//! | `qr`, `status` | the event's JSON (`status` with `node`) | decided from a webhook read back from the stream: [`derived_id`]; otherwise a fresh UUID v4 per event |
 //!
 //! Headers: `Wahub-Node` (origin node id), `Wahub-Kind`, `Wahub-Msg-Id` (the message id); for webhooks also `Wahub-Record-Id`,
 //! `Wahub-Received-At` (ISO 8601), `Wahub-Signature-Valid` (`true`/`false`, absent when
@@ -78,8 +78,16 @@ pub fn body_key(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
 
-/// The message for `payload`, published by node `node` under subject prefix `prefix`.
-pub fn encode(prefix: &str, node: &str, payload: &Payload) -> Outgoing {
+/// The `Nats-Msg-Id` of the `kind` event (`qr`, `status`) decided from the webhook stored
+/// under `webhook_id`: `<webhook id>.<kind>`. Retries of that publication are stored once.
+pub fn derived_id(webhook_id: &str, kind: &str) -> String {
+    format!("{webhook_id}.{kind}")
+}
+
+/// The message for `payload`, published by node `node` under subject prefix `prefix`, with
+/// the `Nats-Msg-Id` `id` when given (a derived event, see [`derived_id`]), else the one the
+/// table above gives.
+pub fn encode(prefix: &str, node: &str, payload: &Payload, id: Option<String>) -> Outgoing {
     let kind = payload.kind();
     let mut headers = HeaderMap::new();
     headers.insert(NODE, node);
@@ -96,11 +104,11 @@ pub fn encode(prefix: &str, node: &str, payload: &Payload) -> Outgoing {
             (body_key(&w.raw), w.raw.clone())
         }
         Payload::ApiLog(l) => (l.id.clone(), to_json(l)),
-        Payload::Qr(q) => (fresh_id(), to_json(q)),
+        Payload::Qr(q) => (id.unwrap_or_else(fresh_id), to_json(q)),
         Payload::Status(s) => {
             let mut s = s.clone();
             s.node.get_or_insert_with(|| node.to_owned());
-            (fresh_id(), to_json(&s))
+            (id.unwrap_or_else(fresh_id), to_json(&s))
         }
     };
     headers.insert(MSG_ID, msg_id.as_str());
@@ -270,7 +278,7 @@ mod tests {
             raw: raw.clone(),
             content_type: "application/json".into(),
         };
-        let out = encode("wahub", "n1", &Payload::Webhook(record));
+        let out = encode("wahub", "n1", &Payload::Webhook(record), None);
         assert_eq!(out.subject, "wahub.n1.a=2Eb.webhook");
         assert_eq!(out.body, raw);
         assert_eq!(out.msg_id, body_key(&raw));

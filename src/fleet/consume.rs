@@ -2,14 +2,21 @@
 //! status engine, so every SSE client on every node sees every event once, under its stream
 //! sequence. Also the replay of a stretch of the stream for a resuming SSE client.
 //!
+//! Statuses are decided from the stream, not at acceptance: every node applies every
+//! `webhook` to its status engine in stream order, and the node that accepted it publishes the
+//! `qr`/`status` events it decides then, under message ids taken from the webhook's
+//! ([`codec::derived_id`]). A webhook the stream stored once (a re-send that reached another
+//! node) is therefore decided once.
+//!
 //! Per message (stream order):
-//! - from another node: a `webhook` is applied to the status engine (its own `qr`/`status`
-//!   events are the origin's to publish, so the engine's output is dropped);
-//! - from any node: a `status` is adopted as the instance's decided status (the log's order
-//!   decides, so every node ends with the same statuses); then the event is routed (another
-//!   node's to `sse` sinks only);
-//! - from this node: the engine saw it at acceptance; the event is routed, unless it was shown
-//!   locally while NATS was unreachable; a `status` is written to the status bucket.
+//! - `webhook`: applied to the status engine (the other nodes drop what it decides; the
+//!   accepting node publishes it), then routed;
+//! - `status`, from any node: adopted as the instance's decided status (the log's order
+//!   decides, so every node ends with the same statuses), then routed; this node's own are
+//!   also written to the status bucket;
+//! - another node's events go to `sse` sinks only (their own nodes' sinks have them);
+//! - an event this node already showed while NATS was unreachable is not routed again, and a
+//!   webhook among them is not applied again (the node decided at acceptance then).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +25,6 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::Value;
 use wa_hub_sinks::{Event, Payload};
 
 use super::codec::{self, Incoming};
@@ -166,20 +172,28 @@ async fn apply(
         (Payload::Status(s), true) => Some(s.instance_id.clone()),
         _ => None,
     };
-    let update = |engine: &mut crate::status::StatusEngine, payload: &Payload| match payload {
-        Payload::Webhook(w) if !own => {
-            if let Some(id) = &w.instance_id {
-                let data = w.payload.get("data").unwrap_or(&Value::Null);
-                let _ = engine.apply_webhook(id, &w.event, data, at);
+    // An event this node showed while NATS was unreachable: the engine saw it then.
+    let shown = own && fleet.take_shown_locally(&msg_id);
+    // What this node decides from a webhook it accepted, published after the webhook.
+    let mut derived = Vec::new();
+    let mut update = |engine: &mut crate::status::StatusEngine, payload: &Payload| match payload {
+        Payload::Webhook(w) if !shown => {
+            let decided = crate::webhook::decide(engine, w, at);
+            if own {
+                derived = decided;
             }
         }
         Payload::Status(s) => engine.adopt(s.clone()),
         _ => {}
     };
-    if own && fleet.take_shown_locally(&msg_id) {
+    if shown {
         app.update_engine(|engine| update(engine, &payload));
     } else {
         app.publish_consumed(seq, at, payload, own, update);
+    }
+    for p in derived {
+        let id = codec::derived_id(&msg_id, p.kind().as_str());
+        app.publish_as(p, Some(id));
     }
     if let (Some(id), Some(store)) = (own_status, fleet.kv()) {
         kv::put_status(store, &id, body).await;

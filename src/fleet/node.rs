@@ -163,12 +163,17 @@ impl Fleet {
         &self.handle
     }
 
-    /// Queues `payload` for the fleet log. Returns `true` when the node must also show it
-    /// locally now, because NATS is unreachable (it is then not shown again when it comes
-    /// back from the stream). An event that finds the outbox full is counted as lost and
-    /// shown locally only.
-    pub fn enqueue(&self, payload: &Payload) -> bool {
-        let msg = codec::encode(&self.settings.raw.subject_prefix, self.node_id(), payload);
+    /// Queues `payload` for the fleet log, under the `Nats-Msg-Id` `id` when given (see
+    /// [`codec::encode`]). Returns `true` when the node must also show it locally now, because
+    /// NATS is unreachable (it is then not shown again when it comes back from the stream).
+    /// An event that finds the outbox full is counted as lost and shown locally only.
+    pub fn enqueue(&self, payload: &Payload, id: Option<String>) -> bool {
+        let msg = codec::encode(
+            &self.settings.raw.subject_prefix,
+            self.node_id(),
+            payload,
+            id,
+        );
         let alone = !self.connected();
         let id = msg.msg_id.clone();
         if !self.outbox.push(msg) {

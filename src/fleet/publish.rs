@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn a_full_outbox_counts_the_events_it_drops_and_keeps_the_older_ones() {
         let outbox = Outbox::new(2);
-        let msg = |i| super::super::codec::encode("wahub", "n", &api_log(i));
+        let msg = |i| super::super::codec::encode("wahub", "n", &api_log(i), None);
         assert!(outbox.push(msg(1)));
         assert!(outbox.push(msg(2)));
         assert!(!outbox.push(msg(3)));
