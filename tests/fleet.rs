@@ -434,6 +434,12 @@ fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
         post(&c, k % 3, b);
         local[k % 3].push(serde_json::from_str(b).unwrap());
     }
+    // Two nodes decide for one instance alone, in opposite directions.
+    for (i, event) in [(0, "ready"), (1, "disconnected")] {
+        let b = format!(r#"{{"event":"{event}","instanceId":"fleet-split","data":{{}}}}"#);
+        post(&c, i, &b);
+        local[i].push(serde_json::from_str(&b).unwrap());
+    }
     // Alone, each node still shows what it accepted.
     for (i, cl) in clients.iter().enumerate() {
         let got: Vec<Value> = webhooks(cl, local[i].len(), Duration::from_millis(100))
@@ -464,7 +470,9 @@ fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
         want.sort();
         assert_eq!(got, want, "node{i} after NATS returned");
     }
-    c.agreed_statuses();
+    // Every node adopts the statuses in stream order: all end with the same one.
+    let statuses = c.agreed_statuses();
+    assert!(statuses.contains_key("fleet-split"), "{statuses:#?}");
     let (code, ready) = get_json(c.node(0), "/readyz");
     assert_eq!(code, 200, "{ready}");
     assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events"), 0.0);
