@@ -191,14 +191,20 @@ impl App {
 
     /// Fleet mode, while NATS is reachable: waits until everything this node queued so far is
     /// stored in the fleet's stream (at most [`SETTLE_TIMEOUT`]), so an answered webhook is in
-    /// the stream, in the order answered. Returns at once otherwise.
-    pub async fn settled(&self) {
-        let Some(fleet) = &self.fleet else { return };
+    /// the stream, in the order answered. Returns `false` when the stream did not confirm in
+    /// time (a stalled server; the events stay buffered); `true` at once otherwise (single
+    /// node, or NATS unreachable: the node works alone).
+    pub async fn settled(&self) -> bool {
+        let Some(fleet) = &self.fleet else {
+            return true;
+        };
         if !fleet.connected() {
-            return;
+            return true;
         }
         let ticket = fleet.outbox.last_ticket();
-        let _ = tokio::time::timeout(SETTLE_TIMEOUT, fleet.outbox.stored_through(ticket)).await;
+        tokio::time::timeout(SETTLE_TIMEOUT, fleet.outbox.stored_through(ticket))
+            .await
+            .is_ok()
     }
 
     /// Fleet mode, at shutdown: gives the outbox until `deadline` to publish what it holds,
@@ -213,6 +219,16 @@ impl App {
         if left > 0 {
             tracing::warn!(events = left, "fleet: events not published at shutdown");
         }
+    }
+
+    /// Fleet mode: adopts `status`, the fleet's (read from the status bucket), and shows it to
+    /// this node's sinks, unnumbered: it is in the stream already (`fleet::correct`).
+    pub fn show_adopted(&self, status: wa_hub_sinks::InstanceStatus) -> Arc<Event> {
+        let mut engine = self.engine.lock();
+        engine.adopt(status.clone());
+        let event = self.bus.publish_unnumbered(Payload::Status(status));
+        drop(engine);
+        event
     }
 
     /// Runs `update` on the status engine for a change that publishes nothing (fleet mode:
@@ -267,8 +283,17 @@ impl App {
             return Vec::new();
         };
         let derived = derive(&mut engine, Utc::now(), &event.payload);
-        let mut events = vec![event];
-        events.extend(derived.into_iter().filter_map(|p| self.publish(p)));
+        let mut events = Vec::with_capacity(1 + derived.len());
+        for p in derived {
+            // Decided alone (NATS unreachable): under ids derived from the fact's, so the
+            // stream refuses them when another node decided from the same fact first.
+            let id = self
+                .fleet
+                .as_ref()
+                .and_then(|_| crate::fleet::codec::derived_from(&event.payload, &p));
+            events.extend(self.publish_as(p, id));
+        }
+        events.insert(0, event);
         drop(engine);
         events
     }

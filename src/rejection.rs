@@ -62,6 +62,11 @@ pub enum Rejection {
     ShuttingDown,
     /// 503: the SSE client limit (`max_clients`) is reached.
     TooManyClients,
+    /// 503: fleet mode, NATS connected but the stream did not confirm a webhook within
+    /// [`crate::app::SETTLE_TIMEOUT`] (a stalled server). The delivery stays buffered and is
+    /// published when the stream answers; a retry is stored once (its `Nats-Msg-Id` is the
+    /// body's SHA-256), so the sender should retry rather than count it delivered.
+    NotStored,
 }
 
 impl Rejection {
@@ -80,7 +85,7 @@ impl Rejection {
             MethodNotAllowed { .. } => 405,
             TooLarge { .. } => 413,
             OutboxFailed => 500,
-            ShuttingDown | TooManyClients => 503,
+            ShuttingDown | TooManyClients | NotStored => 503,
         }
     }
 
@@ -102,6 +107,7 @@ impl Rejection {
             OutboxFailed => "Internal error",
             ShuttingDown => "Shutting down",
             TooManyClients => "Too many clients",
+            NotStored => "Not stored",
         }
     }
 
@@ -132,6 +138,9 @@ impl Rejection {
             OutboxFailed => "the sink's outbox could not be used".into(),
             ShuttingDown => "the sidecar is draining".into(),
             TooManyClients => "the SSE client limit is reached".into(),
+            NotStored => "the fleet's event log did not confirm the delivery in time; it stays \
+                          buffered here and a retry is stored once"
+                .into(),
         }
     }
 
@@ -158,6 +167,7 @@ impl Rejection {
             OutboxFailed => "outbox_failed",
             ShuttingDown => "shutting_down",
             TooManyClients => "too_many_clients",
+            NotStored => "fleet_not_stored",
         }
     }
 
@@ -179,6 +189,7 @@ impl Rejection {
                 | TooLarge { .. }
                 | OutboxFailed
                 | TooManyClients
+                | NotStored
         )
     }
 
@@ -207,7 +218,9 @@ impl Rejection {
             Rejection::Unauthorized | Rejection::WebhookUnauthorized => {
                 resp.with_header("www-authenticate", "Bearer")
             }
-            Rejection::TooManyClients => resp.with_header("retry-after", "5"),
+            Rejection::TooManyClients | Rejection::NotStored => {
+                resp.with_header("retry-after", "5")
+            }
             _ => resp,
         }
     }

@@ -67,14 +67,19 @@ impl WebhookHeaders {
 /// delivery is stored in the fleet's stream ([`App::settled`]).
 ///
 /// # Errors
-/// The [`Rejection`] of the first check that fails, in the order of the module docs.
+/// The [`Rejection`] of the first check that fails, in the order of the module docs;
+/// [`Rejection::NotStored`] (503) in fleet mode when the stream did not confirm in time, so
+/// the sender retries (the retry is stored once) instead of counting on a buffer that a
+/// killed node would lose.
 pub async fn receive(app: &App, session: &mut Session) -> Result<LocalResponse, Rejection> {
     let headers = WebhookHeaders::from_request(session.req_header());
     precheck(app, &headers)?;
     let body = read_limited(session, app.config.raw.webhook.max_body_bytes.get()).await?;
     let answer = ingest(app, &headers, body)?;
     // Fleet mode: answer once the delivery is in the fleet's stream.
-    app.settled().await;
+    if !app.settled().await {
+        return Err(Rejection::NotStored);
+    }
     Ok(answer)
 }
 

@@ -329,6 +329,48 @@ fn a_webhook_re_sent_to_another_node_decides_nothing_again() {
 }
 
 #[test]
+fn a_re_send_decided_alone_during_an_outage_yields_to_the_fleets_status() {
+    let mut c = Cluster::start(Nats::own(), 3);
+    let ready = r#"{"event":"ready","instanceId":"fleet-outage-resend","data":{}}"#;
+    let gone =
+        r#"{"event":"disconnected","instanceId":"fleet-outage-resend","data":{"reason":"x"}}"#;
+    let status_on = |c: &Cluster, i: usize| {
+        c.statuses(i)
+            .get("fleet-outage-resend")
+            .map(|s| s["displayStatus"].as_str().unwrap().to_owned())
+    };
+    post(&c, 0, ready);
+    post(&c, 0, gone);
+    eventually(T, || {
+        (status_on(&c, 1).as_deref() == Some("disconnected")).then_some(())
+    })
+    .expect("node1 sees the instance disconnected");
+    c.nats.own.as_mut().unwrap().stop();
+    eventually(T, || {
+        (get_json(c.node(1), "/readyz").0 == 503).then_some(())
+    })
+    .expect("node1 notices NATS is gone");
+    // Alone, node1 takes wa-hub's retry of the older delivery as new and shows `ready`.
+    post(&c, 1, ready);
+    assert_eq!(status_on(&c, 1).as_deref(), Some("ready"));
+    c.nats.own.as_mut().unwrap().resume();
+    // Once NATS is back the stream refuses node1's decision (the fleet decided from that
+    // delivery already): node1 adopts the fleet's status, and no node moves to `ready`.
+    let agreed = eventually(T, || {
+        let all: Vec<_> = (0..3).map(|i| status_on(&c, i)).collect();
+        all.iter()
+            .all(|s| s.as_deref() == Some("disconnected"))
+            .then_some(all)
+    });
+    assert!(
+        agreed.is_some(),
+        "{:?}",
+        (0..3).map(|i| status_on(&c, i)).collect::<Vec<_>>()
+    );
+    assert!(metric(&c, 1, "wa_hub_sidecar_fleet_duplicates_total") >= 2.0);
+}
+
+#[test]
 fn a_client_moved_to_another_node_gets_exactly_the_missed_events() {
     let c = Cluster::start(Nats::any(), 3);
     let bodies = deliveries(12, "b");

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wa_hub_sinks::{ApiLog, InstanceStatus, Payload, QrEvent, Rank};
+use wa_hub_sinks::{ApiLog, InstanceStatus, Kind, Payload, QrEvent, Rank};
 
 use super::subject::subject;
 
@@ -42,6 +42,10 @@ pub struct Outgoing {
     pub subject: String,
     /// The `Nats-Msg-Id` (also in `headers`).
     pub msg_id: String,
+    /// The payload's kind.
+    pub kind: Kind,
+    /// The instance the payload is about, if any.
+    pub instance: Option<String>,
     /// Headers, `Nats-Msg-Id` included.
     pub headers: HeaderMap,
     /// Body.
@@ -84,6 +88,18 @@ pub fn derived_id(webhook_id: &str, kind: &str) -> String {
     format!("{webhook_id}.{kind}")
 }
 
+/// The `Nats-Msg-Id` of `derived`, decided from the fact `fact`: [`derived_id`] of the
+/// webhook's id when `fact` is a webhook and `derived` a `qr` or `status` event; else `None`
+/// (the event's own id).
+pub fn derived_from(fact: &Payload, derived: &Payload) -> Option<String> {
+    match (fact, derived) {
+        (Payload::Webhook(w), Payload::Qr(_) | Payload::Status(_)) => {
+            Some(derived_id(&body_key(&w.raw), derived.kind().as_str()))
+        }
+        _ => None,
+    }
+}
+
 /// The message for `payload`, published by node `node` under subject prefix `prefix`, with
 /// the `Nats-Msg-Id` `id` when given (a derived event, see [`derived_id`]), else the one the
 /// table above gives.
@@ -116,6 +132,8 @@ pub fn encode(prefix: &str, node: &str, payload: &Payload, id: Option<String>) -
     Outgoing {
         subject: subject(prefix, node, payload.instance_id(), kind.as_str()),
         msg_id,
+        kind,
+        instance: payload.instance_id().map(str::to_owned),
         headers,
         body,
     }

@@ -85,7 +85,9 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
 }
 
 /// The fleet stream's state now (first and last sequence kept).
-async fn stream_state(fleet: &Fleet) -> Result<async_nats::jetstream::stream::State, FleetError> {
+pub(crate) async fn stream_state(
+    fleet: &Fleet,
+) -> Result<async_nats::jetstream::stream::State, FleetError> {
     let mut stream = fleet
         .jetstream()
         .get_stream(&fleet.settings.raw.stream)

@@ -59,3 +59,17 @@ pub async fn load_statuses(store: &Store) -> Vec<InstanceStatus> {
     }
     out
 }
+
+/// `instance`'s status in the bucket; `None` when absent or unreadable (logged).
+pub async fn get_status(store: &Store, instance: &str) -> Option<InstanceStatus> {
+    match store.get(status_key(instance)).await {
+        Ok(Some(body)) => decode_status(&body)
+            .map_err(|e| tracing::warn!(instance, error = %e, "fleet: bad status in the bucket"))
+            .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(instance, error = %e, "fleet: status not read");
+            None
+        }
+    }
+}

@@ -6,12 +6,13 @@
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
 //! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
 //! node whose wa-hub runs the instance ([`instances`] what this node's wa-hub runs), [`tasks`]
-//! starts the background tasks.
+//! starts the background tasks, [`correct`] fixes what a node showed alone during an outage.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
 pub mod config;
 pub mod consume;
+pub mod correct;
 pub mod instances;
 pub mod kv;
 pub mod metrics;

@@ -20,6 +20,22 @@ use super::codec::Outgoing;
 /// Most messages in flight (sent, acknowledgement awaited) at once.
 pub const MAX_IN_FLIGHT: usize = 256;
 
+/// Most duplicate acknowledgements kept for [`Outbox::take_duplicates`]; older ones are
+/// dropped (their correction is skipped).
+pub const MAX_DUPLICATES_KEPT: usize = 4096;
+
+/// A message JetStream answered as a duplicate: a message with its `Nats-Msg-Id` was stored
+/// before, by this node or another.
+#[derive(Debug, Clone)]
+pub struct Duplicate {
+    /// The `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// The payload's kind.
+    pub kind: wa_hub_sinks::Kind,
+    /// The instance it is about, if any.
+    pub instance: Option<String>,
+}
+
 /// One queued message and when it was accepted.
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -49,6 +65,8 @@ pub struct Outbox {
     pub failures: AtomicU64,
     /// Milliseconds from acceptance to acknowledgement of the last published message.
     pub last_lag_ms: AtomicU64,
+    duplicate_log: Mutex<VecDeque<Duplicate>>,
+    duplicate_notify: Notify,
 }
 
 impl Outbox {
@@ -65,7 +83,34 @@ impl Outbox {
             duplicates: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_lag_ms: AtomicU64::new(0),
+            duplicate_log: Mutex::new(VecDeque::new()),
+            duplicate_notify: Notify::new(),
         }
+    }
+
+    /// Waits for duplicate acknowledgements, and returns those received since the last call.
+    pub async fn take_duplicates(&self) -> Vec<Duplicate> {
+        loop {
+            let taken: Vec<Duplicate> = self.duplicate_log.lock().drain(..).collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.duplicate_notify.notified().await;
+        }
+    }
+
+    fn record_duplicate(&self, q: &Queued) {
+        let mut log = self.duplicate_log.lock();
+        if log.len() >= MAX_DUPLICATES_KEPT {
+            log.pop_front();
+        }
+        log.push_back(Duplicate {
+            msg_id: q.msg.msg_id.clone(),
+            kind: q.msg.kind,
+            instance: q.msg.instance.clone(),
+        });
+        drop(log);
+        self.duplicate_notify.notify_one();
     }
 
     /// Queues `msg` behind the others. Returns `false` (and counts it as lost) when full.
@@ -176,6 +221,7 @@ impl Outbox {
                     self.published.fetch_add(1, Ordering::Relaxed);
                     if ack.duplicate {
                         self.duplicates.fetch_add(1, Ordering::Relaxed);
+                        self.record_duplicate(q);
                     }
                     self.last_lag_ms
                         .store(q.accepted.elapsed().as_millis() as u64, Ordering::Relaxed);

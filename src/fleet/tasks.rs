@@ -1,12 +1,13 @@
 //! Starting fleet mode's background tasks on the fleet runtime: the publisher (the outbox to
-//! the stream), the routing recorder and the consumer (the stream into the local bus).
+//! the stream), the routing recorder, the consumer (the stream into the local bus) and the
+//! outage corrections.
 
 use std::sync::Arc;
 
 use super::node::Fleet;
 use crate::app::App;
 
-/// Starts the publisher, the routing recorder and the consumer for `app`.
+/// Starts the publisher, the routing recorder, the corrections and the consumer for `app`.
 pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     let f = fleet.clone();
     fleet
@@ -16,6 +17,10 @@ pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     fleet
         .handle()
         .spawn(async move { super::routing::run(f, a).await });
+    let (f, a) = (fleet.clone(), app.clone());
+    fleet
+        .handle()
+        .spawn(async move { super::correct::run(f, a).await });
     let f = fleet.clone();
     fleet
         .handle()
