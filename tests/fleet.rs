@@ -583,6 +583,68 @@ fn a_node_started_without_nats_works_alone_and_publishes_once_it_answers() {
 }
 
 #[test]
+fn with_a_fleet_token_messages_not_signed_by_a_node_are_skipped() {
+    let mut c = Cluster::start(Nats::any(), 0);
+    for i in 0..2 {
+        let yaml = format!("{}  fleet_token: fleet-secret\n", c.yaml(i));
+        c.nodes
+            .push(Some(Sidecar::start(&c.upstream.base_url(), &yaml)));
+    }
+    let client = c.client(1);
+    // Someone else with access to the broker writes on the fleet's subjects, posing as node0.
+    let (url, prefix) = (c.nats.url.clone(), c.tag.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let forged = |kind: &str, id: &str| {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Wahub-Node", "node0");
+            h.insert("Wahub-Kind", kind);
+            h.insert("Wahub-Msg-Id", id);
+            h.insert("Nats-Msg-Id", id);
+            h.insert("Wahub-Record-Id", id);
+            h.insert("Wahub-Received-At", "2026-11-30T00:00:00.000Z");
+            h.insert("Wahub-Signature-Valid", "true");
+            h.insert("Wahub-Fleet-Signature", "00".repeat(32).as_str());
+            h
+        };
+        let webhook = r#"{"event":"ready","instanceId":"forged","data":{}}"#;
+        let status = r#"{"instanceId":"forged","displayStatus":"ready","rank":3,"showQr":false,"qr":null,"qrError":null,"timedOut":false,"source":"webhook","updatedAt":"2026-11-30T00:00:00.000Z","readySource":null,"authenticatedToReadyMs":null,"readyWatchdogStartAt":null,"readyWatchdogMs":null,"node":"node0"}"#;
+        for (kind, body) in [("webhook", webhook), ("status", status)] {
+            js.publish_with_headers(
+                format!("{prefix}.node0.forged.{kind}"),
+                forged(kind, &format!("forged-{kind}")),
+                body.into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    });
+    // A real delivery after the forged ones: once it is on node1, the forged ones were read.
+    let marker = r#"{"event":"ready","instanceId":"fleet-sealed","data":{}}"#;
+    post(&c, 0, marker);
+    let got = webhooks(&client, 1, Duration::from_millis(500));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["instanceId"], "fleet-sealed");
+    let statuses = eventually(T, || {
+        let s = c.statuses(1);
+        s.contains_key("fleet-sealed").then_some(s)
+    })
+    .expect("node1 has the real instance's status");
+    assert!(!statuses.contains_key("forged"), "{statuses:#?}");
+    assert_eq!(
+        metric(&c, 1, "wa_hub_sidecar_fleet_skipped_messages_total"),
+        2.0
+    );
+}
+
+#[test]
 fn a_proxied_call_reaches_the_node_whose_wa_hub_runs_the_instance() {
     let c = Cluster::start(Nats::any(), 0);
     let dead = format!("http://127.0.0.1:{}", free_port());

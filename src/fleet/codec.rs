@@ -75,6 +75,92 @@ pub enum DecodeError {
     /// The body is not the JSON its kind needs.
     #[error("body: {0}")]
     Body(#[from] serde_json::Error),
+    /// A `status` field is outside what a node writes.
+    #[error("status field {0} is not one a node writes")]
+    BadStatus(&'static str),
+    /// `fleet.fleet_token` is set and the message's [`SEAL`] is missing or wrong: it was not
+    /// written by a node holding the same token.
+    #[error("fleet signature (Wahub-Fleet-Signature) missing or wrong; written by something else than a node with this fleet_token")]
+    Unsealed,
+}
+
+/// Header carrying a fleet message's HMAC when `fleet.fleet_token` is set: lower-case hex
+/// HMAC-SHA256, keyed by the token, of [`SEALED_HEADERS`] (their values, each followed by a
+/// newline, an absent one as empty) and then the body.
+pub const SEAL: &str = "Wahub-Fleet-Signature";
+
+/// The headers a [`SEAL`] covers, in order.
+pub const SEALED_HEADERS: [&str; 7] = [
+    NODE,
+    KIND,
+    EVENT_ID,
+    RECORD_ID,
+    RECEIVED_AT,
+    SIGNATURE_VALID,
+    "Content-Type",
+];
+
+/// Signs and checks fleet messages with `fleet.fleet_token`, so a node only takes messages
+/// from nodes holding the same token: anything else that can publish on the subjects (a
+/// misconfigured client, an attacker with broker access) is skipped. Without a token nothing
+/// is signed and everything is taken.
+#[derive(Debug, Clone, Default)]
+pub struct Sealer {
+    key: Option<wa_hub_sinks::signature::Verifier>,
+    secret: Option<Vec<u8>>,
+}
+
+impl Sealer {
+    /// A sealer for `token`; `None` seals nothing.
+    pub fn new(token: Option<&[u8]>) -> Self {
+        Self {
+            key: token.map(wa_hub_sinks::signature::Verifier::new),
+            secret: token.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Adds the [`SEAL`] header to `msg` (nothing without a token).
+    pub fn seal(&self, msg: &mut Outgoing) {
+        if let Some(secret) = &self.secret {
+            let digest =
+                wa_hub_sinks::signature::sign(secret, &sealed_bytes(Some(&msg.headers), &msg.body));
+            msg.headers.insert(SEAL, digest.as_str());
+        }
+    }
+
+    /// Checks a stored message's [`SEAL`].
+    ///
+    /// # Errors
+    /// [`DecodeError::Unsealed`] when a token is set and the seal is missing or wrong.
+    pub fn check(&self, headers: Option<&HeaderMap>, body: &[u8]) -> Result<(), DecodeError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let values = headers
+            .and_then(|h| {
+                h.get_all(SEAL)
+                    .map(|v| v.as_str().as_bytes())
+                    .collect::<Vec<_>>()
+                    .into()
+            })
+            .unwrap_or_default();
+        match key.verify(values, &sealed_bytes(headers, body)) {
+            wa_hub_sinks::signature::SignatureCheck::Valid => Ok(()),
+            _ => Err(DecodeError::Unsealed),
+        }
+    }
+}
+
+fn sealed_bytes(headers: Option<&HeaderMap>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    for name in SEALED_HEADERS {
+        if let Some(v) = headers.and_then(|h| h.get(name)) {
+            out.extend_from_slice(v.as_str().as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.extend_from_slice(body);
+    out
 }
 
 /// Hex SHA-256 of a webhook body: its `Nats-Msg-Id`.
@@ -178,13 +264,21 @@ pub fn decode(headers: Option<&HeaderMap>, body: &Bytes) -> Result<Incoming, Dec
         "apiLog" => Payload::ApiLog(serde_json::from_slice::<ApiLog>(body)?),
         "qr" => {
             let q: QrWire = serde_json::from_slice(body)?;
+            if q.qr.len() > MAX_QR_BYTES || q.instance_id.len() > MAX_WORD_BYTES {
+                return Err(DecodeError::BadStatus("qr"));
+            }
             Payload::Qr(QrEvent {
                 instance_id: q.instance_id,
                 qr: q.qr,
                 classification: "READY",
             })
         }
-        "status" => Payload::Status(serde_json::from_slice::<StatusWire>(body)?.into()),
+        "status" => {
+            let mut status = checked_status(serde_json::from_slice::<StatusWire>(body)?)?;
+            // The node that wrote the message, whatever the body says.
+            status.node = Some(node.clone());
+            Payload::Status(status)
+        }
         other => return Err(DecodeError::UnknownKind(other.to_owned())),
     };
     Ok(Incoming {
@@ -269,12 +363,38 @@ impl From<StatusWire> for InstanceStatus {
     }
 }
 
-/// Parses a status as stored in the KV bucket (the same JSON as a `status` message).
+/// Longest `qr` string a status may carry (WhatsApp's pairing text is about 250 bytes).
+pub const MAX_QR_BYTES: usize = 4096;
+/// Longest `displayStatus` or instance id a status may carry.
+pub const MAX_WORD_BYTES: usize = 256;
+
+/// A status from the wire, refused when a field is outside what the status engine writes: an
+/// `updatedAt` that is not RFC 3339, over-long words or QR; `showQr` only at rank 1.
+fn checked_status(w: StatusWire) -> Result<InstanceStatus, DecodeError> {
+    if chrono::DateTime::parse_from_rfc3339(&w.updated_at).is_err() {
+        return Err(DecodeError::BadStatus("updatedAt"));
+    }
+    if w.display_status.len() > MAX_WORD_BYTES {
+        return Err(DecodeError::BadStatus("displayStatus"));
+    }
+    if w.instance_id.is_empty() || w.instance_id.len() > MAX_WORD_BYTES {
+        return Err(DecodeError::BadStatus("instanceId"));
+    }
+    if w.qr.as_ref().is_some_and(|q| q.len() > MAX_QR_BYTES) {
+        return Err(DecodeError::BadStatus("qr"));
+    }
+    let mut status: InstanceStatus = w.into();
+    status.show_qr &= status.rank == Rank::NeedsQr;
+    Ok(status)
+}
+
+/// Parses a status as stored in the KV bucket (the same JSON as a `status` message), with the
+/// same checks.
 ///
 /// # Errors
-/// The parser's error.
-pub fn decode_status(body: &[u8]) -> Result<InstanceStatus, serde_json::Error> {
-    Ok(serde_json::from_slice::<StatusWire>(body)?.into())
+/// [`DecodeError::Body`] or [`DecodeError::BadStatus`].
+pub fn decode_status(body: &[u8]) -> Result<InstanceStatus, DecodeError> {
+    checked_status(serde_json::from_slice::<StatusWire>(body)?)
 }
 
 #[cfg(test)]
@@ -311,6 +431,77 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn status_message(node: &str, body: &str) -> (HeaderMap, Bytes) {
+        let mut h = HeaderMap::new();
+        h.insert(NODE, node);
+        h.insert(KIND, "status");
+        h.insert(EVENT_ID, "m1");
+        (h, Bytes::from(body.to_owned()))
+    }
+
+    const STATUS: &str = r#"{"instanceId":"x","displayStatus":"ready","rank":3,"showQr":true,"qr":"q","qrError":null,"timedOut":false,"source":"webhook","updatedAt":"2026-11-30T00:00:00.000Z","readySource":null,"authenticatedToReadyMs":null,"readyWatchdogStartAt":null,"readyWatchdogMs":null,"node":"someone-else"}"#;
+
+    #[test]
+    fn a_status_keeps_only_what_a_node_writes() {
+        let (h, body) = status_message("n1", STATUS);
+        let Payload::Status(s) = decode(Some(&h), &body).unwrap().payload else {
+            panic!("not a status")
+        };
+        assert_eq!(
+            s.node.as_deref(),
+            Some("n1"),
+            "the writer, not the body's claim"
+        );
+        assert!(!s.show_qr, "a QR is shown at rank 1 only");
+        let long_qr = format!(r#""qr":"{}""#, "q".repeat(5000));
+        for (field, bad) in [
+            (
+                "updatedAt",
+                STATUS.replace("2026-11-30T00:00:00.000Z", "not a date"),
+            ),
+            ("qr", STATUS.replace(r#""qr":"q""#, &long_qr)),
+            (
+                "instanceId",
+                STATUS.replace(r#""instanceId":"x""#, r#""instanceId":"""#),
+            ),
+        ] {
+            let (h, body) = status_message("n1", &bad);
+            let err = decode(Some(&h), &body).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::BadStatus(f) if f == field),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sealed_message_checks_out_only_with_the_same_token_and_unchanged_headers() {
+        let record = Payload::Status(decode_status(STATUS.as_bytes()).unwrap());
+        let mut msg = encode("wahub", "n1", &record, None);
+        let sealer = Sealer::new(Some(b"token"));
+        sealer.seal(&mut msg);
+        assert!(sealer.check(Some(&msg.headers), &msg.body).is_ok());
+        let other = Sealer::new(Some(b"other"));
+        assert!(other.check(Some(&msg.headers), &msg.body).is_err());
+        assert!(
+            Sealer::new(None).check(None, &msg.body).is_ok(),
+            "no token: no check"
+        );
+        assert!(sealer.check(None, &msg.body).is_err(), "unsealed");
+        let mut posing = msg.headers.clone();
+        posing.insert(NODE, "n2");
+        assert!(
+            sealer.check(Some(&posing), &msg.body).is_err(),
+            "another node's name"
+        );
+        let mut body = msg.body.to_vec();
+        body[0] = b' ';
+        assert!(
+            sealer.check(Some(&msg.headers), &body).is_err(),
+            "another body"
+        );
     }
 
     #[test]

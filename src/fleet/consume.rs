@@ -138,18 +138,30 @@ async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetE
         fleet
             .consumer_pending
             .store(info.pending, Ordering::Relaxed);
-        match codec::decode(msg.headers.as_ref(), &msg.payload) {
+        match decode(fleet, &msg) {
             Ok(incoming) => {
                 let body = msg.payload.clone();
                 apply(fleet, app, seq, at, incoming, body).await;
             }
             Err(e) => {
-                tracing::warn!(seq, error = %e, "fleet: message is not a fleet event; skipped")
+                fleet.skipped.fetch_add(1, Ordering::Relaxed);
+                if fleet.skip_log.allow() {
+                    tracing::warn!(seq, subject = %msg.subject, error = %e, "fleet: message is not a fleet event; skipped (this line at most every 10 s)");
+                }
             }
         }
         fleet.consumed_seq.store(seq, Ordering::Release);
     }
     Ok(())
+}
+
+/// A stored message's payload, once its seal ([`codec::Sealer`]) and its format check out.
+fn decode(
+    fleet: &Fleet,
+    msg: &async_nats::jetstream::Message,
+) -> Result<Incoming, codec::DecodeError> {
+    fleet.sealer.check(msg.headers.as_ref(), &msg.payload)?;
+    codec::decode(msg.headers.as_ref(), &msg.payload)
 }
 
 fn stored_at(nanos: i128) -> DateTime<Utc> {
@@ -235,7 +247,7 @@ pub async fn replay(
             if seq > up_to {
                 break;
             }
-            if let Ok(incoming) = codec::decode(msg.headers.as_ref(), &msg.payload) {
+            if let Ok(incoming) = decode(fleet, &msg) {
                 let at = stored_at(info.published.unix_timestamp_nanos());
                 events.push(Arc::new(Event::replayed(seq, at, incoming.payload)));
             }

@@ -12,6 +12,7 @@
 //! | `wa_hub_sidecar_fleet_duplicates_total` | counter | publishes the stream answered as duplicates (stored once) |
 //! | `wa_hub_sidecar_fleet_publish_failures_total` | counter | failed publish rounds (retried) |
 //! | `wa_hub_sidecar_fleet_lost_events_total` | counter | events dropped because the buffer was full |
+//! | `wa_hub_sidecar_fleet_skipped_messages_total` | counter | stream messages skipped: not a fleet event, a status no node writes, or a wrong fleet signature |
 
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Registry, TextEncoder};
 
@@ -30,6 +31,7 @@ pub struct FleetMetrics {
     duplicates: IntCounter,
     failures: IntCounter,
     lost: IntCounter,
+    skipped: IntCounter,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -84,6 +86,10 @@ impl Default for FleetMetrics {
                 "wa_hub_sidecar_fleet_lost_events_total",
                 "Events not published to the fleet because the buffer was full",
             ),
+            skipped: c(
+                "wa_hub_sidecar_fleet_skipped_messages_total",
+                "Stream messages skipped: not a fleet event, or a wrong fleet signature",
+            ),
             registry: r,
         }
     }
@@ -110,6 +116,8 @@ pub struct FleetSample {
     pub failures: u64,
     /// Events lost past the outbox's bound.
     pub lost: u64,
+    /// Stream messages the consumer skipped.
+    pub skipped: u64,
 }
 
 impl FleetMetrics {
@@ -127,6 +135,7 @@ impl FleetMetrics {
         catch_up(&self.duplicates, s.duplicates);
         catch_up(&self.failures, s.failures);
         catch_up(&self.lost, s.lost);
+        catch_up(&self.skipped, s.skipped);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode fleet metrics");

@@ -32,6 +32,8 @@ pub struct Fleet {
     kv: OnceLock<kv::Store>,
     /// Events waiting to be published.
     pub outbox: Outbox,
+    /// Signs this node's messages and checks the others' (`fleet.fleet_token`).
+    pub sealer: codec::Sealer,
     /// Messages of this node shown locally while NATS was unreachable, by `Nats-Msg-Id`: not
     /// shown again when they come back from the stream.
     shown_locally: Mutex<HashSet<String>>,
@@ -41,6 +43,10 @@ pub struct Fleet {
     pub consumer_pending: AtomicU64,
     /// Last stream sequence consumed.
     pub consumed_seq: AtomicU64,
+    /// Stream messages the consumer skipped (not fleet events, or unsealed).
+    pub skipped: AtomicU64,
+    /// Limits the consumer's skip warnings to one per 10 s.
+    pub skip_log: wa_hub_sinks::throttle::LogThrottle,
     /// The first stream sequence this process consumed (0 until the consumer started): the
     /// SSE hub holds nothing older.
     pub start_seq: AtomicU64,
@@ -90,6 +96,13 @@ impl Fleet {
         js.set_timeout(Duration::from_secs(3));
         let fleet = Arc::new(Self {
             outbox: Outbox::new(settings.raw.buffer_events.get()),
+            sealer: codec::Sealer::new(
+                settings
+                    .raw
+                    .fleet_token
+                    .as_ref()
+                    .map(|t| t.expose().as_bytes()),
+            ),
             settings,
             handle,
             client,
@@ -99,6 +112,8 @@ impl Fleet {
             consuming: AtomicBool::new(false),
             consumer_pending: AtomicU64::new(0),
             consumed_seq: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            skip_log: wa_hub_sinks::throttle::LogThrottle::new(Duration::from_secs(10)),
             start_seq: AtomicU64::new(0),
             connections,
             metrics: Default::default(),
@@ -168,12 +183,13 @@ impl Fleet {
     /// NATS is unreachable (it is then not shown again when it comes back from the stream).
     /// An event that finds the outbox full is counted as lost and shown locally only.
     pub fn enqueue(&self, payload: &Payload, id: Option<String>) -> bool {
-        let msg = codec::encode(
+        let mut msg = codec::encode(
             &self.settings.raw.subject_prefix,
             self.node_id(),
             payload,
             id,
         );
+        self.sealer.seal(&mut msg);
         let alone = !self.connected();
         let id = msg.msg_id.clone();
         if !self.outbox.push(msg) {
@@ -198,6 +214,7 @@ impl Fleet {
             duplicates: o.duplicates.load(Ordering::Relaxed),
             failures: o.failures.load(Ordering::Relaxed),
             lost: o.lost.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
         }
     }
 
