@@ -263,6 +263,14 @@ impl Sink for SseSink {
         self.hub.publish(event);
         Ok(())
     }
+
+    fn max_batch(&self) -> usize {
+        crate::sink::LIVE_MAX_BATCH
+    }
+
+    fn batch_linger(&self) -> std::time::Duration {
+        crate::sink::LIVE_BATCH_LINGER
+    }
 }
 
 #[cfg(test)]
