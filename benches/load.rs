@@ -13,7 +13,9 @@
 //!   another; requests/s, latency percentiles, CPU µs per request of each proxy's process tree
 //!   (from /proc/<pid>/stat) and the ratios sidecar/bare and sidecar/nginx.
 //! - **webhook**: wrk POSTs of a signed fixture-shaped webhook with sinks `sse` and `stdout`
-//!   (to /dev/null); webhooks/s.
+//!   (to /dev/null); webhooks/s and CPU µs per webhook (from /proc/<pid>/stat). wrk sends one
+//!   body over and over, so the bench config turns the dedup window off (`dedup_window_secs:
+//!   0`): every POST is stored and routed, as distinct webhooks are.
 //! - **sse**: N clients connected to `/api/stream`; webhooks carrying a send timestamp are
 //!   posted and every client's delivery latency is recorded (p50/p99), plus clients held and
 //!   RSS per idle client.
@@ -108,12 +110,17 @@ fn main() {
         let body = webhook_body("WASP-acme-store_myshopify_com", 0);
         let script = dir.path().join("webhook.lua");
         std::fs::write(&script, lua_post(&body)).unwrap();
-        let result = wrk(
+        let before = cpu_ticks_tree(sidecar.pid());
+        let mut result = wrk(
             &format!("http://127.0.0.1:{}/api/wahub/webhook", sidecar.port),
             &opts,
             Some(&script),
             &[],
         );
+        let ticks = cpu_ticks_tree(sidecar.pid()).saturating_sub(before);
+        let requests = result["requests"].as_f64().unwrap_or(0.0);
+        result["cpu_us_per_webhook"] =
+            json!(ticks as f64 * 1e6 / clock_ticks() / requests.max(1.0));
         summary["webhook_ingest"] = result;
         summary["rss_after_webhooks_kib"] = json!(rss_kib(sidecar.pid()));
     }
@@ -367,7 +374,7 @@ impl Sidecar {
         let config = format!(
             "listen: 127.0.0.1:{port}\nmetrics_listen: null\nthreads: {threads}\n\
              upstream:\n  base_url: http://127.0.0.1:{node_port}\n  token: testkey\n  health_interval_ms: 0\n\
-             webhook:\n  secret: {SECRET}\n  auth_token: {TOKEN}\n\
+             webhook:\n  secret: {SECRET}\n  auth_token: {TOKEN}\n  dedup_window_secs: 0\n\
              status:\n  qr_poll_interval_ms: 0\n\
              log:\n  level: warn\n\
              sinks:\n  - type: sse\n    max_clients: {max_clients}\n    heartbeat_ms: 60000\n  - type: stdout\n",
@@ -375,11 +382,14 @@ impl Sidecar {
         );
         let path = dir.join("sidecar.yaml");
         std::fs::write(&path, config).unwrap();
+        // `WA_HUB_SIDECAR_BIN`: another build to measure (e.g. a saved copy of an earlier
+        // commit, for a before/after comparison in one run).
+        let bin = std::env::var_os("WA_HUB_SIDECAR_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wa-hub-sidecar")));
         let proc = Proc::spawn(
             "wa-hub-sidecar",
-            Command::new(env!("CARGO_BIN_EXE_wa-hub-sidecar"))
-                .arg("--config")
-                .arg(&path),
+            Command::new(bin).arg("--config").arg(&path),
         );
         wait_port(port);
         Sidecar { proc, port }

@@ -72,6 +72,10 @@ pub struct Ctx {
 impl ProxyHttp for SidecarProxy {
     type CTX = Ctx;
 
+    /// No downstream modules: Pingora's default adds its response-compression module switched
+    /// off (level 0), which still runs for every request and does nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             _inflight: self.app.request_token(),

@@ -24,7 +24,16 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     /// What happened.
     pub payload: Payload,
-    envelope_json: OnceLock<Bytes>,
+    /// The SSE frame `id: N\ndata: <envelope>\n\n` and, sharing its bytes, the envelope.
+    encoded: OnceLock<Encoded>,
+}
+
+/// An event's one serialization: the SSE frame, and the envelope JSON as a slice of it (one
+/// allocation for the SSE ring, the histories and every sink).
+#[derive(Debug)]
+struct Encoded {
+    frame: Bytes,
+    envelope: Bytes,
 }
 
 impl Event {
@@ -39,18 +48,47 @@ impl Event {
             id,
             timestamp,
             payload,
-            envelope_json: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
     }
 
     /// The dashboard envelope `{"type": T, "data": {...}}` as compact JSON.
     ///
     /// Serialized on first use and cached, so fanning one event out to many clients costs one
-    /// serialization.
+    /// serialization. Shares its bytes with [`Event::sse_frame`].
     pub fn envelope_json(&self) -> &Bytes {
-        self.envelope_json.get_or_init(|| {
+        &self.encoded().envelope
+    }
+
+    /// The event as one SSE frame, `id: <id>\ndata: <envelope JSON>\n\n`; the same bytes as
+    /// [`Event::envelope_json`], not a copy.
+    pub fn sse_frame(&self) -> &Bytes {
+        &self.encoded().frame
+    }
+
+    fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| {
+            let mut buf = Vec::with_capacity(self.payload.encoded_len_hint() + 48);
+            buf.extend_from_slice(b"id: ");
+            buf.extend_from_slice(self.id.to_string().as_bytes());
+            buf.extend_from_slice(b"\ndata: ");
+            let start = buf.len();
             // Serializing our own plain structs and `serde_json::Value`s cannot fail.
-            Bytes::from(serde_json::to_vec(&self.payload).unwrap_or_default())
+            if serde_json::to_writer(&mut buf, &self.payload).is_err() {
+                buf.truncate(start);
+            }
+            let end = buf.len();
+            buf.extend_from_slice(b"\n\n");
+            // Kept for as long as the histories keep the event: no spare capacity.
+            let frame = if buf.capacity() - buf.len() > buf.len() / 16 {
+                Bytes::copy_from_slice(&buf)
+            } else {
+                Bytes::from(buf)
+            };
+            Encoded {
+                envelope: frame.slice(start..end),
+                frame,
+            }
         })
     }
 
@@ -151,6 +189,27 @@ impl Payload {
             Payload::ApiLog(_) => Kind::ApiLog,
             Payload::Qr(_) => Kind::Qr,
             Payload::Status(_) => Kind::Status,
+        }
+    }
+
+    /// About the length of the payload's envelope JSON, to allocate it once: the bodies it
+    /// carries plus room for the other fields.
+    fn encoded_len_hint(&self) -> usize {
+        match self {
+            Payload::Webhook(w) => w.raw.len() + w.summary.len() + 256,
+            Payload::ApiLog(l) => {
+                l.request_body.get().len()
+                    + l.response_body.get().len()
+                    + l.path.len()
+                    + l.error.as_ref().map_or(0, String::len)
+                    + 320
+            }
+            Payload::Qr(q) => q.qr.len() + q.instance_id.len() + 96,
+            Payload::Status(s) => {
+                s.qr.as_ref().map_or(0, String::len)
+                    + s.qr_error.as_ref().map_or(0, String::len)
+                    + 512
+            }
         }
     }
 

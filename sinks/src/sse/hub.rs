@@ -23,7 +23,7 @@ use crate::sink::{Sink, SinkError};
 pub struct SseFrame {
     /// The event.
     pub event: Arc<Event>,
-    /// `id: N\ndata: {...}\n\n`.
+    /// `id: N\ndata: {...}\n\n`: the event's own [`Event::sse_frame`] (shared, not copied).
     pub bytes: Bytes,
 }
 
@@ -178,7 +178,7 @@ impl SseHub {
     /// Encodes `event` once, keeps it for resume and sends it to every client.
     pub fn publish(&self, event: &Arc<Event>) {
         let frame = Arc::new(SseFrame {
-            bytes: encode_frame(Some(event.id), event.envelope_json()),
+            bytes: event.sse_frame().clone(),
             event: event.clone(),
         });
         let mut ring = self.ring.lock();
@@ -263,6 +263,14 @@ impl Sink for SseSink {
         self.hub.publish(event);
         Ok(())
     }
+
+    fn max_batch(&self) -> usize {
+        crate::sink::LIVE_MAX_BATCH
+    }
+
+    fn batch_linger(&self) -> std::time::Duration {
+        crate::sink::LIVE_BATCH_LINGER
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +305,26 @@ mod tests {
             "newlines in text are escaped"
         );
         assert_eq!(comment("hb\nx"), Bytes::from_static(b": hb x\n\n"));
+    }
+
+    #[test]
+    fn published_frame_shares_the_events_envelope_bytes() {
+        let h = hub(10);
+        let e = webhook(9, "message", Some("a"));
+        h.publish(&e);
+        let sub = h.subscribe(LastEventId::Id(8));
+        let Resume::Resumed(frames) = sub.resume else {
+            panic!("resumed");
+        };
+        let f = &frames[0].bytes;
+        assert_eq!(f, &encode_frame(Some(9), e.envelope_json()));
+        let json = e.envelope_json();
+        let inside = f.as_ptr_range();
+        assert!(
+            inside.contains(&json.as_ptr()),
+            "the envelope is a slice of the frame"
+        );
+        assert_eq!(f.as_ptr(), e.sse_frame().as_ptr());
     }
 
     #[test]

@@ -72,6 +72,14 @@ impl Sink for StdoutSink {
         Ok(())
     }
 
+    fn max_batch(&self) -> usize {
+        crate::sink::LIVE_MAX_BATCH
+    }
+
+    fn batch_linger(&self) -> std::time::Duration {
+        crate::sink::LIVE_BATCH_LINGER
+    }
+
     async fn stop(&mut self) {
         let _ = self.out.flush().await;
     }
