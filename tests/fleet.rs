@@ -623,6 +623,77 @@ fn a_stream_or_bucket_with_other_settings_is_a_clear_start_up_error() {
     assert!(err.contains("statuses must not expire"), "{err}");
 }
 
+/// Runs the sidecar binary on `yaml` (a whole config) until it exits; (success, stderr).
+fn run_to_exit(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sidecar");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A runtime for talking to NATS from a test.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_window_stops_start_up(
+) {
+    use async_nats::jetstream::stream;
+    let c = Cluster::start(Nats::any(), 0);
+    let (url, tag) = (c.nats.url.clone(), c.tag.clone());
+    rt().block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.create_stream(stream::Config {
+            name: format!("EV_{tag}"),
+            subjects: vec![format!("{tag}.>")],
+            max_age: Duration::from_secs(600),
+            max_bytes: 1 << 30,
+            storage: stream::StorageType::Memory,
+            max_messages: 1000,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(0)
+    );
+    let (ok, err) = run_to_exit(&yaml);
+    assert!(!ok, "started on a stream that breaks fleet guarantees");
+    let stream = format!("EV_{}", c.tag);
+    for part in [
+        format!("JetStream stream {stream} exists with settings fleet mode cannot use"),
+        "storage Memory, wanted File".to_owned(),
+        format!("nats stream rm {stream}"),
+        "max_msgs 1000, wanted -1".to_owned(),
+        format!("nats stream edit {stream} --max-msgs=-1"),
+        "discard New, wanted Old".to_owned(),
+        format!("nats stream edit {stream} --discard old"),
+        "duplicate_window 1s, wanted at least 120s".to_owned(),
+        format!("nats stream edit {stream} --dupe-window 120s"),
+    ] {
+        assert!(err.contains(&part), "{part:?} not in: {err}");
+    }
+}
+
 /// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency
 /// from the POST on node 0 or 2 to an SSE client on node 1 at a paced 1,000 webhooks/s.
 /// `cargo test --test fleet -- --ignored --nocapture bench_`; `WA_HUB_SIDECAR_BIN` points it at
