@@ -694,6 +694,101 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
     }
 }
 
+#[test]
+fn a_stalled_nats_server_makes_readyz_not_ready_until_it_runs_again() {
+    let c = Cluster::start(Nats::own(), 1);
+    let watcher = c.client(0);
+    let ready = |want: u16| {
+        eventually(Duration::from_secs(30), || {
+            let (code, body) = get_json(c.node(0), "/readyz");
+            (code == want).then_some(body)
+        })
+    };
+    ready(200).expect("ready before the stall");
+    c.nats.own.as_ref().unwrap().pause();
+    let stalled = ready(503);
+    // Let it run again before asserting, so a failure does not leave it stopped.
+    let bodies = deliveries(2, "stall");
+    if stalled.is_some() {
+        // Accepted and shown while the server is stalled.
+        post(&c, 0, &bodies[bodies.len() - 1]);
+    }
+    let rtt_metric = metric(&c, 0, "wa_hub_sidecar_fleet_responsive");
+    c.nats.own.as_ref().unwrap().unpause();
+    let stalled = stalled.expect("/readyz never turned 503 while nats-server was stopped");
+    assert_eq!(stalled["fleet"]["responsive"], false, "{stalled}");
+    assert_eq!(stalled["fleet"]["connected"], false, "{stalled}");
+    assert!(
+        stalled["error"].as_str().unwrap().contains("stalled"),
+        "{stalled}"
+    );
+    assert_eq!(rtt_metric, 0.0);
+    let back = ready(200).expect("/readyz never turned 200 again after SIGCONT");
+    assert_eq!(back["fleet"]["responsive"], true, "{back}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_responsive"), 1.0);
+    // The event accepted during the stall reached the stream once, and the client once.
+    let got = webhooks(&watcher, 1, Duration::from_millis(700));
+    assert_eq!(got.len(), 1, "{got:?}");
+    eventually(T, || {
+        (metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") == 0.0).then_some(())
+    })
+    .expect("buffer published after the stall");
+}
+
+#[test]
+fn after_nats_loses_its_store_the_stream_comes_back_and_webhooks_flow_again() {
+    let mut c = Cluster::start(Nats::own(), 2);
+    let old = c.client(1);
+    let bodies = deliveries(4, "wipe");
+    let (before, after) = bodies.split_at(bodies.len() - 2);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 2, b);
+    }
+    let seen = webhooks(&old, before.len(), Duration::from_millis(200));
+    let last_id = seen.last().unwrap().0;
+    assert!(last_id >= before.len() as u64);
+    c.nats.own.as_mut().unwrap().restart_empty();
+    // Both nodes find the stream gone, create it again and start their ids over.
+    eventually(Duration::from_secs(30), || {
+        (0..2)
+            .all(|i| {
+                metric(&c, i, "wa_hub_sidecar_fleet_stream_resets_total") >= 1.0
+                    && get_json(c.node(i), "/readyz").0 == 200
+            })
+            .then_some(())
+    })
+    .expect("both nodes back on a new stream");
+    // The stream of a client connected before ends (it comes back with its old id).
+    assert!(old.ends_within(T), "the old client's stream did not end");
+    // Coming back with an id of the lost stream: reset, then `initial`.
+    let back = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(back.next_event(T).kind(), "connected");
+    assert_eq!(back.next_event(T).kind(), "reset");
+    // A webhook posted to node 0 now reaches a client on node 1.
+    let fresh = c.client(1);
+    for b in after {
+        post(&c, 0, b);
+    }
+    let got: Vec<Value> = webhooks(&fresh, after.len(), Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, parsed(after));
+    // The new bucket holds the statuses again: a node started now has them from there (the
+    // new stream holds none of the fixtures' events).
+    let expected = c.agreed_statuses();
+    assert!(expected.contains_key("WASP-acme-store_myshopify_com"));
+    c.nodes.push(Some(c.start_node(2)));
+    let from_bucket = eventually(T, || {
+        let s = c.statuses(2);
+        s.contains_key("WASP-acme-store_myshopify_com").then_some(s)
+    });
+    assert!(from_bucket.is_some(), "node2: {:#?}", c.statuses(2));
+}
+
 /// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency
 /// from the POST on node 0 or 2 to an SSE client on node 1 at a paced 1,000 webhooks/s.
 /// `cargo test --test fleet -- --ignored --nocapture bench_`; `WA_HUB_SIDECAR_BIN` points it at

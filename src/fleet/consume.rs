@@ -10,6 +10,9 @@
 //!   node's to `sse` sinks only);
 //! - from this node: the engine saw it at acceptance; the event is routed, unless it was shown
 //!   locally while NATS was unreachable; a `status` is written to the status bucket.
+//!
+//! When the stream is created anew (NATS lost its store; [`super::link`] finds it), the
+//! consumer starts over at its first message and the ids start again (`rebase`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,15 +70,72 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             }
         });
     }
+    let mut epoch = fleet.link.epoch();
+    let mut seen = *epoch.borrow_and_update();
     loop {
-        match consume_from(&fleet, &app, next).await {
+        let now = *epoch.borrow_and_update();
+        if now != seen {
+            seen = now;
+            next = rebase(&fleet, &app).await;
+        }
+        match consume_from(&fleet, &app, next, &mut epoch).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, next, "fleet: consumer stopped; re-creating"),
         }
         fleet.consuming.store(false, Ordering::Relaxed);
         next = fleet.consumed_seq.load(Ordering::Relaxed).max(next - 1) + 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if *epoch.borrow() == seen {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
+}
+
+/// The stream was created anew (NATS lost its store): its sequence numbers started again.
+/// Starts the ids over at the new stream's first message: the consumer's position, the bus,
+/// the SSE hub (a client holding a higher id gets a `reset`; live SSE streams end, so their
+/// clients come back and get one), and writes the statuses this node decided to the new
+/// bucket. Returns the sequence to consume from.
+async fn rebase(fleet: &Fleet, app: &App) -> u64 {
+    let first = loop {
+        match stream_state(fleet).await {
+            Ok(s) => break s.first_sequence.max(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet: stream info failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let had = fleet.consumed_seq.load(Ordering::Acquire);
+    tracing::warn!(
+        consumed = had,
+        from = first,
+        "fleet: the stream was created anew; ids start again (SSE clients holding higher ids get a reset)"
+    );
+    fleet.consumed_seq.store(first - 1, Ordering::Release);
+    fleet.start_seq.store(first, Ordering::Release);
+    app.bus.rebase(first - 1);
+    if let Some(hub) = &app.sse {
+        hub.rebase(first - 1);
+    }
+    fleet.link.announce_rebase();
+    if let Some(store) = fleet.kv() {
+        let me = fleet.node_id();
+        let mine: Vec<_> = app
+            .read_engine(|e| e.statuses())
+            .into_iter()
+            .filter(|s| s.node.as_deref().is_none_or(|n| n == me))
+            .collect();
+        for s in mine {
+            let id = s.instance_id.clone();
+            let msg = codec::encode(
+                &fleet.settings.raw.subject_prefix,
+                fleet.node_id(),
+                &Payload::Status(s),
+            );
+            kv::put_status(store, &id, msg.body).await;
+        }
+    }
+    first
 }
 
 /// The fleet stream's state now (first and last sequence kept).
@@ -111,7 +171,12 @@ async fn ordered_from(fleet: &Fleet, start: u64) -> Result<pull::Ordered, FleetE
     consumer.messages().await.map_err(|e| js_err(&e))
 }
 
-async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetError> {
+async fn consume_from(
+    fleet: &Fleet,
+    app: &App,
+    start: u64,
+    epoch: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<(), FleetError> {
     let mut connections = fleet.connections.clone();
     connections.mark_unchanged();
     let mut messages = ordered_from(fleet, start).await?;
@@ -121,6 +186,8 @@ async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetE
             msg = messages.next() => msg,
             // A new connection: the server may have lost the ephemeral consumer; start over.
             _ = connections.changed() => return Ok(()),
+            // The stream was created anew: start over from its first message.
+            _ = epoch.changed() => return Ok(()),
         };
         let Some(msg) = msg else { break };
         let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;

@@ -6,7 +6,7 @@
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
 //! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
 //! node whose wa-hub runs the instance ([`instances`] what this node's wa-hub runs), [`tasks`]
-//! starts the background tasks.
+//! starts the background tasks, [`link`] probes JetStream (a stalled server, a lost store).
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod consume;
 pub mod instances;
 pub mod kv;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod publish;

@@ -50,6 +50,8 @@ pub struct Fleet {
     pub metrics: super::metrics::FleetMetrics,
     /// The instances this node's wa-hub runs (proxy routing).
     pub local_instances: super::instances::LocalInstances,
+    /// The JetStream link's health: the periodic probe's results ([`super::link`]).
+    pub link: super::link::Link,
 }
 
 impl Fleet {
@@ -103,6 +105,7 @@ impl Fleet {
             connections,
             metrics: Default::default(),
             local_instances: Default::default(),
+            link: Default::default(),
         });
         let f = fleet.clone();
         let outcome = fleet.handle.block_on(async move {
@@ -138,10 +141,16 @@ impl Fleet {
         &self.settings.node_id
     }
 
-    /// Whether the client is connected and the stream and bucket are in place.
+    /// Whether the client is connected, the stream and bucket are in place, and JetStream
+    /// answered the last probe in time (a stalled server is not connected, see
+    /// [`super::link`]).
     pub fn connected(&self) -> bool {
-        self.kv.get().is_some()
-            && self.client.connection_state() == async_nats::connection::State::Connected
+        self.kv.get().is_some() && self.link.responsive() && self.client_state_connected()
+    }
+
+    /// Whether the NATS client holds a connection now (says nothing of a stalled server).
+    pub fn client_state_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// The status bucket, once in place.
@@ -193,6 +202,9 @@ impl Fleet {
             duplicates: o.duplicates.load(Ordering::Relaxed),
             failures: o.failures.load(Ordering::Relaxed),
             lost: o.lost.load(Ordering::Relaxed),
+            responsive: self.link.responsive(),
+            probe_rtt_ms: self.link.rtt_ms(),
+            stream_resets: self.link.stream_resets(),
         }
     }
 

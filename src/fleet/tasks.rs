@@ -1,12 +1,13 @@
 //! Starting fleet mode's background tasks on the fleet runtime: the publisher (the outbox to
-//! the stream), the routing recorder and the consumer (the stream into the local bus).
+//! the stream), the routing recorder, the consumer (the stream into the local bus) and the link
+//! probe.
 
 use std::sync::Arc;
 
 use super::node::Fleet;
 use crate::app::App;
 
-/// Starts the publisher, the routing recorder and the consumer for `app`.
+/// Starts the publisher, the routing recorder, the consumer and the link probe for `app`.
 pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     let f = fleet.clone();
     fleet
@@ -20,4 +21,8 @@ pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     fleet
         .handle()
         .spawn(async move { super::consume::run(f, app).await });
+    let f = fleet.clone();
+    fleet
+        .handle()
+        .spawn(async move { super::link::run(f).await });
 }
