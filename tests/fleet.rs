@@ -695,6 +695,73 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
 }
 
 #[test]
+fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
+    let c = Cluster::start(Nats::any(), 1);
+    // node0 runs; another process configured as node0 finds its presence refreshed.
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(0)
+    );
+    let (ok, err) = run_to_exit(&yaml);
+    assert!(!ok, "a second node0 started");
+    assert!(
+        err.contains("fleet.node_id node0 is in use by another live sidecar"),
+        "{err}"
+    );
+    assert!(
+        err.contains("give every node its own fleet.node_id"),
+        "{err}"
+    );
+    // The first one is not disturbed.
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["fleet"]["nodeIdConflict"], false, "{ready}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 0.0);
+}
+
+#[test]
+fn two_processes_with_one_node_id_started_while_nats_was_down_find_each_other_later() {
+    let mut nats = Nats::own();
+    nats.own.as_mut().unwrap().stop();
+    let mut c = Cluster::start(nats, 0);
+    // Both run alone as node0 until NATS answers; neither could check at start.
+    c.nodes.push(Some(c.start_node(0)));
+    c.nodes.push(Some(c.start_node(0)));
+    c.nats.own.as_mut().unwrap().resume();
+    let conflict = |i: usize| {
+        let (code, ready) = get_json(c.node(i), "/readyz");
+        code == 503 && ready["fleet"]["nodeIdConflict"] == true
+    };
+    let both = eventually(Duration::from_secs(30), || {
+        (conflict(0) && conflict(1)).then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "{:?} / {:?}",
+        get_json(c.node(0), "/readyz"),
+        get_json(c.node(1), "/readyz")
+    );
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 1.0);
+    let (_, ready) = get_json(c.node(1), "/readyz");
+    assert!(
+        ready["error"]
+            .as_str()
+            .unwrap()
+            .contains("uses fleet.node_id node0"),
+        "{ready}"
+    );
+    // Once one of them is gone the other is ready again.
+    c.kill(1);
+    let alone = eventually(Duration::from_secs(60), || {
+        (get_json(c.node(0), "/readyz").0 == 200).then_some(())
+    });
+    assert!(alone.is_some(), "{:?}", get_json(c.node(0), "/readyz"));
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 0.0);
+}
+
+#[test]
 fn a_stalled_nats_server_makes_readyz_not_ready_until_it_runs_again() {
     let c = Cluster::start(Nats::own(), 1);
     let watcher = c.client(0);

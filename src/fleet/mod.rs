@@ -6,7 +6,8 @@
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
 //! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
 //! node whose wa-hub runs the instance ([`instances`] what this node's wa-hub runs), [`tasks`]
-//! starts the background tasks, [`link`] probes JetStream (a stalled server, a lost store).
+//! starts the background tasks, [`link`] probes JetStream (a stalled server, a lost store),
+//! [`presence`] keeps one live process per `node_id`.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod kv;
 pub mod link;
 pub mod metrics;
 pub mod node;
+pub mod presence;
 pub mod publish;
 pub mod resume;
 pub mod routing;

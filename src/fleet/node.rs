@@ -52,6 +52,8 @@ pub struct Fleet {
     pub local_instances: super::instances::LocalInstances,
     /// The JetStream link's health: the periodic probe's results ([`super::link`]).
     pub link: super::link::Link,
+    /// This node's presence key: detects a `node_id` used twice ([`super::presence`]).
+    pub presence: super::presence::Presence,
 }
 
 impl Fleet {
@@ -61,7 +63,9 @@ impl Fleet {
     ///
     /// # Errors
     /// [`FleetError::StreamMismatch`] or [`FleetError::BucketMismatch`] when the stream or
-    /// bucket exists with other settings, or any
+    /// bucket exists with other settings; [`FleetError::NodeIdInUse`] when another live
+    /// process holds this `node_id` (up to [`super::presence::STALE_AFTER`] is spent finding
+    /// out whether it is alive); or any
     /// JetStream refusal while NATS is reachable; [`FleetError::Runtime`] when the runtime
     /// cannot be built.
     ///
@@ -106,6 +110,7 @@ impl Fleet {
             metrics: Default::default(),
             local_instances: Default::default(),
             link: Default::default(),
+            presence: super::presence::Presence::new(),
         });
         let f = fleet.clone();
         let outcome = fleet.handle.block_on(async move {
@@ -120,6 +125,17 @@ impl Fleet {
         });
         match outcome {
             Ok(Ok(store)) => {
+                // A second live process with this node id stops here. Other failures leave
+                // the check to the presence refresh (`presence::run`).
+                let (f, s) = (fleet.clone(), store.clone());
+                match fleet
+                    .handle
+                    .block_on(async move { f.presence.claim(&s, &f.settings).await })
+                {
+                    Err(e @ FleetError::NodeIdInUse { .. }) => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "fleet: presence not claimed at start"),
+                    Ok(()) => {}
+                }
                 let _ = fleet.kv.set(store);
                 tracing::info!(
                     node = %fleet.settings.node_id,
@@ -205,6 +221,7 @@ impl Fleet {
             responsive: self.link.responsive(),
             probe_rtt_ms: self.link.rtt_ms(),
             stream_resets: self.link.stream_resets(),
+            node_id_conflict: self.presence.conflict().is_some(),
         }
     }
 

@@ -35,6 +35,16 @@ pub enum FleetError {
         /// What differs.
         what: String,
     },
+    /// Another live process uses this `fleet.node_id` (see [`super::presence`]).
+    #[error("fleet.node_id {node} is in use by another live sidecar ({holder}; its presence key in KV bucket {bucket} is being refreshed); give every node its own fleet.node_id (default: the host name). If that process is gone, start again after 5 s")]
+    NodeIdInUse {
+        /// The node id.
+        node: String,
+        /// Who holds it (pid and host).
+        holder: String,
+        /// The bucket holding the presence key.
+        bucket: String,
+    },
     /// A JetStream call failed (stream, bucket or consumer).
     #[error("JetStream: {0}")]
     JetStream(String),
