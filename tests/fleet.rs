@@ -374,6 +374,33 @@ fn a_killed_node_restarts_with_every_status_and_resumes_without_loss_or_duplicat
     let payloads: Vec<Value> = rest.iter().map(|(_, p)| p.clone()).collect();
     assert_eq!(payloads, parsed(during));
     assert!(rest.iter().all(|(id, _)| *id > last_id));
+
+    // A fresh client of the restarted node gets the recent past in `initial` (read back from
+    // the stream), as a client of a node that saw it all live does.
+    let initial = |i: usize| {
+        let fresh = SseClient::connect(&c.node(i).url("/api/stream?scope=global"), &[]);
+        assert_eq!(fresh.next_event(T).kind(), "connected");
+        let e = fresh.next_event(T);
+        assert_eq!(e.kind(), "initial");
+        e.json()["data"].clone()
+    };
+    let (seen_live, read_back) = (initial(0), initial(1));
+    let records = |v: &Value| v["webhookEvents"].as_array().unwrap().clone();
+    assert_eq!(records(&read_back).len(), bodies.len(), "{read_back}");
+    assert_eq!(records(&read_back), records(&seen_live));
+    let meta_keys = |v: &Value| {
+        v["instanceMeta"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(meta_keys(&read_back), meta_keys(&seen_live));
+    let acme = &read_back["instanceMeta"]["WASP-acme-store_myshopify_com"];
+    assert!(!acme["lastEventAt"].is_null(), "{acme}");
+    // The statuses from the bucket still stand.
+    assert_eq!(c.statuses(1), expected);
 }
 
 #[test]

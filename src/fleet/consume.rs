@@ -47,9 +47,9 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             }
         }
     }
-    let mut next = loop {
-        match stream_state(&fleet).await.map(|s| s.last_sequence) {
-            Ok(last) => break last + 1,
+    let (first, mut next) = loop {
+        match stream_state(&fleet).await {
+            Ok(s) => break (s.first_sequence, s.last_sequence + 1),
             Err(e) => {
                 tracing::warn!(error = %e, "fleet: stream info failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -65,10 +65,11 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             "fleet: statuses read from the bucket"
         );
         app.update_engine(|engine| {
-            for s in statuses {
-                engine.adopt(s);
+            for s in &statuses {
+                engine.adopt(s.clone());
             }
         });
+        warm_up(&fleet, &app, first, next - 1, &statuses).await;
     }
     let mut epoch = fleet.link.epoch();
     let mut seen = *epoch.borrow_and_update();
@@ -88,6 +89,99 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// Most messages [`warm_up`] reads back from the stream's tail.
+pub const WARM_UP_MAX: u64 = 5000;
+
+/// At start: reads the stream's last messages, up to `last` (at most `webhook.history` and
+/// [`WARM_UP_MAX`] of them, none before `first`), into the webhook and API-log histories and
+/// through the status engine (webhooks applied with their outcomes dropped, statuses adopted,
+/// then the bucket's `statuses` adopted again), and routes none of them. So `initial`, `/api/events` and `instanceMeta` (lifecycle, last
+/// event, QR) hold the recent past at once instead of only what arrives after the start. Ids
+/// up to `last` then count as before this process's live events (the bus and the SSE hub start
+/// after `last`). A failure (or over 10 s) is logged and leaves the histories empty.
+async fn warm_up(
+    fleet: &Fleet,
+    app: &App,
+    first: u64,
+    last: u64,
+    statuses: &[wa_hub_sinks::InstanceStatus],
+) {
+    let n = (app.config.raw.webhook.history.get() as u64).min(WARM_UP_MAX);
+    let from = last.saturating_sub(n.saturating_sub(1)).max(first).max(1);
+    if last == 0 || from > last {
+        return;
+    }
+    let read = async {
+        let mut messages = ordered_from(fleet, from).await?;
+        let mut out = Vec::new();
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq > last {
+                break;
+            }
+            if let Ok(incoming) = codec::decode(msg.headers.as_ref(), &msg.payload) {
+                let at = stored_at(info.published.unix_timestamp_nanos());
+                out.push((seq, at, incoming.payload));
+            }
+            if seq >= last {
+                break;
+            }
+        }
+        Ok::<_, FleetError>(out)
+    };
+    let events = match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "fleet: the stream's tail not read; histories start empty");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("fleet: the stream's tail not read within 10 s; histories start empty");
+            return;
+        }
+    };
+    app.update_engine(|engine| {
+        for (_, at, payload) in &events {
+            match payload {
+                Payload::Webhook(w) => {
+                    if let Some(id) = &w.instance_id {
+                        let data = w.payload.get("data").unwrap_or(&Value::Null);
+                        let _ = engine.apply_webhook(id, &w.event, data, *at);
+                    }
+                }
+                Payload::Status(s) => engine.adopt(s.clone()),
+                _ => {}
+            }
+        }
+        // The bucket's statuses stand, whatever the tail's webhooks decided (in the same
+        // lock, so no reader sees the difference).
+        for s in statuses {
+            engine.adopt(s.clone());
+        }
+    });
+    let n = events.len();
+    for (seq, at, payload) in events {
+        let history = match payload {
+            Payload::Webhook(_) => &app.webhooks,
+            Payload::ApiLog(_) => &app.api_logs,
+            _ => continue,
+        };
+        history.push(Arc::new(Event::replayed(seq, at, payload)));
+    }
+    app.bus.rebase(app.bus.last_id().max(last));
+    if let Some(hub) = &app.sse {
+        hub.begin_after(last);
+    }
+    tracing::info!(
+        events = n,
+        from,
+        last,
+        "fleet: recent events read back from the stream"
+    );
 }
 
 /// The stream was created anew (NATS lost its store): its sequence numbers started again.
