@@ -723,7 +723,7 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
 
 #[test]
 fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
-    let c = Cluster::start(Nats::any(), 1);
+    let mut c = Cluster::start(Nats::any(), 1);
     // node0 runs; another process configured as node0 finds its presence refreshed.
     let yaml = format!(
         "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
@@ -746,6 +746,25 @@ fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
     assert_eq!(code, 200, "{ready}");
     assert_eq!(ready["fleet"]["nodeIdConflict"], false, "{ready}");
     assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 0.0);
+
+    // Stopped with SIGTERM, node0 deletes its presence: the id is free at once.
+    let presence = || {
+        let (url, bucket) = (c.nats.url.clone(), format!("ST_{}", c.tag));
+        rt().block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            let store = js.get_key_value(bucket).await.unwrap();
+            store
+                .entry("presence.node0")
+                .await
+                .unwrap()
+                .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+        })
+    };
+    assert!(presence().is_some(), "node0 keeps a presence while it runs");
+    c.node(0).terminate();
+    let mut node = c.nodes[0].take().unwrap();
+    assert!(node.wait_exit(T).is_some(), "node0 did not stop on SIGTERM");
+    assert!(presence().is_none(), "presence left after SIGTERM");
 }
 
 #[test]
@@ -841,6 +860,9 @@ fn after_nats_loses_its_store_the_stream_comes_back_and_webhooks_flow_again() {
     let seen = webhooks(&old, before.len(), Duration::from_millis(200));
     let last_id = seen.last().unwrap().0;
     assert!(last_id >= before.len() as u64);
+    // Every node consumed everything (statuses included) before the store goes: what a node
+    // had not consumed yet would be lost with it.
+    c.agreed_statuses();
     c.nats.own.as_mut().unwrap().restart_empty();
     // Both nodes find the stream gone, create it again and start their ids over.
     eventually(Duration::from_secs(30), || {

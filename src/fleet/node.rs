@@ -169,6 +169,20 @@ impl Fleet {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// At shutdown: deletes this process's presence key (at most 1 s), so the next process with
+    /// this node id starts at once, on any machine. Failures are logged at debug level (the
+    /// key then goes stale in 5 s).
+    pub async fn release_presence(&self) {
+        let Some(store) = self.kv().cloned() else {
+            return;
+        };
+        let (p, node) = (&self.presence, self.node_id().to_owned());
+        let release = async move { p.release(&store, &node).await };
+        // The NATS client lives on the fleet runtime; a plain await from another is fine, the
+        // timer included.
+        let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
+    }
+
     /// The status bucket, once in place.
     pub fn kv(&self) -> Option<&kv::Store> {
         self.kv.get()

@@ -20,6 +20,8 @@
 //!   `wa_hub_sidecar_fleet_node_id_conflict`), logs an error and writes its own token back, so
 //!   the other process finds the conflict too. The conflict clears once no other token was
 //!   seen for twice [`STALE_AFTER`].
+//! - On SIGTERM ([`Presence::release`]): the key is deleted (when it still holds this
+//!   process's last write), so the next process with this node id starts at once anywhere.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +78,8 @@ pub struct Presence {
     revision: Mutex<u64>,
     /// Another process holding this node id, and when it was last seen.
     conflict: Mutex<Option<(Holder, Instant)>>,
+    /// Set at shutdown: no more refreshes.
+    released: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -101,6 +105,7 @@ impl Presence {
             },
             revision: Mutex::new(0),
             conflict: Mutex::new(None),
+            released: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -192,8 +197,28 @@ impl Presence {
         }
     }
 
+    /// Stops the refreshes and deletes the key when it still holds this process's last write.
+    pub async fn release(&self, store: &Store, node: &str) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::Release);
+        let rev = *self.revision.lock();
+        if rev == 0 {
+            return;
+        }
+        match store
+            .delete_expect_revision(presence_key(node), Some(rev))
+            .await
+        {
+            Ok(()) => tracing::debug!(node, "fleet: presence released"),
+            Err(e) => tracing::debug!(node, error = %e, "fleet: presence not released"),
+        }
+    }
+
     /// One refresh: see the module doc.
     async fn refresh(&self, store: &Store, node: &str) {
+        if self.released.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let key = presence_key(node);
         let expected = *self.revision.lock();
         let err = match store.update(key.as_str(), self.value(), expected).await {
