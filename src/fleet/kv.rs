@@ -2,7 +2,7 @@
 //! status at once. Key `status.<instance token>` (the subject token rule), value the status
 //! JSON with `node`, written by the node that decided it, in the order it consumed them.
 
-use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::kv::{Operation, Store};
 use bytes::Bytes;
 use futures::StreamExt;
 use wa_hub_sinks::InstanceStatus;
@@ -26,62 +26,67 @@ pub async fn put_status(store: &Store, instance: &str, body: Bytes) {
     }
 }
 
-/// Longest wait for the bucket's key list; past it the listing starts again (up to
-/// [`LIST_ATTEMPTS`] times). The client's key listing (an ordered consumer that ends when it
-/// has caught up) was seen to wait forever now and then while other keys of the bucket
-/// (presences, routes) were being rewritten.
+/// Longest wait for the bucket's statuses; past it the read starts again (up to
+/// [`LIST_ATTEMPTS`] times).
 pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Key listings tried before giving up (see [`LIST_TIMEOUT`]).
+/// Reads tried before giving up (see [`LIST_TIMEOUT`]).
 pub const LIST_ATTEMPTS: u32 = 3;
 
-/// The keys of the bucket starting with [`STATUS_PREFIX`].
-async fn status_keys(store: &Store) -> Result<Vec<String>, String> {
-    let mut keys = store.keys().await.map_err(|e| e.to_string())?;
-    let mut wanted = Vec::new();
-    while let Some(key) = keys.next().await {
-        match key {
-            Ok(k) if k.starts_with(STATUS_PREFIX) => wanted.push(k),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+/// The bucket's current `status.*` entries (bodies), read with a watch of `status.>` from the
+/// last value of each key that ends once it has caught up. Only status keys are read: the
+/// client's whole-bucket key listing (`keys()`) was seen never to end now and then while
+/// other keys (presences, rewritten every second) changed.
+async fn status_bodies(store: &Store) -> Result<Vec<(String, Bytes)>, String> {
+    let mut watch = store
+        .watch_with_history(format!("{STATUS_PREFIX}>"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut latest = std::collections::BTreeMap::new();
+    while let Some(entry) = watch.next().await {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let caught_up = entry.delta == 0;
+        match entry.operation {
+            Operation::Put => {
+                latest.insert(entry.key, entry.value);
+            }
+            Operation::Delete | Operation::Purge => {
+                latest.remove(&entry.key);
+            }
+        }
+        if caught_up {
+            break;
         }
     }
-    Ok(wanted)
+    Ok(latest.into_iter().collect())
 }
 
-/// Every status in the bucket; unreadable entries are logged and skipped. A listing that
-/// fails or does not end within [`LIST_TIMEOUT`] is tried again, [`LIST_ATTEMPTS`] times in
-/// all, then logged and given up (no statuses).
+/// Every status in the bucket; unreadable entries are logged and skipped. A read that fails or
+/// does not end within [`LIST_TIMEOUT`] is tried again, [`LIST_ATTEMPTS`] times in all, then
+/// logged and given up (no statuses).
 pub async fn load_statuses(store: &Store) -> Vec<InstanceStatus> {
     let mut out = Vec::new();
-    let mut wanted = None;
     for attempt in 1..=LIST_ATTEMPTS {
-        match tokio::time::timeout(LIST_TIMEOUT, status_keys(store)).await {
-            Ok(Ok(keys)) => {
-                wanted = Some(keys);
-                break;
+        match tokio::time::timeout(LIST_TIMEOUT, status_bodies(store)).await {
+            Ok(Ok(bodies)) => {
+                for (key, body) in bodies {
+                    match decode_status(&body) {
+                        Ok(s) => out.push(s),
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "fleet: bad status in the bucket")
+                        }
+                    }
+                }
+                return out;
             }
             Ok(Err(e)) => {
-                tracing::warn!(attempt, error = %e, "fleet: cannot list the status bucket")
+                tracing::warn!(attempt, error = %e, "fleet: cannot read the status bucket")
             }
             Err(_) => tracing::warn!(
                 attempt,
-                "fleet: listing the status bucket did not end within 5 s"
+                "fleet: reading the status bucket did not end within 5 s"
             ),
         }
     }
-    let Some(wanted) = wanted else {
-        tracing::error!("fleet: statuses not read from the bucket");
-        return out;
-    };
-    for key in wanted {
-        match store.get(key.as_str()).await {
-            Ok(Some(body)) => match decode_status(&body) {
-                Ok(s) => out.push(s),
-                Err(e) => tracing::warn!(%key, error = %e, "fleet: bad status in the bucket"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(%key, error = %e, "fleet: status not read"),
-        }
-    }
+    tracing::error!("fleet: statuses not read from the bucket");
     out
 }
