@@ -96,8 +96,9 @@ pub const WARM_UP_MAX: u64 = 5000;
 
 /// At start: reads the stream's last messages, up to `last` (at most `webhook.history` and
 /// [`WARM_UP_MAX`] of them, none before `first`), into the webhook and API-log histories and
-/// through the status engine (webhooks applied with their outcomes dropped, statuses adopted,
-/// then the bucket's `statuses` adopted again), and routes none of them. So `initial`, `/api/events` and `instanceMeta` (lifecycle, last
+/// through the status engine (webhooks applied with their outcomes dropped; then the bucket's
+/// `statuses` adopted again, and the tail's last status event of each instance over them), and
+/// routes none of them. So `initial`, `/api/events` and `instanceMeta` (lifecycle, last
 /// event, QR) hold the recent past at once instead of only what arrives after the start. Ids
 /// up to `last` then count as before this process's live events (the bus and the SSE hub start
 /// after `last`). A failure (or over 10 s) is logged and leaves the histories empty.
@@ -145,6 +146,8 @@ async fn warm_up(
         }
     };
     app.update_engine(|engine| {
+        // The last status of each instance in the tail.
+        let mut latest = std::collections::HashMap::new();
         for (_, at, payload) in &events {
             match payload {
                 Payload::Webhook(w) => {
@@ -153,13 +156,19 @@ async fn warm_up(
                         let _ = engine.apply_webhook(id, &w.event, data, *at);
                     }
                 }
-                Payload::Status(s) => engine.adopt(s.clone()),
+                Payload::Status(s) => {
+                    latest.insert(s.instance_id.clone(), s);
+                }
                 _ => {}
             }
         }
-        // The bucket's statuses stand, whatever the tail's webhooks decided (in the same
-        // lock, so no reader sees the difference).
+        // Decided statuses are not what the tail's webhooks made of them: the bucket's, then
+        // the tail's own status events over them (the bucket may lag behind the stream). In
+        // the same lock, so no reader sees anything else.
         for s in statuses {
+            engine.adopt(s.clone());
+        }
+        for s in latest.into_values() {
             engine.adopt(s.clone());
         }
     });
