@@ -710,7 +710,11 @@ impl RawConfig {
             return Err(invalid("sinks", e.to_string()));
         }
         let fleet = match self.fleet.clone() {
-            Some(f) => Some(f.validate().map_err(|(key, reason)| invalid(key, reason))?),
+            Some(f) => Some(
+                f.validate()
+                    .map_err(|(key, reason)| invalid(key, reason))?
+                    .with_webhook_dedup(self.webhook.dedup_window_secs),
+            ),
             None => None,
         };
         let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {

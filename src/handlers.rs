@@ -19,23 +19,40 @@ pub fn healthz() -> Answer {
 
 /// `GET /readyz`: 200 `{"ready":true}` when `<base_url>/health` answers 200 within
 /// `upstream.health_timeout_ms`, else 503 `{"ready":false,"error":...}`. In fleet mode also
-/// `"fleet": {"node", "connected", "buffered"}`, and 503 while NATS is unreachable (the node
-/// still serves alone).
+/// `"fleet": {"node", "connected", "responsive", "nodeIdConflict", "buffered"}`, and 503 while
+/// NATS is unreachable or stalled (`responsive`: JetStream answered the last probe within 2 s;
+/// the node still serves alone), or while another live process uses this `fleet.node_id`
+/// (`nodeIdConflict`).
 pub async fn readyz(app: &App) -> Answer {
     let upstream = probe_upstream(app).await;
     let fleet = app.fleet.as_ref().map(|f| {
+        let conflict = f.presence.conflict();
+        let problem = if let Some(holder) = &conflict {
+            Some(format!(
+                "fleet: another live process ({holder}) uses fleet.node_id {}",
+                f.node_id()
+            ))
+        } else if !f.link.responsive() {
+            Some("fleet: NATS does not answer (stalled?); serving alone".to_owned())
+        } else if !f.connected() {
+            Some("fleet: NATS unreachable; serving alone".to_owned())
+        } else {
+            None
+        };
         (
-            f.connected(),
+            problem,
             json!({
                 "node": f.node_id(),
                 "connected": f.connected(),
+                "responsive": f.link.responsive(),
+                "nodeIdConflict": conflict.is_some(),
                 "buffered": f.outbox.len(),
             }),
         )
     });
     let error = match (upstream, &fleet) {
         (Err(error), _) => Some(error),
-        (Ok(()), Some((false, _))) => Some("fleet: NATS unreachable; serving alone".to_owned()),
+        (Ok(()), Some((Some(problem), _))) => Some(problem.clone()),
         (Ok(()), _) => None,
     };
     let mut body = match &error {

@@ -71,6 +71,10 @@ impl ShutdownSignalWatch for DrainOnSignal {
         // SINKS_MIN_STOP.
         let deadline = deadline.max(Instant::now() + SINKS_MIN_STOP);
         self.app.flush_fleet(deadline).await;
+        if let Some(fleet) = &self.app.fleet {
+            // The node id is free at once for its next process, on any machine.
+            fleet.release_presence().await;
+        }
         self.app.stop_sinks();
         match wait_for(&self.app.sink_tasks, deadline, &mut int).await {
             Waited::Done => tracing::info!("sinks stopped"),

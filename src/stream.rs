@@ -270,6 +270,9 @@ async fn pump(
     skip_through: u64,
 ) -> Ended {
     let mut shutdown = app.shutdown_watch();
+    // Fleet mode: the ids started again (the stream was created anew); the client comes back
+    // with its old id and gets a reset.
+    let mut rebased = app.fleet.as_ref().map(|f| f.link.rebased());
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     // A frame taken from `rx` that did not fit in the last write.
@@ -280,6 +283,7 @@ async fn pump(
             None => tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ended::Shutdown,
+                _ = changed(&mut rebased) => return Ended::HubClosed,
                 _ = session.read_body_or_idle(true) => return Ended::ClientGone,
                 msg = rx.recv() => match msg {
                     // Fleet resume: frames the replay from the stream already carried.
@@ -311,6 +315,16 @@ async fn pump(
         hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
         hb.reset();
     }
+}
+
+/// Resolves when `rx` (if any) sees a new value; never without one.
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = rx {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Ends the stream: the connection is not reused. On shutdown (or when the hub closes) the

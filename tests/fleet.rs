@@ -455,6 +455,33 @@ fn a_killed_node_restarts_with_every_status_and_resumes_without_loss_or_duplicat
     let payloads: Vec<Value> = rest.iter().map(|(_, p)| p.clone()).collect();
     assert_eq!(payloads, parsed(during));
     assert!(rest.iter().all(|(id, _)| *id > last_id));
+
+    // A fresh client of the restarted node gets the recent past in `initial` (read back from
+    // the stream), as a client of a node that saw it all live does.
+    let initial = |i: usize| {
+        let fresh = SseClient::connect(&c.node(i).url("/api/stream?scope=global"), &[]);
+        assert_eq!(fresh.next_event(T).kind(), "connected");
+        let e = fresh.next_event(T);
+        assert_eq!(e.kind(), "initial");
+        e.json()["data"].clone()
+    };
+    let (seen_live, read_back) = (initial(0), initial(1));
+    let records = |v: &Value| v["webhookEvents"].as_array().unwrap().clone();
+    assert_eq!(records(&read_back).len(), bodies.len(), "{read_back}");
+    assert_eq!(records(&read_back), records(&seen_live));
+    let meta_keys = |v: &Value| {
+        v["instanceMeta"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(meta_keys(&read_back), meta_keys(&seen_live));
+    let acme = &read_back["instanceMeta"]["WASP-acme-store_myshopify_com"];
+    assert!(!acme["lastEventAt"].is_null(), "{acme}");
+    // The statuses from the bucket still stand.
+    assert_eq!(c.statuses(1), expected);
 }
 
 #[test]
@@ -772,6 +799,287 @@ fn a_stream_or_bucket_with_other_settings_is_a_clear_start_up_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("statuses must not expire"), "{err}");
+}
+
+/// Runs the sidecar binary on `yaml` (a whole config) until it exits; (success, stderr).
+fn run_to_exit(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sidecar");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A runtime for talking to NATS from a test.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_window_stops_start_up(
+) {
+    use async_nats::jetstream::stream;
+    let c = Cluster::start(Nats::any(), 0);
+    let (url, tag) = (c.nats.url.clone(), c.tag.clone());
+    rt().block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.create_stream(stream::Config {
+            name: format!("EV_{tag}"),
+            subjects: vec![format!("{tag}.>")],
+            max_age: Duration::from_secs(600),
+            max_bytes: 1 << 30,
+            storage: stream::StorageType::Memory,
+            max_messages: 1000,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(0)
+    );
+    let (ok, err) = run_to_exit(&yaml);
+    assert!(!ok, "started on a stream that breaks fleet guarantees");
+    let stream = format!("EV_{}", c.tag);
+    for part in [
+        format!("JetStream stream {stream} exists with settings fleet mode cannot use"),
+        "storage Memory, wanted File".to_owned(),
+        format!("nats stream rm {stream}"),
+        "max_msgs 1000, wanted -1".to_owned(),
+        format!("nats stream edit {stream} --max-msgs=-1"),
+        "discard New, wanted Old".to_owned(),
+        format!("nats stream edit {stream} --discard old"),
+        "duplicate_window 1s, wanted at least 120s".to_owned(),
+        format!("nats stream edit {stream} --dupe-window 120s"),
+    ] {
+        assert!(err.contains(&part), "{part:?} not in: {err}");
+    }
+}
+
+#[test]
+fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
+    let mut c = Cluster::start(Nats::any(), 1);
+    // node0 runs; another process configured as node0 finds its presence refreshed.
+    let yaml = format!(
+        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
+        free_port(),
+        c.upstream.base_url(),
+        c.yaml(0)
+    );
+    let (ok, err) = run_to_exit(&yaml);
+    assert!(!ok, "a second node0 started");
+    assert!(
+        err.contains("fleet.node_id node0 is in use by another live sidecar"),
+        "{err}"
+    );
+    assert!(
+        err.contains("give every node its own fleet.node_id"),
+        "{err}"
+    );
+    // The first one is not disturbed.
+    let (code, ready) = get_json(c.node(0), "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["fleet"]["nodeIdConflict"], false, "{ready}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 0.0);
+
+    // Stopped with SIGTERM, node0 deletes its presence: the id is free at once.
+    let presence = || {
+        let (url, bucket) = (c.nats.url.clone(), format!("ST_{}", c.tag));
+        rt().block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            let store = js.get_key_value(bucket).await.unwrap();
+            store
+                .entry("presence.node0")
+                .await
+                .unwrap()
+                .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+        })
+    };
+    assert!(presence().is_some(), "node0 keeps a presence while it runs");
+    c.node(0).terminate();
+    let mut node = c.nodes[0].take().unwrap();
+    assert!(node.wait_exit(T).is_some(), "node0 did not stop on SIGTERM");
+    assert!(presence().is_none(), "presence left after SIGTERM");
+}
+
+#[test]
+fn two_processes_with_one_node_id_started_while_nats_was_down_find_each_other_later() {
+    let mut nats = Nats::own();
+    nats.own.as_mut().unwrap().stop();
+    let mut c = Cluster::start(nats, 0);
+    // Both run alone as node0 until NATS answers; neither could check at start.
+    c.nodes.push(Some(c.start_node(0)));
+    c.nodes.push(Some(c.start_node(0)));
+    c.nats.own.as_mut().unwrap().resume();
+    let conflict = |i: usize| {
+        let (code, ready) = get_json(c.node(i), "/readyz");
+        code == 503 && ready["fleet"]["nodeIdConflict"] == true
+    };
+    let both = eventually(Duration::from_secs(30), || {
+        (conflict(0) && conflict(1)).then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "{:?} / {:?}",
+        get_json(c.node(0), "/readyz"),
+        get_json(c.node(1), "/readyz")
+    );
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 1.0);
+    let (_, ready) = get_json(c.node(1), "/readyz");
+    assert!(
+        ready["error"]
+            .as_str()
+            .unwrap()
+            .contains("uses fleet.node_id node0"),
+        "{ready}"
+    );
+    // Once one of them is gone the other is ready again.
+    c.kill(1);
+    let alone = eventually(Duration::from_secs(60), || {
+        (get_json(c.node(0), "/readyz").0 == 200).then_some(())
+    });
+    assert!(alone.is_some(), "{:?}", get_json(c.node(0), "/readyz"));
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_node_id_conflict"), 0.0);
+}
+
+#[test]
+fn a_webhook_the_stalled_stream_does_not_confirm_gets_503_and_its_retry_is_stored_once() {
+    let c = Cluster::start(Nats::own(), 2);
+    let watcher = c.client(1);
+    let body = r#"{"event":"message","instanceId":"fleet-stall","data":{"body":"once"}}"#;
+    c.nats.own.as_ref().unwrap().pause();
+    // Sent at once, before the probe notices the stall: the node waits for the stream.
+    let r = post_signed(c.node(0), body);
+    let status = r.status().as_u16();
+    let retry_after = r.headers().get("retry-after").cloned();
+    let answer: Value = r.json().unwrap_or(Value::Null);
+    c.nats.own.as_ref().unwrap().unpause();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "Not stored", "{answer}");
+    assert_eq!(retry_after.unwrap(), "5");
+    // wa-hub retries, here through the other node: the stream stores the delivery once.
+    eventually(T, || {
+        (get_json(c.node(1), "/readyz").0 == 200).then_some(())
+    })
+    .expect("node1 ready again");
+    post(&c, 1, body);
+    let got = webhooks(&watcher, 1, Duration::from_millis(700));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["data"]["body"], "once");
+}
+
+#[test]
+fn a_stalled_nats_server_makes_readyz_not_ready_until_it_runs_again() {
+    let c = Cluster::start(Nats::own(), 1);
+    let watcher = c.client(0);
+    let ready = |want: u16| {
+        eventually(Duration::from_secs(30), || {
+            let (code, body) = get_json(c.node(0), "/readyz");
+            (code == want).then_some(body)
+        })
+    };
+    ready(200).expect("ready before the stall");
+    c.nats.own.as_ref().unwrap().pause();
+    let stalled = ready(503);
+    // Let it run again before asserting, so a failure does not leave it stopped.
+    let bodies = deliveries(2, "stall");
+    if stalled.is_some() {
+        // Accepted and shown while the server is stalled.
+        post(&c, 0, &bodies[bodies.len() - 1]);
+    }
+    let rtt_metric = metric(&c, 0, "wa_hub_sidecar_fleet_responsive");
+    c.nats.own.as_ref().unwrap().unpause();
+    let stalled = stalled.expect("/readyz never turned 503 while nats-server was stopped");
+    assert_eq!(stalled["fleet"]["responsive"], false, "{stalled}");
+    assert_eq!(stalled["fleet"]["connected"], false, "{stalled}");
+    assert!(
+        stalled["error"].as_str().unwrap().contains("stalled"),
+        "{stalled}"
+    );
+    assert_eq!(rtt_metric, 0.0);
+    let back = ready(200).expect("/readyz never turned 200 again after SIGCONT");
+    assert_eq!(back["fleet"]["responsive"], true, "{back}");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_responsive"), 1.0);
+    // The event accepted during the stall reached the stream once, and the client once.
+    let got = webhooks(&watcher, 1, Duration::from_millis(700));
+    assert_eq!(got.len(), 1, "{got:?}");
+    eventually(T, || {
+        (metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events") == 0.0).then_some(())
+    })
+    .expect("buffer published after the stall");
+}
+
+#[test]
+fn after_nats_loses_its_store_the_stream_comes_back_and_webhooks_flow_again() {
+    let mut c = Cluster::start(Nats::own(), 2);
+    let old = c.client(1);
+    let bodies = deliveries(4, "wipe");
+    let (before, after) = bodies.split_at(bodies.len() - 2);
+    for (k, b) in before.iter().enumerate() {
+        post(&c, k % 2, b);
+    }
+    let seen = webhooks(&old, before.len(), Duration::from_millis(200));
+    let last_id = seen.last().unwrap().0;
+    assert!(last_id >= before.len() as u64);
+    // Every node consumed everything (statuses included) before the store goes: what a node
+    // had not consumed yet would be lost with it.
+    c.agreed_statuses();
+    c.nats.own.as_mut().unwrap().restart_empty();
+    // Both nodes find the stream gone, create it again and start their ids over.
+    eventually(Duration::from_secs(30), || {
+        (0..2)
+            .all(|i| {
+                metric(&c, i, "wa_hub_sidecar_fleet_stream_resets_total") >= 1.0
+                    && get_json(c.node(i), "/readyz").0 == 200
+            })
+            .then_some(())
+    })
+    .expect("both nodes back on a new stream");
+    // The stream of a client connected before ends (it comes back with its old id).
+    assert!(old.ends_within(T), "the old client's stream did not end");
+    // Coming back with an id of the lost stream: reset, then `initial`.
+    let back = SseClient::connect(
+        &c.node(1).url("/api/stream?scope=global"),
+        &[("Last-Event-ID", &last_id.to_string())],
+    );
+    assert_eq!(back.next_event(T).kind(), "connected");
+    assert_eq!(back.next_event(T).kind(), "reset");
+    // A webhook posted to node 0 now reaches a client on node 1.
+    let fresh = c.client(1);
+    for b in after {
+        post(&c, 0, b);
+    }
+    let got: Vec<Value> = webhooks(&fresh, after.len(), Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, parsed(after));
+    // The new bucket holds the statuses again: a node started now has them from there (the
+    // new stream holds none of the fixtures' events).
+    let expected = c.agreed_statuses();
+    assert!(expected.contains_key("WASP-acme-store_myshopify_com"));
+    c.nodes.push(Some(c.start_node(2)));
+    let from_bucket = eventually(T, || {
+        let s = c.statuses(2);
+        s.contains_key("WASP-acme-store_myshopify_com").then_some(s)
+    });
+    assert!(from_bucket.is_some(), "node2: {:#?}", c.statuses(2));
 }
 
 /// Benchmark, not a test (no timed assertion): webhooks/s across three nodes, and the latency

@@ -79,6 +79,12 @@ impl Bus {
         event
     }
 
+    /// Fleet mode: the ids start again after `last_id`, even below the last one published
+    /// (the fleet's stream was re-created and its sequence numbers started again).
+    pub fn rebase(&self, last_id: u64) {
+        *self.last_id.lock() = last_id;
+    }
+
     /// The id of the last published event (before the first: the id the bus started after).
     pub fn last_id(&self) -> u64 {
         *self.last_id.lock()

@@ -6,6 +6,7 @@
 //! and in `check-config`.
 
 use std::num::{NonZeroU64, NonZeroUsize};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -89,6 +90,27 @@ pub struct FleetSettings {
     pub raw: FleetConfig,
     /// The effective node id (`node_id`, else the host name).
     pub node_id: String,
+    /// The shortest duplicate window the stream may have: [`MIN_DUPLICATE_WINDOW`], or the
+    /// webhook dedup window (`webhook.dedup_window_secs`) when longer, at most `max_age_secs`
+    /// (JetStream refuses a window longer than the stream's age limit). A shorter window lets a
+    /// webhook re-sent to another node, or a publish retried after an outage, be stored twice.
+    pub duplicate_window: Duration,
+}
+
+/// The stream's duplicate window when the webhook dedup window is not longer: 2 minutes.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+impl FleetSettings {
+    /// Raises [`FleetSettings::duplicate_window`] to the webhook dedup window `secs` (still at
+    /// most `max_age_secs`).
+    pub fn with_webhook_dedup(mut self, secs: u64) -> Self {
+        let max_age = Duration::from_secs(self.raw.max_age_secs.get());
+        self.duplicate_window = self
+            .duplicate_window
+            .max(Duration::from_secs(secs))
+            .min(max_age);
+        self
+    }
 }
 
 /// What is wrong with `fleet:`: the dotted key and the reason.
@@ -147,7 +169,13 @@ impl FleetConfig {
         check_name("fleet.stream", &self.stream)?;
         check_name("fleet.subject_prefix", &self.subject_prefix)?;
         check_name("fleet.status_bucket", &self.status_bucket)?;
-        Ok(FleetSettings { raw: self, node_id })
+        let duplicate_window =
+            MIN_DUPLICATE_WINDOW.min(Duration::from_secs(self.max_age_secs.get()));
+        Ok(FleetSettings {
+            raw: self,
+            node_id,
+            duplicate_window,
+        })
     }
 }
 

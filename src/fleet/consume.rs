@@ -17,6 +17,9 @@
 //! - another node's events go to `sse` sinks only (their own nodes' sinks have them);
 //! - an event this node already showed while NATS was unreachable is not routed again, and a
 //!   webhook among them is not applied again (the node decided at acceptance then).
+//!
+//! When the stream is created anew (NATS lost its store; [`super::link`] finds it), the
+//! consumer starts over at its first message and the ids start again (`rebase`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,9 +53,9 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             }
         }
     }
-    let mut next = loop {
-        match stream_state(&fleet).await.map(|s| s.last_sequence) {
-            Ok(last) => break last + 1,
+    let (first, mut next) = loop {
+        match stream_state(&fleet).await {
+            Ok(s) => break (s.first_sequence, s.last_sequence + 1),
             Err(e) => {
                 tracing::warn!(error = %e, "fleet: stream info failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -68,20 +71,178 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             "fleet: statuses read from the bucket"
         );
         app.update_engine(|engine| {
-            for s in statuses {
-                engine.adopt(s);
+            for s in &statuses {
+                engine.adopt(s.clone());
             }
         });
+        warm_up(&fleet, &app, first, next - 1, &statuses).await;
     }
+    let mut epoch = fleet.link.epoch();
+    let mut seen = *epoch.borrow_and_update();
     loop {
-        match consume_from(&fleet, &app, next).await {
+        let now = *epoch.borrow_and_update();
+        if now != seen {
+            seen = now;
+            next = rebase(&fleet, &app).await;
+        }
+        match consume_from(&fleet, &app, next, &mut epoch).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, next, "fleet: consumer stopped; re-creating"),
         }
         fleet.consuming.store(false, Ordering::Relaxed);
         next = fleet.consumed_seq.load(Ordering::Relaxed).max(next - 1) + 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if *epoch.borrow() == seen {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
+}
+
+/// Most messages [`warm_up`] reads back from the stream's tail.
+pub const WARM_UP_MAX: u64 = 5000;
+
+/// At start: reads the stream's last messages, up to `last` (at most `webhook.history` and
+/// [`WARM_UP_MAX`] of them, none before `first`), into the webhook and API-log histories and
+/// through the status engine (webhooks applied with their outcomes dropped; then the bucket's
+/// `statuses` adopted again, and the tail's last status event of each instance over them), and
+/// routes none of them. So `initial`, `/api/events` and `instanceMeta` (lifecycle, last
+/// event, QR) hold the recent past at once instead of only what arrives after the start. Ids
+/// up to `last` then count as before this process's live events (the bus and the SSE hub start
+/// after `last`). A failure (or over 10 s) is logged and leaves the histories empty.
+async fn warm_up(
+    fleet: &Fleet,
+    app: &App,
+    first: u64,
+    last: u64,
+    statuses: &[wa_hub_sinks::InstanceStatus],
+) {
+    let n = (app.config.raw.webhook.history.get() as u64).min(WARM_UP_MAX);
+    let from = last.saturating_sub(n.saturating_sub(1)).max(first).max(1);
+    if last == 0 || from > last {
+        return;
+    }
+    let read = async {
+        let mut messages = ordered_from(fleet, from).await?;
+        let mut out = Vec::new();
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq > last {
+                break;
+            }
+            if let Ok(incoming) = decode(fleet, &msg) {
+                let at = stored_at(info.published.unix_timestamp_nanos());
+                out.push((seq, at, incoming.payload));
+            }
+            if seq >= last {
+                break;
+            }
+        }
+        Ok::<_, FleetError>(out)
+    };
+    let events = match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "fleet: the stream's tail not read; histories start empty");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("fleet: the stream's tail not read within 10 s; histories start empty");
+            return;
+        }
+    };
+    app.update_engine(|engine| {
+        // The last status of each instance in the tail.
+        let mut latest = std::collections::HashMap::new();
+        for (_, at, payload) in &events {
+            match payload {
+                Payload::Webhook(w) => {
+                    let _ = crate::webhook::decide(engine, w, *at);
+                }
+                Payload::Status(s) => {
+                    latest.insert(s.instance_id.clone(), s);
+                }
+                _ => {}
+            }
+        }
+        // Decided statuses are not what the tail's webhooks made of them: the bucket's, then
+        // the tail's own status events over them (the bucket may lag behind the stream). In
+        // the same lock, so no reader sees anything else.
+        for s in statuses {
+            engine.adopt(s.clone());
+        }
+        for s in latest.into_values() {
+            engine.adopt(s.clone());
+        }
+    });
+    let n = events.len();
+    for (seq, at, payload) in events {
+        let history = match payload {
+            Payload::Webhook(_) => &app.webhooks,
+            Payload::ApiLog(_) => &app.api_logs,
+            _ => continue,
+        };
+        history.push(Arc::new(Event::replayed(seq, at, payload)));
+    }
+    app.bus.rebase(app.bus.last_id().max(last));
+    if let Some(hub) = &app.sse {
+        hub.begin_after(last);
+    }
+    tracing::info!(
+        events = n,
+        from,
+        last,
+        "fleet: recent events read back from the stream"
+    );
+}
+
+/// The stream was created anew (NATS lost its store): its sequence numbers started again.
+/// Starts the ids over at the new stream's first message: the consumer's position, the bus,
+/// the SSE hub (a client holding a higher id gets a `reset`; live SSE streams end, so their
+/// clients come back and get one), and writes the statuses this node decided to the new
+/// bucket. Returns the sequence to consume from.
+async fn rebase(fleet: &Fleet, app: &App) -> u64 {
+    let first = loop {
+        match stream_state(fleet).await {
+            Ok(s) => break s.first_sequence.max(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet: stream info failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let had = fleet.consumed_seq.load(Ordering::Acquire);
+    tracing::warn!(
+        consumed = had,
+        from = first,
+        "fleet: the stream was created anew; ids start again (SSE clients holding higher ids get a reset)"
+    );
+    fleet.consumed_seq.store(first - 1, Ordering::Release);
+    fleet.start_seq.store(first, Ordering::Release);
+    app.bus.rebase(first - 1);
+    if let Some(hub) = &app.sse {
+        hub.rebase(first - 1);
+    }
+    fleet.link.announce_rebase();
+    if let Some(store) = fleet.kv() {
+        let me = fleet.node_id();
+        let mine: Vec<_> = app
+            .read_engine(|e| e.statuses())
+            .into_iter()
+            .filter(|s| s.node.as_deref().is_none_or(|n| n == me))
+            .collect();
+        for s in mine {
+            let id = s.instance_id.clone();
+            let msg = codec::encode(
+                &fleet.settings.raw.subject_prefix,
+                fleet.node_id(),
+                &Payload::Status(s),
+                None,
+            );
+            kv::put_status(store, &id, msg.body).await;
+        }
+    }
+    first
 }
 
 /// The fleet stream's state now (first and last sequence kept).
@@ -119,7 +280,12 @@ async fn ordered_from(fleet: &Fleet, start: u64) -> Result<pull::Ordered, FleetE
     consumer.messages().await.map_err(|e| js_err(&e))
 }
 
-async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetError> {
+async fn consume_from(
+    fleet: &Fleet,
+    app: &App,
+    start: u64,
+    epoch: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<(), FleetError> {
     let mut connections = fleet.connections.clone();
     connections.mark_unchanged();
     let mut messages = ordered_from(fleet, start).await?;
@@ -129,6 +295,8 @@ async fn consume_from(fleet: &Fleet, app: &App, start: u64) -> Result<(), FleetE
             msg = messages.next() => msg,
             // A new connection: the server may have lost the ephemeral consumer; start over.
             _ = connections.changed() => return Ok(()),
+            // The stream was created anew: start over from its first message.
+            _ = epoch.changed() => return Ok(()),
         };
         let Some(msg) = msg else { break };
         let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;

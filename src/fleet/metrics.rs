@@ -4,6 +4,10 @@
 //! | metric | type | what |
 //! |---|---|---|
 //! | `wa_hub_sidecar_fleet_connected` | gauge | 1 while NATS answers and the stream is in place |
+//! | `wa_hub_sidecar_fleet_responsive` | gauge | 1 while JetStream answered the last probe (every 1 s) within 2 s; 0 while nats-server is stalled |
+//! | `wa_hub_sidecar_fleet_probe_rtt_seconds` | gauge | round trip of the last answered probe (a stream info request) |
+//! | `wa_hub_sidecar_fleet_node_id_conflict` | gauge | 1 while another live process uses this `fleet.node_id` |
+//! | `wa_hub_sidecar_fleet_stream_resets_total` | counter | times the stream was found created anew (NATS lost its store; sequence numbers started again) |
 //! | `wa_hub_sidecar_fleet_buffered_events` | gauge | events accepted here, not yet stored in the stream |
 //! | `wa_hub_sidecar_fleet_publish_lag_seconds` | gauge | acceptance → stream acknowledgement, last event |
 //! | `wa_hub_sidecar_fleet_consumer_pending_messages` | gauge | stream messages this node has yet to consume (consumer lag) |
@@ -23,6 +27,10 @@ use crate::metrics::catch_up;
 pub struct FleetMetrics {
     registry: Registry,
     connected: IntGauge,
+    responsive: IntGauge,
+    probe_rtt: Gauge,
+    node_id_conflict: IntGauge,
+    stream_resets: IntCounter,
     buffered: IntGauge,
     publish_lag: Gauge,
     pending: IntGauge,
@@ -49,6 +57,26 @@ impl Default for FleetMetrics {
             connected: g(
                 "wa_hub_sidecar_fleet_connected",
                 "1 while NATS answers and the fleet stream is in place",
+            ),
+            responsive: g(
+                "wa_hub_sidecar_fleet_responsive",
+                "1 while JetStream answered the last probe in time (0: nats-server stalled)",
+            ),
+            probe_rtt: reg(
+                &r,
+                Gauge::new(
+                    "wa_hub_sidecar_fleet_probe_rtt_seconds",
+                    "Round trip of the last answered JetStream probe (stream info)",
+                )
+                .expect("valid metric"),
+            ),
+            node_id_conflict: g(
+                "wa_hub_sidecar_fleet_node_id_conflict",
+                "1 while another live process uses this fleet.node_id",
+            ),
+            stream_resets: c(
+                "wa_hub_sidecar_fleet_stream_resets_total",
+                "Times the fleet stream was found created anew (sequence numbers started again)",
             ),
             buffered: g(
                 "wa_hub_sidecar_fleet_buffered_events",
@@ -118,12 +146,24 @@ pub struct FleetSample {
     pub lost: u64,
     /// Stream messages the consumer skipped.
     pub skipped: u64,
+    /// Whether JetStream answered the last probe in time.
+    pub responsive: bool,
+    /// Round trip of the last answered probe, ms.
+    pub probe_rtt_ms: f64,
+    /// Times the stream was found created anew.
+    pub stream_resets: u64,
+    /// Whether another live process uses this node id.
+    pub node_id_conflict: bool,
 }
 
 impl FleetMetrics {
     /// Refreshes every value from `s` and encodes them as Prometheus text.
     pub fn render(&self, s: &FleetSample) -> Vec<u8> {
         self.connected.set(i64::from(s.connected));
+        self.responsive.set(i64::from(s.responsive));
+        self.probe_rtt.set(s.probe_rtt_ms / 1000.0);
+        self.node_id_conflict.set(i64::from(s.node_id_conflict));
+        catch_up(&self.stream_resets, s.stream_resets);
         self.buffered
             .set(i64::try_from(s.buffered).unwrap_or(i64::MAX));
         self.publish_lag.set(s.publish_lag_ms as f64 / 1000.0);

@@ -6,7 +6,9 @@
 //! and checks the stream and bucket, [`node`] holds the link, [`config`] the `fleet:` keys,
 //! [`metrics`] the `wa_hub_sidecar_fleet_*` metrics, [`routing`] sends proxied calls to the
 //! node whose wa-hub runs the instance ([`instances`] what this node's wa-hub runs), [`tasks`]
-//! starts the background tasks, [`correct`] fixes what a node showed alone during an outage.
+//! starts the background tasks, [`correct`] fixes what a node showed alone during an outage,
+//! [`link`] probes JetStream (a stalled server, a lost store), [`presence`] keeps one live
+//! process per `node_id`.
 //! Without `fleet:` nothing here runs.
 
 pub mod codec;
@@ -15,8 +17,10 @@ pub mod consume;
 pub mod correct;
 pub mod instances;
 pub mod kv;
+pub mod link;
 pub mod metrics;
 pub mod node;
+pub mod presence;
 pub mod publish;
 pub mod resume;
 pub mod routing;

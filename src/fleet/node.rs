@@ -56,6 +56,10 @@ pub struct Fleet {
     pub metrics: super::metrics::FleetMetrics,
     /// The instances this node's wa-hub runs (proxy routing).
     pub local_instances: super::instances::LocalInstances,
+    /// The JetStream link's health: the periodic probe's results ([`super::link`]).
+    pub link: super::link::Link,
+    /// This node's presence key: detects a `node_id` used twice ([`super::presence`]).
+    pub presence: super::presence::Presence,
 }
 
 impl Fleet {
@@ -65,7 +69,9 @@ impl Fleet {
     ///
     /// # Errors
     /// [`FleetError::StreamMismatch`] or [`FleetError::BucketMismatch`] when the stream or
-    /// bucket exists with other settings, or any
+    /// bucket exists with other settings; [`FleetError::NodeIdInUse`] when another live
+    /// process holds this `node_id` (up to [`super::presence::STALE_AFTER`] is spent finding
+    /// out whether it is alive); or any
     /// JetStream refusal while NATS is reachable; [`FleetError::Runtime`] when the runtime
     /// cannot be built.
     ///
@@ -118,6 +124,8 @@ impl Fleet {
             connections,
             metrics: Default::default(),
             local_instances: Default::default(),
+            link: Default::default(),
+            presence: super::presence::Presence::new(),
         });
         let f = fleet.clone();
         let outcome = fleet.handle.block_on(async move {
@@ -132,6 +140,17 @@ impl Fleet {
         });
         match outcome {
             Ok(Ok(store)) => {
+                // A second live process with this node id stops here. Other failures leave
+                // the check to the presence refresh (`presence::run`).
+                let (f, s) = (fleet.clone(), store.clone());
+                match fleet
+                    .handle
+                    .block_on(async move { f.presence.claim(&s, &f.settings).await })
+                {
+                    Err(e @ FleetError::NodeIdInUse { .. }) => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "fleet: presence not claimed at start"),
+                    Ok(()) => {}
+                }
                 let _ = fleet.kv.set(store);
                 tracing::info!(
                     node = %fleet.settings.node_id,
@@ -153,10 +172,30 @@ impl Fleet {
         &self.settings.node_id
     }
 
-    /// Whether the client is connected and the stream and bucket are in place.
+    /// Whether the client is connected, the stream and bucket are in place, and JetStream
+    /// answered the last probe in time (a stalled server is not connected, see
+    /// [`super::link`]).
     pub fn connected(&self) -> bool {
-        self.kv.get().is_some()
-            && self.client.connection_state() == async_nats::connection::State::Connected
+        self.kv.get().is_some() && self.link.responsive() && self.client_state_connected()
+    }
+
+    /// Whether the NATS client holds a connection now (says nothing of a stalled server).
+    pub fn client_state_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// At shutdown: deletes this process's presence key (at most 1 s), so the next process with
+    /// this node id starts at once, on any machine. Failures are logged at debug level (the
+    /// key then goes stale in 5 s).
+    pub async fn release_presence(&self) {
+        let Some(store) = self.kv().cloned() else {
+            return;
+        };
+        let (p, node) = (&self.presence, self.node_id().to_owned());
+        let release = async move { p.release(&store, &node).await };
+        // The NATS client lives on the fleet runtime; a plain await from another is fine, the
+        // timer included.
+        let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
     }
 
     /// The status bucket, once in place.
@@ -215,6 +254,10 @@ impl Fleet {
             failures: o.failures.load(Ordering::Relaxed),
             lost: o.lost.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            responsive: self.link.responsive(),
+            probe_rtt_ms: self.link.rtt_ms(),
+            stream_resets: self.link.stream_resets(),
+            node_id_conflict: self.presence.conflict().is_some(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Start-up against NATS: the connection options, and the stream and KV bucket created when
-//! missing and checked when present (stream: subjects, limits, retention; bucket: no TTL). A
-//! mismatch is a start-up error that says what differs.
+//! missing and checked when present (stream: see [`stream_mismatch`]; bucket: no TTL, file
+//! storage). A mismatch is a start-up error that names each setting, the value found, the
+//! value wanted and how to fix it.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ pub enum FleetError {
     #[error("cannot connect to NATS: {0}")]
     Connect(String),
     /// The stream exists with other settings.
-    #[error("JetStream stream {stream} exists with {what}; change the config (fleet.*) or the stream (`nats stream edit {stream}`)")]
+    #[error("JetStream stream {stream} exists with settings fleet mode cannot use: {what}")]
     StreamMismatch {
         /// Stream name.
         stream: String,
@@ -27,12 +28,22 @@ pub enum FleetError {
         what: String,
     },
     /// The KV bucket exists with settings fleet mode cannot use.
-    #[error("JetStream KV bucket {bucket} exists with {what}; use another fleet.status_bucket or recreate the bucket")]
+    #[error("JetStream KV bucket {bucket} exists with {what}; use another fleet.status_bucket, or delete the bucket (`nats kv rm {bucket}`) and the sidecar creates it again")]
     BucketMismatch {
         /// Bucket name.
         bucket: String,
         /// What differs.
         what: String,
+    },
+    /// Another live process uses this `fleet.node_id` (see [`super::presence`]).
+    #[error("fleet.node_id {node} is in use by another live sidecar ({holder}; its presence key in KV bucket {bucket} is being refreshed); give every node its own fleet.node_id (default: the host name). If that process is gone, start again after 5 s")]
+    NodeIdInUse {
+        /// The node id.
+        node: String,
+        /// Who holds it (pid and host).
+        holder: String,
+        /// The bucket holding the presence key.
+        bucket: String,
     },
     /// A JetStream call failed (stream, bucket or consumer).
     #[error("JetStream: {0}")]
@@ -77,37 +88,96 @@ pub fn stream_config(settings: &FleetSettings) -> stream::Config {
         max_bytes: i64::try_from(settings.raw.max_bytes.get()).unwrap_or(i64::MAX),
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        duplicate_window: Duration::from_secs(120),
+        duplicate_window: settings.duplicate_window,
         ..Default::default()
     }
 }
 
-/// What differs between the stream's config and the wanted one; `None` when they agree.
+/// What differs between the stream's config `have` and the wanted one `want` (from
+/// [`stream_config`]) in a way that breaks fleet mode: one entry per setting, each naming the
+/// setting, the value found, the value wanted and how to fix it (the `fleet.*` key, or the
+/// `nats` command that edits or deletes the stream). `None` when they agree.
+///
+/// Checked: subjects, `max_age` and `max_bytes` (equal to the config), retention (limits),
+/// storage (file: a memory stream loses every event when nats-server restarts), `max_msgs` and
+/// `max_msgs_per_subject` (unlimited: a count limit drops events before `max_age`), discard
+/// (old: `new` makes a full stream refuse events, and the nodes' buffers stall), duplicate
+/// window (at least [`FleetSettings::duplicate_window`]).
 pub fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<String> {
+    let name = &want.name;
+    let edit = |flag: &str| format!("`nats stream edit {name} {flag}`");
+    let recreate = format!(
+        "it cannot be edited: delete the stream (`nats stream rm {name}`; its events are lost) and the sidecar creates it again"
+    );
     let mut diffs = Vec::new();
     if have.subjects != want.subjects {
         diffs.push(format!(
-            "subjects {:?} (wanted {:?})",
-            have.subjects, want.subjects
+            "subjects {:?}, wanted {:?} (fleet.subject_prefix; {})",
+            have.subjects,
+            want.subjects,
+            edit(&format!("--subjects '{}'", want.subjects.join(",")))
         ));
     }
     if have.max_age != want.max_age {
         diffs.push(format!(
-            "max_age {}s (fleet.max_age_secs is {})",
+            "max_age {}s, wanted {}s (fleet.max_age_secs is {}; {})",
             have.max_age.as_secs(),
-            want.max_age.as_secs()
+            want.max_age.as_secs(),
+            want.max_age.as_secs(),
+            edit(&format!("--max-age {}s", want.max_age.as_secs()))
         ));
     }
     if have.max_bytes != want.max_bytes {
         diffs.push(format!(
-            "max_bytes {} (fleet.max_bytes is {})",
-            have.max_bytes, want.max_bytes
+            "max_bytes {}, wanted {} (fleet.max_bytes is {}; {})",
+            have.max_bytes,
+            want.max_bytes,
+            want.max_bytes,
+            edit(&format!("--max-bytes {}", want.max_bytes))
         ));
     }
     if have.retention != want.retention {
-        diffs.push(format!("retention {:?} (wanted Limits)", have.retention));
+        diffs.push(format!(
+            "retention {:?}, wanted {:?} ({recreate})",
+            have.retention, want.retention
+        ));
     }
-    (!diffs.is_empty()).then(|| diffs.join(", "))
+    if have.storage != want.storage {
+        diffs.push(format!(
+            "storage {:?}, wanted {:?} (a memory stream loses the fleet's events when nats-server restarts; {recreate})",
+            have.storage, want.storage
+        ));
+    }
+    if have.max_messages > 0 {
+        diffs.push(format!(
+            "max_msgs {}, wanted -1 (unlimited: a message limit drops events before fleet.max_age_secs; {})",
+            have.max_messages,
+            edit("--max-msgs=-1")
+        ));
+    }
+    if have.max_messages_per_subject > 0 {
+        diffs.push(format!(
+            "max_msgs_per_subject {}, wanted -1 (unlimited: a per-subject limit drops an instance's events; {})",
+            have.max_messages_per_subject,
+            edit("--max-msgs-per-subject=-1")
+        ));
+    }
+    if have.discard != stream::DiscardPolicy::Old {
+        diffs.push(format!(
+            "discard {:?}, wanted Old (with discard new a full stream refuses new events and every node's buffer stalls; {})",
+            have.discard,
+            edit("--discard old")
+        ));
+    }
+    if have.duplicate_window < want.duplicate_window {
+        diffs.push(format!(
+            "duplicate_window {}s, wanted at least {}s (the fleet-wide webhook dedup and publish retries rely on it, see webhook.dedup_window_secs; {})",
+            have.duplicate_window.as_secs(),
+            want.duplicate_window.as_secs(),
+            edit(&format!("--dupe-window {}s", want.duplicate_window.as_secs()))
+        ));
+    }
+    (!diffs.is_empty()).then(|| diffs.join("; "))
 }
 
 /// Creates the stream and the KV bucket when missing, checks them when present, and returns
@@ -150,9 +220,16 @@ pub async fn ensure(
                 return Err(FleetError::BucketMismatch {
                     bucket: bucket.clone(),
                     what: format!(
-                        "a TTL of {}s (statuses must not expire)",
+                        "a TTL of {}s, wanted none (statuses must not expire)",
                         config.max_age.as_secs()
                     ),
+                });
+            }
+            // A memory bucket forgets every status when nats-server restarts.
+            if config.storage != stream::StorageType::File {
+                return Err(FleetError::BucketMismatch {
+                    bucket: bucket.clone(),
+                    what: format!("storage {:?}, wanted File", config.storage),
                 });
             }
             Ok(store)
@@ -191,5 +268,61 @@ mod tests {
         let what = stream_mismatch(&have, &want).unwrap();
         assert!(what.contains("fleet.max_age_secs"), "{what}");
         assert!(what.contains("other.>"), "{what}");
+    }
+
+    #[test]
+    fn storage_count_limits_discard_and_a_short_duplicate_window_are_mismatches() {
+        let s = FleetConfig {
+            node_id: Some("n".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+        .with_webhook_dedup(300);
+        let want = stream_config(&s);
+        assert_eq!(want.duplicate_window, Duration::from_secs(300));
+        // What the server reports for "no limit".
+        let mut have = want.clone();
+        have.max_messages = -1;
+        have.max_messages_per_subject = -1;
+        assert_eq!(stream_mismatch(&have, &want), None);
+        have.duplicate_window = Duration::from_secs(600);
+        assert_eq!(
+            stream_mismatch(&have, &want),
+            None,
+            "a longer window is fine"
+        );
+        have.storage = stream::StorageType::Memory;
+        have.max_messages = 1000;
+        have.max_messages_per_subject = 10;
+        have.discard = stream::DiscardPolicy::New;
+        have.duplicate_window = Duration::from_secs(1);
+        let what = stream_mismatch(&have, &want).unwrap();
+        for part in [
+            "storage Memory, wanted File",
+            "nats stream rm WAHUB_EVENTS",
+            "max_msgs 1000, wanted -1",
+            "--max-msgs=-1",
+            "max_msgs_per_subject 10, wanted -1",
+            "discard New, wanted Old",
+            "--discard old",
+            "duplicate_window 1s, wanted at least 300s",
+            "--dupe-window 300s",
+        ] {
+            assert!(what.contains(part), "{part} not in {what}");
+        }
+    }
+
+    #[test]
+    fn the_duplicate_window_is_at_most_the_streams_age_limit() {
+        let s = FleetConfig {
+            node_id: Some("n".into()),
+            max_age_secs: std::num::NonZeroU64::new(30).unwrap(),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+        .with_webhook_dedup(60);
+        assert_eq!(s.duplicate_window, Duration::from_secs(30));
     }
 }

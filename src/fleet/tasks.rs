@@ -1,13 +1,14 @@
 //! Starting fleet mode's background tasks on the fleet runtime: the publisher (the outbox to
-//! the stream), the routing recorder, the consumer (the stream into the local bus) and the
-//! outage corrections.
+//! the stream), the routing recorder, the consumer (the stream into the local bus), the
+//! outage corrections, the link probe and the presence refresh.
 
 use std::sync::Arc;
 
 use super::node::Fleet;
 use crate::app::App;
 
-/// Starts the publisher, the routing recorder, the corrections and the consumer for `app`.
+/// Starts the publisher, the routing recorder, the consumer, the outage corrections, the link
+/// probe and the presence refresh for `app`.
 pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     let f = fleet.clone();
     fleet
@@ -25,4 +26,12 @@ pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     fleet
         .handle()
         .spawn(async move { super::consume::run(f, app).await });
+    let f = fleet.clone();
+    fleet
+        .handle()
+        .spawn(async move { super::link::run(f).await });
+    let f = fleet.clone();
+    fleet
+        .handle()
+        .spawn(async move { super::presence::run(f).await });
 }

@@ -798,6 +798,21 @@ impl SseClient {
         self.rx.recv_timeout(timeout).ok()
     }
 
+    /// Whether the server ends the stream within `timeout` (items before the end are
+    /// skipped).
+    pub fn ends_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(SseItem::End) => return true,
+                Ok(_) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
     /// The next event (comments and retry hints skipped); panics after `timeout`.
     pub fn next_event(&self, timeout: Duration) -> SseItem {
         let deadline = Instant::now() + timeout;
@@ -1026,6 +1041,36 @@ impl NatsServer {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` to the running server.
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("nats-server running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: a plain signal to our own child process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Stalls the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a stalled server run again (SIGCONT).
+    pub fn unpause(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Stops the server, deletes its JetStream store (every stream and bucket) and starts it
+    /// again on the same port: NATS lost its store.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let js = self.store.path().join("jetstream");
+        if js.exists() {
+            std::fs::remove_dir_all(&js).expect("remove the JetStream store");
+        }
+        self.resume();
     }
 
     /// Kills the process (SIGKILL: an outage, not a shutdown).

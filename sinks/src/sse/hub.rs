@@ -123,6 +123,19 @@ impl SseHub {
         }
     }
 
+    /// Starts the ids again after `last_id`, which may be lower than ids already published
+    /// (fleet mode: the stream was re-created, so its sequence numbers started again): every
+    /// kept frame and shared `initial` is dropped, and a client whose `Last-Event-ID` is above
+    /// `last_id` then gets a reset. Clients already connected are not told; the caller ends
+    /// their streams, and they come back with their old id.
+    pub fn rebase(&self, last_id: u64) {
+        let mut ring = self.ring.lock();
+        ring.frames.clear();
+        ring.last_id = last_id;
+        ring.evicted_up_to = last_id;
+        self.initial.clear();
+    }
+
     /// The `initial` frames shared by clients connecting around the same time.
     pub fn initial_cache(&self) -> &InitialCache {
         &self.initial
@@ -325,6 +338,30 @@ mod tests {
             "the envelope is a slice of the frame"
         );
         assert_eq!(f.as_ptr(), e.sse_frame().as_ptr());
+    }
+
+    #[test]
+    fn after_a_rebase_ids_above_it_reset_and_new_ids_resume() {
+        let h = hub(10);
+        for id in 1..=50 {
+            h.publish(&webhook(id, "ready", None));
+        }
+        h.rebase(0);
+        assert_eq!(h.last_id(), 0);
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(50)).resume,
+            Resume::Reset
+        ));
+        h.publish(&webhook(1, "ready", None));
+        h.publish(&webhook(2, "ready", None));
+        match h.subscribe(LastEventId::Id(1)).resume {
+            Resume::Resumed(f) => assert_eq!(ids(&f), vec![2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            h.subscribe(LastEventId::Id(50)).resume,
+            Resume::Reset
+        ));
     }
 
     #[test]

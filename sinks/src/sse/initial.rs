@@ -169,6 +169,11 @@ impl InitialCache {
         (covers, cell.get_or_init(build).clone())
     }
 
+    /// Forgets every snapshot (fleet mode: the ids they cover started again).
+    pub fn clear(&self) {
+        self.entries.lock().clear();
+    }
+
     /// Forgets the snapshot of `scope` that covers `covers` (its catch-up events are no
     /// longer kept), so the next client builds a new one.
     pub fn forget(&self, scope: &Scope, covers: u64) {
