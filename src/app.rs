@@ -290,7 +290,7 @@ impl App {
             let id = self
                 .fleet
                 .as_ref()
-                .and_then(|_| crate::fleet::codec::derived_from(&event.payload, &p));
+                .and_then(|f| f.derived_id(&event.payload, &p));
             events.extend(self.publish_as(p, id));
         }
         events.insert(0, event);

@@ -14,7 +14,6 @@
 //!   (`super::consume::run`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::GetStreamErrorKind;
@@ -22,7 +21,9 @@ use async_nats::jetstream::ErrorCode;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::node::Fleet;
+use async_nats::jetstream::Context;
+
+use super::config::FleetSettings;
 use super::setup::ensure;
 
 /// How often the link is probed.
@@ -115,53 +116,55 @@ impl Link {
     }
 }
 
-/// Probes the link every [`PROBE_INTERVAL`], forever.
-pub async fn run(fleet: Arc<Fleet>) {
+/// Probes `link` every [`PROBE_INTERVAL`], forever, through `js`, for the stream and bucket of
+/// `settings`; a round is skipped while `reachable()` is false (start-up has not found the
+/// stream yet, or the client holds no connection).
+pub async fn run(
+    link: &Link,
+    js: &Context,
+    settings: &FleetSettings,
+    reachable: impl Fn() -> bool,
+) {
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        probe(&fleet).await;
+        if reachable() {
+            probe(link, js, settings).await;
+        }
     }
 }
 
-async fn probe(fleet: &Fleet) {
-    let link = &fleet.link;
-    if fleet.kv().is_none() {
-        // Start-up has not found NATS yet; the consumer keeps trying (`consume::run`).
-        return;
-    }
-    if fleet.client_state_connected() {
-        let started = Instant::now();
-        let name = &fleet.settings.raw.stream;
-        match tokio::time::timeout(PROBE_TIMEOUT, fleet.jetstream().get_stream(name)).await {
-            Ok(Ok(stream)) => {
-                link.rtt_us
-                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                link.set_responsive(true, "");
-                if link.saw_created(stream.cached_info().created.unix_timestamp_nanos()) {
-                    tracing::warn!(
-                        stream = %name,
-                        "fleet: the stream was created anew (NATS lost its store?); its sequence numbers start again"
-                    );
-                    link.bump_epoch();
-                }
-            }
-            Ok(Err(e)) if is_not_found(&e) => {
-                link.set_responsive(true, "");
+async fn probe(link: &Link, js: &Context, settings: &FleetSettings) {
+    let started = Instant::now();
+    let name = &settings.raw.stream;
+    match tokio::time::timeout(PROBE_TIMEOUT, js.get_stream(name)).await {
+        Ok(Ok(stream)) => {
+            link.rtt_us
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            link.set_responsive(true, "");
+            if link.saw_created(stream.cached_info().created.unix_timestamp_nanos()) {
                 tracing::warn!(
                     stream = %name,
-                    "fleet: the stream is missing (NATS lost its store?); creating the stream and bucket again"
+                    "fleet: the stream was created anew (NATS lost its store?); its sequence numbers start again"
                 );
-                match ensure(fleet.jetstream(), &fleet.settings).await {
-                    // The next probe finds the new stream and bumps the epoch.
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "fleet: stream or bucket not re-created"),
-                }
+                link.bump_epoch();
             }
-            Ok(Err(e)) => link.set_responsive(false, &e.to_string()),
-            Err(_) => link.set_responsive(false, "no answer within 2 s"),
         }
+        Ok(Err(e)) if is_not_found(&e) => {
+            link.set_responsive(true, "");
+            tracing::warn!(
+                stream = %name,
+                "fleet: the stream is missing (NATS lost its store?); creating the stream and bucket again"
+            );
+            match ensure(js, settings).await {
+                // The next probe finds the new stream and bumps the epoch.
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "fleet: stream or bucket not re-created"),
+            }
+        }
+        Ok(Err(e)) => link.set_responsive(false, &e.to_string()),
+        Err(_) => link.set_responsive(false, "no answer within 2 s"),
     }
 }
 

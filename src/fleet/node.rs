@@ -217,6 +217,11 @@ impl Fleet {
         &self.handle
     }
 
+    /// The message id of `derived`, decided from the fact `fact` ([`codec::derived_from`]).
+    pub fn derived_id(&self, fact: &Payload, derived: &Payload) -> Option<String> {
+        codec::derived_from(fact, derived)
+    }
+
     /// Queues `payload` for the fleet log, under the `Nats-Msg-Id` `id` when given (see
     /// [`codec::encode`]). Returns `true` when the node must also show it locally now, because
     /// NATS is unreachable (it is then not shown again when it comes back from the stream).

@@ -23,7 +23,6 @@
 //! - On SIGTERM ([`Presence::release`]): the key is deleted (when it still holds this
 //!   process's last write), so the next process with this node id starts at once anywhere.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
@@ -32,7 +31,6 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::config::FleetSettings;
-use super::node::Fleet;
 use super::setup::FleetError;
 use super::subject::encode_token;
 
@@ -277,14 +275,14 @@ impl Default for Presence {
     }
 }
 
-/// Refreshes this node's presence every [`REFRESH_INTERVAL`], forever; clears a conflict
-/// that was not seen again for twice [`STALE_AFTER`].
-pub async fn run(fleet: Arc<Fleet>) {
+/// Refreshes the presence `p` of node `node_id` every [`REFRESH_INTERVAL`], forever, in the
+/// bucket `store()` gives (`None`: not reachable now, the round is skipped); clears a
+/// conflict that was not seen again for twice [`STALE_AFTER`].
+pub async fn run(p: &Presence, node_id: &str, store: impl Fn() -> Option<Store>) {
     let mut tick = tokio::time::interval(REFRESH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let p = &fleet.presence;
         if p.conflict
             .lock()
             .as_ref()
@@ -293,8 +291,8 @@ pub async fn run(fleet: Arc<Fleet>) {
             *p.conflict.lock() = None;
             tracing::info!("fleet: no other process seen with this fleet.node_id any more");
         }
-        if let (Some(store), true) = (fleet.kv(), fleet.client_state_connected()) {
-            p.refresh(store, fleet.node_id()).await;
+        if let Some(store) = store() {
+            p.refresh(&store, node_id).await;
         }
     }
 }

@@ -27,11 +27,13 @@ pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
         .handle()
         .spawn(async move { super::consume::run(f, app).await });
     let f = fleet.clone();
-    fleet
-        .handle()
-        .spawn(async move { super::link::run(f).await });
+    fleet.handle().spawn(async move {
+        let reachable = || f.kv().is_some() && f.client_state_connected();
+        super::link::run(&f.link, f.jetstream(), &f.settings, reachable).await
+    });
     let f = fleet.clone();
-    fleet
-        .handle()
-        .spawn(async move { super::presence::run(f).await });
+    fleet.handle().spawn(async move {
+        let store = || f.kv().filter(|_| f.client_state_connected()).cloned();
+        super::presence::run(&f.presence, f.node_id(), store).await
+    });
 }
