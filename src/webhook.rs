@@ -74,7 +74,7 @@ impl WebhookHeaders {
 pub async fn receive(app: &App, session: &mut Session) -> Result<LocalResponse, Rejection> {
     let headers = WebhookHeaders::from_request(session.req_header());
     precheck(app, &headers)?;
-    let body = read_limited(session, app.config.raw.webhook.max_body_bytes.get()).await?;
+    let body = read_limited(session, body_limit(app)).await?;
     let answer = ingest(app, &headers, body)?;
     // Fleet mode: answer once the delivery is in the fleet's stream.
     if !app.settled().await {
@@ -100,11 +100,22 @@ pub fn precheck(app: &App, headers: &WebhookHeaders) -> Result<(), Rejection> {
             return Err(Rejection::WebhookUnauthorized);
         }
     }
-    let limit = cfg.max_body_bytes.get();
+    let limit = body_limit(app);
     if headers.content_length.is_some_and(|n| n > limit as u64) {
         return Err(Rejection::TooLarge { limit });
     }
     Ok(())
+}
+
+/// The largest webhook body taken, bytes: `webhook.max_body_bytes`, and in fleet mode at most
+/// what one fleet message carries ([`crate::fleet::Fleet::max_body_bytes`]), so a delivery
+/// the stream could never store gets 413 instead of holding up the events behind it.
+fn body_limit(app: &App) -> usize {
+    let limit = app.config.raw.webhook.max_body_bytes.get();
+    match &app.fleet {
+        Some(fleet) => limit.min(fleet.max_body_bytes()),
+        None => limit,
+    }
 }
 
 /// Whether the signature lets the delivery in: `Some(valid)` when checked, `None` when

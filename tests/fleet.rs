@@ -985,6 +985,24 @@ fn a_webhook_the_stalled_stream_does_not_confirm_gets_503_and_its_retry_is_store
 }
 
 #[test]
+fn a_webhook_larger_than_a_fleet_message_gets_413_and_holds_up_nothing() {
+    let c = Cluster::start(Nats::any(), 2);
+    let watcher = c.client(1);
+    // Under webhook.max_body_bytes (1 MiB), over nats-server's max_payload with the headers.
+    let filler = "x".repeat(1024 * 1024 - 600);
+    let big =
+        format!(r#"{{"event":"message","instanceId":"fleet-big","data":{{"body":"{filler}"}}}}"#);
+    let r = post_signed(c.node(0), &big);
+    assert_eq!(r.status().as_u16(), 413);
+    let small = r#"{"event":"message","instanceId":"fleet-big","data":{"body":"after"}}"#;
+    post(&c, 0, small);
+    let got = webhooks(&watcher, 1, Duration::from_millis(500));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["data"]["body"], "after");
+    assert_eq!(metric(&c, 0, "wa_hub_sidecar_fleet_buffered_events"), 0.0);
+}
+
+#[test]
 fn a_stalled_nats_server_makes_readyz_not_ready_until_it_runs_again() {
     let c = Cluster::start(Nats::own(), 1);
     let watcher = c.client(0);

@@ -21,6 +21,12 @@ use super::config::FleetSettings;
 use super::publish::Outbox;
 use super::setup::{connect_options, ensure, FleetError};
 
+/// nats-server's default `max_payload`, bytes.
+pub const DEFAULT_MAX_PAYLOAD: u64 = 1024 * 1024;
+
+/// Room kept in a message for the fleet headers, bytes (they take under 1 KiB).
+pub const HEADER_ALLOWANCE: u64 = 4096;
+
 /// The fleet link of one node.
 #[derive(Debug)]
 pub struct Fleet {
@@ -34,6 +40,9 @@ pub struct Fleet {
     pub outbox: Outbox,
     /// Signs this node's messages and checks the others' (`fleet.fleet_token`).
     pub sealer: codec::Sealer,
+    /// The largest message the NATS server takes (its `max_payload`, bytes; 1 MiB, the
+    /// server's default, until it is known).
+    max_payload: AtomicU64,
     /// Messages of this node shown locally while NATS was unreachable, by `Nats-Msg-Id`: not
     /// shown again when they come back from the stream.
     shown_locally: Mutex<HashSet<String>>,
@@ -102,6 +111,7 @@ impl Fleet {
         js.set_timeout(Duration::from_secs(3));
         let fleet = Arc::new(Self {
             outbox: Outbox::new(settings.raw.buffer_events.get()),
+            max_payload: AtomicU64::new(DEFAULT_MAX_PAYLOAD),
             sealer: codec::Sealer::new(
                 settings
                     .raw
@@ -165,6 +175,17 @@ impl Fleet {
             ),
         }
         Ok(fleet)
+    }
+
+    /// The largest webhook body the fleet can carry, bytes: the server's `max_payload` less
+    /// [`HEADER_ALLOWANCE`] for the fleet headers. A larger message would be refused by the
+    /// server and hold up every event queued behind it.
+    pub fn max_body_bytes(&self) -> usize {
+        let payload = self.max_payload.load(Ordering::Relaxed);
+        let info = self.client.server_info().max_payload as u64;
+        let payload = if info > 0 { info } else { payload };
+        self.max_payload.store(payload, Ordering::Relaxed);
+        usize::try_from(payload.saturating_sub(HEADER_ALLOWANCE)).unwrap_or(usize::MAX)
     }
 
     /// This node's id.
@@ -234,6 +255,17 @@ impl Fleet {
             id,
         );
         self.sealer.seal(&mut msg);
+        if msg.body.len() > self.max_body_bytes() {
+            // The server would refuse it, and retrying would hold up everything behind it.
+            self.outbox.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                kind = msg.kind.as_str(),
+                bytes = msg.body.len(),
+                max = self.max_body_bytes(),
+                "fleet: event larger than the NATS server's max_payload; shown on this node only"
+            );
+            return true;
+        }
         let alone = !self.connected();
         let id = msg.msg_id.clone();
         if !self.outbox.push(msg) {

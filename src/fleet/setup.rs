@@ -101,8 +101,9 @@ pub fn stream_config(settings: &FleetSettings) -> stream::Config {
 /// Checked: subjects, `max_age` and `max_bytes` (equal to the config), retention (limits),
 /// storage (file: a memory stream loses every event when nats-server restarts), `max_msgs` and
 /// `max_msgs_per_subject` (unlimited: a count limit drops events before `max_age`), discard
-/// (old: `new` makes a full stream refuse events, and the nodes' buffers stall), duplicate
-/// window (at least [`FleetSettings::duplicate_window`]).
+/// (old: `new` makes a full stream refuse events, and the nodes' buffers stall),
+/// `max_msg_size` (unlimited: a larger event would be refused and hold up the events behind
+/// it), duplicate window (at least [`FleetSettings::duplicate_window`]).
 pub fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<String> {
     let name = &want.name;
     let edit = |flag: &str| format!("`nats stream edit {name} {flag}`");
@@ -160,6 +161,13 @@ pub fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<S
             "max_msgs_per_subject {}, wanted -1 (unlimited: a per-subject limit drops an instance's events; {})",
             have.max_messages_per_subject,
             edit("--max-msgs-per-subject=-1")
+        ));
+    }
+    if have.max_message_size > 0 {
+        diffs.push(format!(
+            "max_msg_size {}, wanted -1 (unlimited: a larger event is refused and holds up every event queued behind it; nats-server's max_payload bounds messages, and the sidecar takes no webhook over it; {})",
+            have.max_message_size,
+            edit("--max-msg-size=-1")
         ));
     }
     if have.discard != stream::DiscardPolicy::Old {
@@ -297,6 +305,7 @@ mod tests {
         have.max_messages_per_subject = 10;
         have.discard = stream::DiscardPolicy::New;
         have.duplicate_window = Duration::from_secs(1);
+        have.max_message_size = 400;
         let what = stream_mismatch(&have, &want).unwrap();
         for part in [
             "storage Memory, wanted File",
@@ -308,6 +317,8 @@ mod tests {
             "--discard old",
             "duplicate_window 1s, wanted at least 300s",
             "--dupe-window 300s",
+            "max_msg_size 400, wanted -1",
+            "--max-msg-size=-1",
         ] {
             assert!(what.contains(part), "{part} not in {what}");
         }
