@@ -669,6 +669,47 @@ fn with_a_fleet_token_messages_not_signed_by_a_node_are_skipped() {
         metric(&c, 1, "wa_hub_sidecar_fleet_skipped_messages_total"),
         2.0
     );
+
+    // A real, signed message captured from the stream and published again under a new
+    // Nats-Msg-Id (the stream's own de-duplication does not catch it): refused as a replay.
+    let (url, prefix, stream) = (c.nats.url.clone(), c.tag.clone(), format!("EV_{}", c.tag));
+    rt.block_on(async move {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let subject = format!("{prefix}.node0.fleet-sealed.webhook");
+        let captured = js
+            .get_stream(&stream)
+            .await
+            .unwrap()
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        // Every header but the stream's de-duplication id, so the stream stores it again.
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, values) in captured.headers.iter() {
+            if !name.to_string().eq_ignore_ascii_case("Nats-Msg-Id") {
+                for v in values {
+                    headers.append(name.clone(), v.as_str());
+                }
+            }
+        }
+        js.publish_with_headers(subject, headers, captured.payload.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    post(
+        &c,
+        0,
+        r#"{"event":"ready","instanceId":"fleet-sealed-2","data":{}}"#,
+    );
+    let got = webhooks(&client, 1, Duration::from_millis(500));
+    let instances: Vec<_> = got.iter().map(|(_, p)| p["instanceId"].clone()).collect();
+    assert_eq!(instances, ["fleet-sealed-2"], "the replay is not shown");
+    assert_eq!(
+        metric(&c, 1, "wa_hub_sidecar_fleet_skipped_messages_total"),
+        3.0
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //!
 //! Headers: `Wahub-Node` (origin node id), `Wahub-Kind`, `Wahub-Msg-Id` (the message id); for webhooks also `Wahub-Record-Id`,
 //! `Wahub-Received-At` (ISO 8601), `Wahub-Signature-Valid` (`true`/`false`, absent when
-//! unchecked) and `Content-Type`. The subject is [`super::subject::subject`].
+//! unchecked) and `Content-Type`; with `fleet.fleet_token` also `Wahub-Sealed-At` and
+//! `Wahub-Fleet-Signature` ([`Sealer`]). The subject is [`super::subject::subject`].
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -82,7 +83,18 @@ pub enum DecodeError {
     /// written by a node holding the same token.
     #[error("fleet signature (Wahub-Fleet-Signature) missing or wrong; written by something else than a node with this fleet_token")]
     Unsealed,
+    /// The seal is right but was made more than the duplicate window before (or after) the
+    /// stream stored the message: an old message published again (a replay).
+    #[error("sealed {0} s away from when the stream stored it (a replayed message)")]
+    Stale(i64),
+    /// A message with this `Wahub-Msg-Id` was consumed within the duplicate window already
+    /// (published again under another `Nats-Msg-Id`: a replay).
+    #[error("message id already consumed (a replayed message)")]
+    Replayed,
 }
+
+/// Header with the time a message was sealed, Unix milliseconds (covered by the [`SEAL`]).
+pub const SEALED_AT: &str = "Wahub-Sealed-At";
 
 /// Header carrying a fleet message's HMAC when `fleet.fleet_token` is set: lower-case hex
 /// HMAC-SHA256, keyed by the token, of [`SEALED_HEADERS`] (their values, each followed by a
@@ -90,7 +102,8 @@ pub enum DecodeError {
 pub const SEAL: &str = "Wahub-Fleet-Signature";
 
 /// The headers a [`SEAL`] covers, in order.
-pub const SEALED_HEADERS: [&str; 7] = [
+pub const SEALED_HEADERS: [&str; 8] = [
+    SEALED_AT,
     NODE,
     KIND,
     EVENT_ID,
@@ -104,6 +117,11 @@ pub const SEALED_HEADERS: [&str; 7] = [
 /// from nodes holding the same token: anything else that can publish on the subjects (a
 /// misconfigured client, an attacker with broker access) is skipped. Without a token nothing
 /// is signed and everything is taken.
+///
+/// Against replays of captured messages: the seal covers [`SEALED_AT`], set when the message
+/// is sent; [`Sealer::check`] refuses a message the stream stored more than the duplicate
+/// window away from that time, and the consumer refuses a `Wahub-Msg-Id` it consumed within
+/// the window (`consume`).
 #[derive(Debug, Clone, Default)]
 pub struct Sealer {
     key: Option<wa_hub_sinks::signature::Verifier>,
@@ -119,23 +137,41 @@ impl Sealer {
         }
     }
 
-    /// Adds the [`SEAL`] header to `msg` (nothing without a token).
-    pub fn seal(&self, msg: &mut Outgoing) {
+    /// Whether messages are sealed (a token is set).
+    pub fn enabled(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Adds [`SEALED_AT`] (`now_ms`) and the [`SEAL`] to the `headers` of a message with
+    /// `body`, as it is sent (nothing without a token).
+    pub fn seal(&self, headers: &mut HeaderMap, body: &[u8], now_ms: i64) {
         if let Some(secret) = &self.secret {
-            let digest =
-                wa_hub_sinks::signature::sign(secret, &sealed_bytes(Some(&msg.headers), &msg.body));
-            msg.headers.insert(SEAL, digest.as_str());
+            headers.insert(SEALED_AT, now_ms.to_string().as_str());
+            let digest = wa_hub_sinks::signature::sign(secret, &sealed_bytes(Some(headers), body));
+            headers.insert(SEAL, digest.as_str());
         }
     }
 
-    /// Checks a stored message's [`SEAL`].
+    /// Checks a stored message's [`SEAL`], and that it was sealed within `window` of
+    /// `stored_ms`, when the stream stored it (Unix ms).
     ///
     /// # Errors
-    /// [`DecodeError::Unsealed`] when a token is set and the seal is missing or wrong.
-    pub fn check(&self, headers: Option<&HeaderMap>, body: &[u8]) -> Result<(), DecodeError> {
+    /// [`DecodeError::Unsealed`] when a token is set and the seal is missing or wrong;
+    /// [`DecodeError::Stale`] when it was sealed further than `window` from `stored_ms`.
+    pub fn check(
+        &self,
+        headers: Option<&HeaderMap>,
+        body: &[u8],
+        stored_ms: i64,
+        window: std::time::Duration,
+    ) -> Result<(), DecodeError> {
         let Some(key) = &self.key else {
             return Ok(());
         };
+        let sealed_ms = headers
+            .and_then(|h| h.get(SEALED_AT))
+            .and_then(|v| v.as_str().parse::<i64>().ok())
+            .ok_or(DecodeError::Unsealed)?;
         let values = headers
             .and_then(|h| {
                 h.get_all(SEAL)
@@ -144,10 +180,16 @@ impl Sealer {
                     .into()
             })
             .unwrap_or_default();
-        match key.verify(values, &sealed_bytes(headers, body)) {
-            wa_hub_sinks::signature::SignatureCheck::Valid => Ok(()),
-            _ => Err(DecodeError::Unsealed),
+        if key.verify(values, &sealed_bytes(headers, body))
+            != wa_hub_sinks::signature::SignatureCheck::Valid
+        {
+            return Err(DecodeError::Unsealed);
         }
+        let gap_ms = stored_ms.saturating_sub(sealed_ms).saturating_abs();
+        if u128::from(gap_ms.unsigned_abs()) > window.as_millis() {
+            return Err(DecodeError::Stale(gap_ms / 1000));
+        }
+        Ok(())
     }
 }
 
@@ -477,31 +519,49 @@ mod tests {
     }
 
     #[test]
-    fn a_sealed_message_checks_out_only_with_the_same_token_and_unchanged_headers() {
+    fn a_sealed_message_checks_out_only_with_the_same_token_unchanged_and_fresh() {
         let record = Payload::Status(decode_status(STATUS.as_bytes()).unwrap());
-        let mut msg = encode("wahub", "n1", &record, None);
+        let msg = encode("wahub", "n1", &record, None);
+        let (mut h, body) = (msg.headers.clone(), msg.body.clone());
         let sealer = Sealer::new(Some(b"token"));
-        sealer.seal(&mut msg);
-        assert!(sealer.check(Some(&msg.headers), &msg.body).is_ok());
-        let other = Sealer::new(Some(b"other"));
-        assert!(other.check(Some(&msg.headers), &msg.body).is_err());
+        let window = std::time::Duration::from_secs(120);
+        let sent = 1_000_000_000;
+        sealer.seal(&mut h, &body, sent);
+        let check = |s: &Sealer, h: Option<&HeaderMap>, b: &[u8], stored: i64| {
+            s.check(h, b, stored, window)
+        };
+        assert!(check(&sealer, Some(&h), &body, sent + 50).is_ok());
         assert!(
-            Sealer::new(None).check(None, &msg.body).is_ok(),
+            check(&sealer, Some(&h), &body, sent - 50).is_ok(),
+            "clocks apart"
+        );
+        let other = Sealer::new(Some(b"other"));
+        assert!(check(&other, Some(&h), &body, sent).is_err());
+        assert!(
+            check(&Sealer::new(None), None, &body, sent).is_ok(),
             "no token: no check"
         );
-        assert!(sealer.check(None, &msg.body).is_err(), "unsealed");
-        let mut posing = msg.headers.clone();
+        assert!(check(&sealer, None, &body, sent).is_err(), "unsealed");
+        let mut posing = h.clone();
         posing.insert(NODE, "n2");
         assert!(
-            sealer.check(Some(&posing), &msg.body).is_err(),
+            check(&sealer, Some(&posing), &body, sent).is_err(),
             "another node's name"
         );
-        let mut body = msg.body.to_vec();
-        body[0] = b' ';
+        let mut later = h.clone();
+        later.insert(SEALED_AT, (sent + 500_000).to_string().as_str());
         assert!(
-            sealer.check(Some(&msg.headers), &body).is_err(),
+            check(&sealer, Some(&later), &body, sent + 500_000).is_err(),
+            "time changed"
+        );
+        let mut changed = body.to_vec();
+        changed[0] = b' ';
+        assert!(
+            check(&sealer, Some(&h), &changed, sent).is_err(),
             "another body"
         );
+        let replayed = check(&sealer, Some(&h), &body, sent + 121_000).unwrap_err();
+        assert!(matches!(replayed, DecodeError::Stale(121)), "{replayed}");
     }
 
     #[test]

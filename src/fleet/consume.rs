@@ -306,7 +306,7 @@ async fn consume_from(
         fleet
             .consumer_pending
             .store(info.pending, Ordering::Relaxed);
-        match decode(fleet, &msg) {
+        match decode_live(fleet, &msg) {
             Ok(incoming) => {
                 let body = msg.payload.clone();
                 apply(fleet, app, seq, at, incoming, body).await;
@@ -323,13 +323,41 @@ async fn consume_from(
     Ok(())
 }
 
-/// A stored message's payload, once its seal ([`codec::Sealer`]) and its format check out.
+/// A stored message's payload, once its seal ([`codec::Sealer`], made within the duplicate
+/// window of when the stream stored the message) and its format check out.
 fn decode(
     fleet: &Fleet,
     msg: &async_nats::jetstream::Message,
 ) -> Result<Incoming, codec::DecodeError> {
-    fleet.sealer.check(msg.headers.as_ref(), &msg.payload)?;
+    let stored_ms = msg
+        .info()
+        .map(|i| i64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+        .unwrap_or(0);
+    fleet.sealer.check(
+        msg.headers.as_ref(),
+        &msg.payload,
+        stored_ms,
+        fleet.settings.duplicate_window,
+    )?;
     codec::decode(msg.headers.as_ref(), &msg.payload)
+}
+
+/// [`decode`] for live consumption: also refuses, when messages are sealed, a `Wahub-Msg-Id`
+/// consumed within the duplicate window (a captured message published again under another
+/// `Nats-Msg-Id`, which the stream's own de-duplication does not catch).
+fn decode_live(
+    fleet: &Fleet,
+    msg: &async_nats::jetstream::Message,
+) -> Result<Incoming, codec::DecodeError> {
+    let incoming = decode(fleet, msg)?;
+    if fleet.sealer.enabled()
+        && fleet
+            .consumed_ids
+            .is_duplicate(incoming.msg_id.as_bytes(), std::time::Instant::now())
+    {
+        return Err(codec::DecodeError::Replayed);
+    }
+    Ok(incoming)
 }
 
 fn stored_at(nanos: i128) -> DateTime<Utc> {

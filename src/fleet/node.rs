@@ -40,6 +40,9 @@ pub struct Fleet {
     pub outbox: Outbox,
     /// Signs this node's messages and checks the others' (`fleet.fleet_token`).
     pub sealer: codec::Sealer,
+    /// `Wahub-Msg-Id`s consumed within the duplicate window, when messages are sealed
+    /// (replays refused, see `consume`).
+    pub consumed_ids: crate::dedup::Dedup,
     /// The largest message the NATS server takes (its `max_payload`, bytes; 1 MiB, the
     /// server's default, until it is known).
     max_payload: AtomicU64,
@@ -112,6 +115,7 @@ impl Fleet {
         let fleet = Arc::new(Self {
             outbox: Outbox::new(settings.raw.buffer_events.get()),
             max_payload: AtomicU64::new(DEFAULT_MAX_PAYLOAD),
+            consumed_ids: crate::dedup::Dedup::new(settings.duplicate_window),
             sealer: codec::Sealer::new(
                 settings
                     .raw
@@ -248,13 +252,12 @@ impl Fleet {
     /// NATS is unreachable (it is then not shown again when it comes back from the stream).
     /// An event that finds the outbox full is counted as lost and shown locally only.
     pub fn enqueue(&self, payload: &Payload, id: Option<String>) -> bool {
-        let mut msg = codec::encode(
+        let msg = codec::encode(
             &self.settings.raw.subject_prefix,
             self.node_id(),
             payload,
             id,
         );
-        self.sealer.seal(&mut msg);
         if msg.body.len() > self.max_body_bytes() {
             // The server would refuse it, and retrying would hold up everything behind it.
             self.outbox.lost.fetch_add(1, Ordering::Relaxed);

@@ -178,7 +178,7 @@ impl Outbox {
 
     /// Publishes queued messages forever, in order, up to [`MAX_IN_FLIGHT`] at a time; on a
     /// failure keeps the unacknowledged ones at the front and retries after a backoff.
-    pub async fn run(&self, js: jetstream::Context) {
+    pub async fn run(&self, js: jetstream::Context, sealer: super::codec::Sealer) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let batch = self.front(MAX_IN_FLIGHT);
@@ -186,7 +186,7 @@ impl Outbox {
                 self.notify.notified().await;
                 continue;
             }
-            let done = self.publish_batch(&js, &batch).await;
+            let done = self.publish_batch(&js, &sealer, &batch).await;
             self.pop(done);
             if done < batch.len() {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -199,11 +199,22 @@ impl Outbox {
 
     /// Sends `batch` and awaits its acknowledgements in order; returns how many, from the
     /// front, were stored.
-    async fn publish_batch(&self, js: &jetstream::Context, batch: &[Queued]) -> usize {
+    async fn publish_batch(
+        &self,
+        js: &jetstream::Context,
+        sealer: &super::codec::Sealer,
+        batch: &[Queued],
+    ) -> usize {
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut acks = Vec::with_capacity(batch.len());
         for q in batch {
             let publish = Publish::build()
-                .headers(q.msg.headers.clone())
+                .headers({
+                    // Sealed as sent, so the seal's time is close to the stream's.
+                    let mut headers = q.msg.headers.clone();
+                    sealer.seal(&mut headers, &q.msg.body, now_ms);
+                    headers
+                })
                 .payload(q.msg.body.clone());
             match js.send_publish(q.msg.subject.clone(), publish).await {
                 Ok(ack) => acks.push(ack),

@@ -13,7 +13,7 @@ pub fn start(fleet: &Arc<Fleet>, app: Arc<App>) {
     let f = fleet.clone();
     fleet
         .handle()
-        .spawn(async move { f.outbox.run(f.jetstream().clone()).await });
+        .spawn(async move { f.outbox.run(f.jetstream().clone(), f.sealer.clone()).await });
     let (f, a) = (fleet.clone(), app.clone());
     fleet
         .handle()
