@@ -68,6 +68,17 @@ impl Cluster {
         )
     }
 
+    /// A whole config for node `i` run on its own (not as a [`Sidecar`]): a free port, no
+    /// metrics listener, then `extra` appended to the node's `fleet:` section.
+    fn standalone_yaml(&self, i: usize, extra: &str) -> String {
+        format!(
+            "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}{extra}",
+            free_port(),
+            self.upstream.base_url(),
+            self.yaml(i)
+        )
+    }
+
     fn start_node(&self, i: usize) -> Sidecar {
         Sidecar::start(&self.upstream.base_url(), &self.yaml(i))
     }
@@ -137,11 +148,7 @@ impl Drop for Cluster {
             return;
         }
         let (url, tag) = (self.nats.url.clone(), self.tag.clone());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
+        rt().block_on(async move {
             if let Ok(client) = async_nats::connect(url).await {
                 let js = async_nats::jetstream::new(client);
                 let _ = js.delete_stream(format!("EV_{tag}")).await;
@@ -622,13 +629,9 @@ fn with_a_fleet_token_messages_not_signed_by_a_node_are_skipped() {
     let client = c.client(1);
     // Someone else with access to the broker writes on the fleet's subjects, posing as node0.
     let (url, prefix) = (c.nats.url.clone(), c.tag.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     rt.block_on(async move {
-        let client = async_nats::connect(url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+        let js = jetstream(url).await;
         let forged = |kind: &str, id: &str| {
             let mut h = async_nats::HeaderMap::new();
             h.insert("Wahub-Node", "node0");
@@ -676,7 +679,7 @@ fn with_a_fleet_token_messages_not_signed_by_a_node_are_skipped() {
     // Nats-Msg-Id (the stream's own de-duplication does not catch it): refused as a replay.
     let (url, prefix, stream) = (c.nats.url.clone(), c.tag.clone(), format!("EV_{}", c.tag));
     rt.block_on(async move {
-        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let js = jetstream(url).await;
         let subject = format!("{prefix}.node0.fleet-sealed.webhook");
         let captured = js
             .get_stream(&stream)
@@ -784,63 +787,34 @@ fn a_proxied_call_reaches_the_node_whose_wa_hub_runs_the_instance() {
 #[test]
 fn a_stream_or_bucket_with_other_settings_is_a_clear_start_up_error() {
     let c = Cluster::start(Nats::any(), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    let yaml = format!(
-        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}  max_bytes: 1000000\n",
-        free_port(),
-        c.upstream.base_url(),
-        c.yaml(9)
-    );
-    std::fs::write(&config, yaml).unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run sidecar");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = run_to_exit(&c.standalone_yaml(9, "  max_bytes: 1000000\n"));
+    assert!(!ok);
     assert!(err.contains("fleet.max_bytes"), "{err}");
 
     // A status bucket with a TTL would forget statuses: refused too.
     let bucket = format!("TTL_{}", c.tag);
     let (url, name) = (c.nats.url.clone(), bucket.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
-        js.create_key_value(async_nats::jetstream::kv::Config {
-            bucket: name,
-            max_age: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    rt().block_on(async move {
+        jetstream(url)
+            .await
+            .create_key_value(async_nats::jetstream::kv::Config {
+                bucket: name,
+                max_age: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     });
-    let yaml = format!(
-        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
-        free_port(),
-        c.upstream.base_url(),
-        c.yaml(9).replace(
-            &format!("status_bucket: ST_{}", c.tag),
-            &format!("status_bucket: {bucket}")
-        )
+    let yaml = c.standalone_yaml(9, "").replace(
+        &format!("status_bucket: ST_{}", c.tag),
+        &format!("status_bucket: {bucket}"),
     );
-    std::fs::write(&config, yaml).unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run sidecar");
+    let (ok, err) = run_to_exit(&yaml);
     let url = c.nats.url.clone();
-    rt.block_on(async move {
-        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
-        let _ = js.delete_key_value(bucket).await;
+    rt().block_on(async move {
+        let _ = jetstream(url).await.delete_key_value(bucket).await;
     });
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!ok);
     assert!(err.contains("statuses must not expire"), "{err}");
 }
 
@@ -861,6 +835,11 @@ fn run_to_exit(yaml: &str) -> (bool, String) {
     )
 }
 
+/// A JetStream context on the NATS at `url`.
+async fn jetstream(url: String) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(url).await.unwrap())
+}
+
 /// A runtime for talking to NATS from a test.
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -876,7 +855,7 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
     let c = Cluster::start(Nats::any(), 0);
     let (url, tag) = (c.nats.url.clone(), c.tag.clone());
     rt().block_on(async move {
-        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let js = jetstream(url).await;
         js.create_stream(stream::Config {
             name: format!("EV_{tag}"),
             subjects: vec![format!("{tag}.>")],
@@ -891,12 +870,7 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
         .await
         .unwrap();
     });
-    let yaml = format!(
-        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
-        free_port(),
-        c.upstream.base_url(),
-        c.yaml(0)
-    );
+    let yaml = c.standalone_yaml(0, "");
     let (ok, err) = run_to_exit(&yaml);
     assert!(!ok, "started on a stream that breaks fleet guarantees");
     let stream = format!("EV_{}", c.tag);
@@ -919,12 +893,7 @@ fn a_stream_with_memory_storage_count_limits_discard_new_or_a_short_duplicate_wi
 fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
     let mut c = Cluster::start(Nats::any(), 1);
     // node0 runs; another process configured as node0 finds its presence refreshed.
-    let yaml = format!(
-        "listen: 127.0.0.1:{}\nmetrics_listen: null\nupstream:\n  base_url: {}\n{}",
-        free_port(),
-        c.upstream.base_url(),
-        c.yaml(0)
-    );
+    let yaml = c.standalone_yaml(0, "");
     let (ok, err) = run_to_exit(&yaml);
     assert!(!ok, "a second node0 started");
     assert!(
@@ -945,7 +914,7 @@ fn a_second_live_process_with_the_same_node_id_refuses_to_start() {
     let presence = || {
         let (url, bucket) = (c.nats.url.clone(), format!("ST_{}", c.tag));
         rt().block_on(async move {
-            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            let js = jetstream(url).await;
             let store = js.get_key_value(bucket).await.unwrap();
             store
                 .entry("presence.node0")
