@@ -561,15 +561,7 @@ fn with_nats_stopped_nodes_keep_working_and_converge_when_it_returns() {
 
 /// The value of an unlabelled metric on node `i`.
 fn metric(c: &Cluster, i: usize, name: &str) -> f64 {
-    let text = client()
-        .get(c.node(i).url("/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    metric_value(c.node(i), name).unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 #[test]

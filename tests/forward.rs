@@ -835,15 +835,7 @@ fn assert_refused(what: &str, dir: &Path, out: std::process::Output, want: &str)
 
 /// `name{labels…}`'s value in the sidecar's `/metrics` text (0 when absent).
 fn metric(sc: &Sidecar, series: &str) -> f64 {
-    let text = client()
-        .get(sc.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    metric_value(sc, series).unwrap_or(0.0)
 }
 
 #[test]

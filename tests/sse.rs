@@ -462,10 +462,7 @@ fn tcp_state(local_port: u16, remote_port: u16) -> Option<String> {
 }
 
 fn sse_clients(sc: &Sidecar) -> Option<u64> {
-    let text = client().get(sc.url("/metrics")).send().ok()?.text().ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("wa_hub_sidecar_sse_clients "))
-        .and_then(|v| v.trim().parse().ok())
+    metric_value(sc, "wa_hub_sidecar_sse_clients").map(|v| v as u64)
 }
 
 #[test]

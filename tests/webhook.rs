@@ -450,16 +450,8 @@ fn a_missing_signature_is_called_absent_in_the_answer_the_log_and_the_metric() {
 }
 
 fn duplicate_count(sc: &Sidecar) -> u64 {
-    let text = client()
-        .get(sc.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("wa_hub_sidecar_webhooks_duplicate_total "))
-        .map(|v| v.trim().parse().unwrap())
-        .expect("duplicate counter exported")
+    metric_value(sc, "wa_hub_sidecar_webhooks_duplicate_total").expect("duplicate counter exported")
+        as u64
 }
 
 #[test]

@@ -139,6 +139,29 @@ pub fn get_json(sc: &Sidecar, path: &str) -> (u16, serde_json::Value) {
     (status, r.json().expect("json body"))
 }
 
+/// The value of `series` (a metric name with its labels exactly as exported, e.g.
+/// `wa_hub_sidecar_sse_clients` or `name{label="v"}`) in `/metrics`, with the client token
+/// `token` when given; `None` when the series is absent or `/metrics` cannot be read.
+pub fn metric_value_as(sc: &Sidecar, series: &str, token: Option<&str>) -> Option<f64> {
+    let mut req = client().get(sc.url("/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let text = req.send().ok()?.text().ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// [`metric_value_as`] without a token.
+pub fn metric_value(sc: &Sidecar, series: &str) -> Option<f64> {
+    metric_value_as(sc, series, None)
+}
+
 /// Waits (up to 10 s) until sink `sink` has taken at least `n` events from its queue, as
 /// `/metrics` reports (`sink_deliveries_total{outcome="delivered"}`): the sinks are fed
 /// asynchronously, so an SSE client that must find earlier events in its `initial` snapshot
@@ -149,17 +172,11 @@ pub fn wait_sink_delivered(sc: &Sidecar, sink: &str, n: u64) {
 
 /// [`wait_sink_delivered`] with a client token for `/metrics`.
 pub fn wait_sink_delivered_as(sc: &Sidecar, sink: &str, n: u64, token: Option<&str>) {
-    let needle =
-        format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}} ");
+    let series =
+        format!("wa_hub_sidecar_sink_deliveries_total{{outcome=\"delivered\",sink=\"{sink}\"}}");
     let done = eventually(Duration::from_secs(10), || {
-        let mut req = client().get(sc.url("/metrics"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let text = req.send().ok()?.text().ok()?;
-        let line = text.lines().find(|l| l.starts_with(&needle))?;
-        let v: u64 = line[needle.len()..].trim().parse().ok()?;
-        (v >= n).then_some(())
+        let v = metric_value_as(sc, &series, token)?;
+        (v >= n as f64).then_some(())
     });
     assert!(done.is_some(), "sink {sink} never delivered {n} events");
 }
