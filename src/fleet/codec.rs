@@ -125,7 +125,6 @@ pub const SEALED_HEADERS: [&str; 8] = [
 #[derive(Debug, Clone, Default)]
 pub struct Sealer {
     key: Option<wa_hub_sinks::signature::Verifier>,
-    secret: Option<Vec<u8>>,
 }
 
 impl Sealer {
@@ -133,7 +132,6 @@ impl Sealer {
     pub fn new(token: Option<&[u8]>) -> Self {
         Self {
             key: token.map(wa_hub_sinks::signature::Verifier::new),
-            secret: token.map(<[u8]>::to_vec),
         }
     }
 
@@ -145,9 +143,9 @@ impl Sealer {
     /// Adds [`SEALED_AT`] (`now_ms`) and the [`SEAL`] to the `headers` of a message with
     /// `body`, as it is sent (nothing without a token).
     pub fn seal(&self, headers: &mut HeaderMap, body: &[u8], now_ms: i64) {
-        if let Some(secret) = &self.secret {
+        if let Some(key) = &self.key {
             headers.insert(SEALED_AT, now_ms.to_string().as_str());
-            let digest = wa_hub_sinks::signature::sign(secret, &sealed_bytes(Some(headers), body));
+            let digest = key.sign_parts(&sealed_parts(Some(headers), body));
             headers.insert(SEAL, digest.as_str());
         }
     }
@@ -172,15 +170,10 @@ impl Sealer {
             .and_then(|h| h.get(SEALED_AT))
             .and_then(|v| v.as_str().parse::<i64>().ok())
             .ok_or(DecodeError::Unsealed)?;
-        let values = headers
-            .and_then(|h| {
-                h.get_all(SEAL)
-                    .map(|v| v.as_str().as_bytes())
-                    .collect::<Vec<_>>()
-                    .into()
-            })
+        let values: Vec<&[u8]> = headers
+            .map(|h| h.get_all(SEAL).map(|v| v.as_str().as_bytes()).collect())
             .unwrap_or_default();
-        if key.verify(values, &sealed_bytes(headers, body))
+        if key.verify_parts(values, &sealed_parts(headers, body))
             != wa_hub_sinks::signature::SignatureCheck::Valid
         {
             return Err(DecodeError::Unsealed);
@@ -193,16 +186,18 @@ impl Sealer {
     }
 }
 
-fn sealed_bytes(headers: Option<&HeaderMap>, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
+/// What a [`SEAL`] covers, in order: each of [`SEALED_HEADERS`]' values (empty when absent)
+/// followed by a newline, then the body; hashed part by part, the body never copied.
+fn sealed_parts<'a>(headers: Option<&'a HeaderMap>, body: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::with_capacity(2 * SEALED_HEADERS.len() + 1);
     for name in SEALED_HEADERS {
         if let Some(v) = headers.and_then(|h| h.get(name)) {
-            out.extend_from_slice(v.as_str().as_bytes());
+            parts.push(v.as_str().as_bytes());
         }
-        out.push(b'\n');
+        parts.push(b"\n");
     }
-    out.extend_from_slice(body);
-    out
+    parts.push(body);
+    parts
 }
 
 /// Hex SHA-256 of a webhook body: its `Nats-Msg-Id`.

@@ -85,6 +85,8 @@ pub async fn run(fleet: Arc<Fleet>, app: Arc<App>) {
             seen = now;
             next = rebase(&fleet, &app).await;
         }
+        // After a reconnection the server may be another one of the cluster.
+        fleet.refresh_max_payload();
         match consume_from(&fleet, &app, next, &mut epoch).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, next, "fleet: consumer stopped; re-creating"),

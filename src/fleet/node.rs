@@ -154,6 +154,7 @@ impl Fleet {
         });
         match outcome {
             Ok(Ok(store)) => {
+                fleet.refresh_max_payload();
                 // A second live process with this node id stops here. Other failures leave
                 // the check to the presence refresh (`presence::run`).
                 let (f, s) = (fleet.clone(), store.clone());
@@ -183,13 +184,22 @@ impl Fleet {
 
     /// The largest webhook body the fleet can carry, bytes: the server's `max_payload` less
     /// [`HEADER_ALLOWANCE`] for the fleet headers. A larger message would be refused by the
-    /// server and hold up every event queued behind it.
+    /// server and hold up every event queued behind it. Read on every webhook: one atomic
+    /// load ([`Fleet::refresh_max_payload`] keeps it current).
     pub fn max_body_bytes(&self) -> usize {
         let payload = self.max_payload.load(Ordering::Relaxed);
-        let info = self.client.server_info().max_payload as u64;
-        let payload = if info > 0 { info } else { payload };
-        self.max_payload.store(payload, Ordering::Relaxed);
         usize::try_from(payload.saturating_sub(HEADER_ALLOWANCE)).unwrap_or(usize::MAX)
+    }
+
+    /// Takes the `max_payload` of the server the client is connected to (kept when not
+    /// connected yet). Called at start and whenever the consumer starts over (after each
+    /// reconnection), not per message: the server info is a copy of the server's whole
+    /// announcement.
+    pub fn refresh_max_payload(&self) {
+        let announced = self.client.server_info().max_payload as u64;
+        if announced > 0 {
+            self.max_payload.store(announced, Ordering::Relaxed);
+        }
     }
 
     /// This node's id.
@@ -258,13 +268,14 @@ impl Fleet {
             payload,
             id,
         );
-        if msg.body.len() > self.max_body_bytes() {
+        let max = self.max_body_bytes();
+        if msg.body.len() > max {
             // The server would refuse it, and retrying would hold up everything behind it.
             self.outbox.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 kind = msg.kind.as_str(),
                 bytes = msg.body.len(),
-                max = self.max_body_bytes(),
+                max,
                 "fleet: event larger than the NATS server's max_payload; shown on this node only"
             );
             return true;
