@@ -53,7 +53,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     // Pingora reports a taken port only by panicking in a worker; check first for a clear error.
     let listen = config.raw.listen;
     for addr in std::iter::once(listen).chain(config.raw.metrics_listen) {
-        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        drop(check_bind(addr).map_err(|source| ServerError::Bind { addr, source })?);
     }
 
     let (app, sink_tasks) = App::new(config)?;
@@ -123,6 +123,22 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Whether `addr` can be bound: a socket bound to it (with `SO_REUSEADDR`, as Pingora's
+/// listener and std's have), not listening, for the caller to drop. Listening would accept connections into a
+/// backlog that is dropped with the socket: a client arriving in that window (a test harness
+/// waiting for the port, a load balancer's probe) would be reset, or see the port open and then
+/// be refused until Pingora listens.
+fn check_bind(addr: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
 /// Runs every sink under the router's supervisor until the sinks are told to stop
 /// ([`App::stop_sinks`], after in-flight requests finished), then lets them drain. The sink
 /// tasks are tracked in [`App::sink_tasks`], which shutdown waits for.
@@ -144,5 +160,24 @@ impl BackgroundService for SinkRunner {
         }
         tracker.close();
         tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bind_check_refuses_a_taken_address_and_accepts_no_connection() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        assert!(check_bind(addr).is_err(), "a listening socket holds it");
+        drop(taken);
+        let held = check_bind(addr).unwrap();
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "the check must not accept connections"
+        );
+        drop(held);
     }
 }

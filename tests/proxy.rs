@@ -812,3 +812,25 @@ fn upstream_failing_mid_answer_never_gets_an_error_body_appended() {
         "response ended as if complete: {resp}"
     );
 }
+
+#[test]
+fn a_taken_listen_port_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taken.yaml");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    std::fs::write(
+        &path,
+        format!("listen: {addr}\nupstream:\n  base_url: http://127.0.0.1:9\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
