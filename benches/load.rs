@@ -558,10 +558,15 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
     let rss_before = rss_kib(sidecar.pid()).unwrap_or(0);
     let (lat_tx, lat_rx) = std::sync::mpsc::channel::<(usize, Vec<f64>)>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<bool>();
+    // Clients hold their connection until every latency is in: a client that closes as soon as
+    // it has its last event would make the sidecar serve closes while it still fans that event
+    // out to the rest, which measured the teardown, not the fan-out.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let connect_started = Instant::now();
     for i in 0..n {
         let lat_tx = lat_tx.clone();
         let ready_tx = ready_tx.clone();
+        let mut done = done_rx.clone();
         rt.spawn(async move {
             use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
             let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
@@ -608,6 +613,7 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
                 let _ = ready_tx.send(false);
             }
             let _ = lat_tx.send((i, lats));
+            let _ = done.wait_for(|d| *d).await;
         });
     }
     drop(lat_tx);
@@ -626,6 +632,7 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
         .no_proxy()
         .build()
         .unwrap();
+    let cpu_before = cpu_ticks_tree(sidecar.pid());
     for _ in 0..events {
         let body = webhook_body("WASP-fanout", now_ns());
         let sig = wa_hub_sidecar::signature::sign(SECRET.as_bytes(), body.as_bytes());
@@ -639,6 +646,7 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
         std::thread::sleep(Duration::from_millis(250));
     }
     let mut all = Vec::with_capacity(n * events);
+    let mut by_event: Vec<Vec<f64>> = (0..events).map(|_| Vec::with_capacity(n)).collect();
     let mut complete = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Ok((_, lats)) =
@@ -647,12 +655,29 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
         if lats.len() == events {
             complete += 1;
         }
+        for (k, l) in lats.iter().enumerate() {
+            by_event[k].push(*l);
+        }
         all.extend(lats);
         if complete == connected {
             break;
         }
     }
+    // The sidecar's CPU over the posting loop (the 250 ms gaps included: it idles there).
+    let cpu_ticks = cpu_ticks_tree(sidecar.pid()).saturating_sub(cpu_before);
+    let _ = done_tx.send(true);
     rt.shutdown_timeout(Duration::from_secs(1));
+    let delivered = all.len().max(1) as f64;
+    // The p99 of each event on its own: shows whether the tail is one slow event or all.
+    let p99_by_event: Vec<f64> = by_event
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect();
     all.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         all.get(((all.len() as f64 - 1.0) * p).round() as usize)
@@ -668,6 +693,8 @@ fn sse_fanout(sidecar: &Sidecar, n: usize) -> Value {
         "latency_p50_ms": pct(0.5),
         "latency_p99_ms": pct(0.99),
         "latency_max_ms": all.last(),
+        "latency_p99_ms_by_event": p99_by_event,
+        "cpu_us_per_delivery": cpu_ticks as f64 * 1e6 / clock_ticks() / delivered,
         "rss_before_kib": rss_before,
         "rss_with_clients_kib": rss_idle,
         "rss_per_idle_client_kib": per_client,

@@ -1,7 +1,8 @@
-//! `GET /api/stream?instanceId=&scope=instance|global`: one SSE client on Pingora's session,
-//! in four steps: [`open`] (scope, client slot, response header), the opening frames, the pump
-//! of live events, and the close (DESIGN.md "Engineering notes on Pingora 0.9"). What a
-//! client is sent is decided Pingora-free beside the hub, in `wa_hub_sinks::sse`.
+//! `GET /api/stream?instanceId=&scope=instance|global`: one SSE client, in four steps:
+//! [`open`] on Pingora's session (scope, client slot, response header), then, on the
+//! connection taken out of that session on HTTP/1 ([`out`]), the opening frames, the pump of
+//! live events, and the close (DESIGN.md "Engineering notes on Pingora 0.9"). What a client is
+//! sent is decided Pingora-free beside the hub, in `wa_hub_sinks::sse`.
 //!
 //! Order on connect (the dashboard's `useSSE` semantics): `connected` `{instanceId, scope}`,
 //! then `initial` `{webhookEvents, apiLogs, instanceMeta}` (filtered to the instance unless the
@@ -11,7 +12,8 @@
 //! kept, heartbeat comments, a client limit (503), dropping clients that fall behind, and a
 //! clean close on shutdown.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+mod out;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,7 @@ use crate::app::App;
 use crate::framing;
 use crate::rejection::Rejection;
 use crate::routes::query_param;
+use out::{Out, WriteError};
 
 /// An SSE client whose response header is written: what the later steps need.
 struct Client {
@@ -41,17 +44,24 @@ struct Client {
     sub: Subscription,
     /// Live frames with ids up to this one were sent already (fleet resume from the stream).
     skip_through: u64,
+    /// `Transfer-Encoding: chunked` was announced (HTTP/1.1).
+    chunked: bool,
     _slot: ClientGuard,
 }
 
 /// Serves one SSE client until it leaves, falls behind, or the sidecar shuts down. The caller
 /// has checked the client token. `cors_origin` is the allowed `Origin` to echo, if any.
 ///
+/// On HTTP/1 the connection is taken out of Pingora's session once the header is written
+/// ([`Out::detach`]) and served by a task of its own, tracked in [`App::requests`] (so
+/// shutdown waits for its clean end); this returns at once. On HTTP/2 the stream is served
+/// here, on Pingora's session, and this returns when it ends.
+///
 /// # Errors
 /// A [`Rejection`] before anything is written (bad scope 400, client limit 503); once the
 /// stream started, failures end it and are logged here.
 pub async fn serve(
-    app: &App,
+    app: &Arc<App>,
     hub: &Arc<SseHub>,
     session: &mut Session,
     query: Option<&str>,
@@ -63,11 +73,27 @@ pub async fn serve(
     if session.req_header().method == http::Method::HEAD {
         return Ok(());
     }
+    let write_timeout = Duration::from_millis(hub.config().write_timeout_ms.get());
+    match Out::detach(session, client.chunked, write_timeout) {
+        Some(out) => {
+            let (app, hub) = (app.clone(), hub.clone());
+            app.requests
+                .clone()
+                .spawn(async move { run(&app, &hub, out, client).await });
+        }
+        None => run(app, hub, Out::Session(session), client).await,
+    }
+    Ok(())
+}
+
+/// The opening frames, the pump of live events and the close.
+async fn run(app: &App, hub: &SseHub, mut out: Out<'_>, client: Client) {
     let Client {
         scope,
         last_id,
         sub,
         skip_through,
+        chunked: _,
         _slot,
     } = client;
     let Subscription {
@@ -80,22 +106,21 @@ pub async fn serve(
             initial_writes(app, hub, &scope, snapshot_id)
         });
     for bytes in writes {
-        if let Err(e) = session.write_response_body(Some(bytes), false).await {
-            if e.etype == pingora::ErrorType::WriteTimedout {
+        if let Err(e) = out.write(bytes).await {
+            if e == WriteError::TimedOut {
                 hub.stats
                     .clients_dropped_slow
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("SSE client stopped reading during its first events; dropped");
             }
             // The stream cannot be resumed mid-frame: close the connection.
-            abort(session);
-            return Ok(());
+            out.abort();
+            return;
         }
     }
     hub.stats.events_sent.fetch_add(sent, Ordering::Relaxed);
-    let reason = pump(app, hub, session, &scope, &mut rx, skip_through).await;
-    close(session, reason).await;
-    Ok(())
+    let reason = pump(app, hub, &mut out, &scope, &mut rx, skip_through).await;
+    close(&mut out, reason).await;
 }
 
 /// Checks the scope, takes a client slot, subscribes and writes the response header.
@@ -133,11 +158,12 @@ async fn open(
     };
     let write_timeout = Duration::from_millis(hub.config().write_timeout_ms.get());
     match write_header(session, cors_origin, write_timeout).await {
-        Ok(()) => Ok(Some(Client {
+        Ok(chunked) => Ok(Some(Client {
             scope,
             last_id,
             sub,
             skip_through,
+            chunked,
             _slot: slot,
         })),
         Err(e) => {
@@ -147,11 +173,12 @@ async fn open(
     }
 }
 
+/// Writes the response header; `Ok(true)` when it announced chunked framing.
 async fn write_header(
     session: &mut Session,
     cors_origin: Option<&str>,
     write_timeout: Duration,
-) -> pingora::Result<()> {
+) -> pingora::Result<bool> {
     let mut resp = ResponseHeader::build(200, Some(6))?;
     resp.insert_header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")?;
     resp.insert_header(header::CACHE_CONTROL, "no-cache, no-store, no-transform")?;
@@ -161,16 +188,19 @@ async fn write_header(
         resp.insert_header(header::VARY, "Origin")?;
     }
     let head = session.req_header().method == http::Method::HEAD;
+    let mut chunked = false;
     if !session.is_http2() && !head {
         if framing::chunked_allowed(session.req_header()) {
             resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+            chunked = true;
         } else {
             // HTTP/1.0: the stream ends when the connection closes (`Connection: close`).
             session.set_keepalive(None);
         }
     }
     session.set_write_timeout(Some(write_timeout));
-    session.write_response_header(Box::new(resp), head).await
+    session.write_response_header(Box::new(resp), head).await?;
+    Ok(chunked)
 }
 
 /// The writes that give a fresh client its state up to `snapshot_id`: the shared `initial`
@@ -260,11 +290,13 @@ enum Ended {
 }
 
 /// Writes live events (batched) and heartbeats until the client leaves, falls behind, a
-/// write fails or times out (`write_timeout_ms`), or the sidecar shuts down.
+/// write fails or times out (`write_timeout_ms`), or the sidecar shuts down. A heartbeat goes
+/// out when nothing was written for `heartbeat_ms`; writes do not touch the timer (at 10,000
+/// clients a reset per write and client was a timer-wheel lock per client per event).
 async fn pump(
     app: &App,
     hub: &SseHub,
-    session: &mut Session,
+    out: &mut Out<'_>,
     scope: &Scope,
     rx: &mut tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
     skip_through: u64,
@@ -274,7 +306,9 @@ async fn pump(
     // with its old id and gets a reset.
     let mut rebased = app.fleet.as_ref().map(|f| f.link.rebased());
     let heartbeat = Duration::from_millis(hub.config().heartbeat_ms.get());
-    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_write = tokio::time::Instant::now();
+    let hb = tokio::time::sleep(heartbeat);
+    tokio::pin!(hb);
     // A frame taken from `rx` that did not fit in the last write.
     let mut carried: Option<Arc<wa_hub_sinks::sse::SseFrame>> = None;
     loop {
@@ -284,7 +318,7 @@ async fn pump(
                 biased;
                 _ = shutdown.changed() => return Ended::Shutdown,
                 _ = changed(&mut rebased) => return Ended::HubClosed,
-                _ = session.read_body_or_idle(true) => return Ended::ClientGone,
+                _ = out.gone() => return Ended::ClientGone,
                 msg = rx.recv() => match msg {
                     // Fleet resume: frames the replay from the stream already carried.
                     Ok(frame) if skip_through > 0 && frame.event.id <= skip_through => continue,
@@ -296,15 +330,23 @@ async fn pump(
                     }
                     Err(RecvError::Closed) => return Ended::HubClosed,
                 },
-                _ = hb.tick() => (comment("heartbeat"), 0, None),
+                _ = &mut hb => {
+                    let due = last_write + heartbeat;
+                    if due > tokio::time::Instant::now() {
+                        hb.as_mut().reset(due);
+                        continue;
+                    }
+                    hb.as_mut().reset(tokio::time::Instant::now() + heartbeat);
+                    (comment("heartbeat"), 0, None)
+                }
             },
         };
         carried = rest;
         if bytes.is_empty() {
             continue;
         }
-        if let Err(e) = session.write_response_body(Some(bytes), false).await {
-            if e.etype == pingora::ErrorType::WriteTimedout {
+        if let Err(e) = out.write(bytes).await {
+            if e == WriteError::TimedOut {
                 hub.stats
                     .clients_dropped_slow
                     .fetch_add(1, Ordering::Relaxed);
@@ -313,7 +355,7 @@ async fn pump(
             return Ended::WriteFailed;
         }
         hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
-        hb.reset();
+        last_write = tokio::time::Instant::now();
     }
 }
 
@@ -328,49 +370,13 @@ async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
 }
 
 /// Ends the stream: the connection is not reused. On shutdown (or when the hub closes) the
-/// chunked body is ended, within 1 s, so the client sees a clean end of stream; otherwise, and
-/// when that fails, the connection is aborted ([`abort`]).
-async fn close(session: &mut Session, reason: Ended) {
+/// body is ended, within 1 s, so the client sees a clean end of stream; otherwise, and when
+/// that fails, the connection is aborted ([`Out::abort`]): after a stop in reading, a lag or a
+/// failed write, what is queued for the client is discarded at once.
+async fn close(out: &mut Out<'_>, reason: Ended) {
     tracing::debug!(?reason, "SSE stream ended");
-    session.set_keepalive(None);
-    if matches!(reason, Ended::Shutdown | Ended::HubClosed) {
-        let ended = tokio::time::timeout(
-            Duration::from_secs(1),
-            session.write_response_body(None, true),
-        )
-        .await;
-        if matches!(ended, Ok(Ok(()))) {
-            return;
-        }
-    }
-    abort(session);
-}
-
-/// Closes the client connection at once, discarding what is queued for it: `SO_LINGER` 0 and
-/// `shutdown(both)` on its socket. A client that stopped reading (or fell behind, or left)
-/// would otherwise keep it: after `request_filter` Pingora ends the response with a final
-/// chunk and a flush that have no write timeout (`pingora-core` `HttpSession::finish` →
-/// `finish_body`), so the session, its descriptor and the queued megabytes stayed until the
-/// client went away, outside `max_clients`, and shutdown waited for them. After this, that
-/// write fails at once, Pingora drops the session, and the close sends a reset.
-fn abort(session: &mut Session) {
-    session.set_keepalive(None);
-    let Some(stream) = session.stream().and_then(|io| {
-        io.as_any()
-            .downcast_ref::<pingora::protocols::l4::stream::Stream>()
-    }) else {
-        // HTTP/2 (Pingora owns the framing and its timeouts) or a transport that is not plain
-        // TCP: nothing more to do here.
+    if matches!(reason, Ended::Shutdown | Ended::HubClosed) && out.end().await {
         return;
-    };
-    // SAFETY: the descriptor belongs to `stream`, borrowed from `session` for this whole
-    // function, so it stays open while the borrow lives; nothing here closes it.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let socket = socket2::SockRef::from(&fd);
-    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
-        tracing::debug!(error = %e, "SO_LINGER not set on a dropped SSE client");
     }
-    if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
-        tracing::debug!(error = %e, "dropped SSE client's socket not shut down");
-    }
+    out.abort();
 }
