@@ -476,6 +476,11 @@ pub struct Config {
     pub upstream_addr: SocketAddr,
     /// `Host` header value sent upstream (`host[:port]` of the base URL).
     pub upstream_authority: String,
+    /// The same, as the header value the proxy inserts (built once, not per request).
+    pub upstream_host_header: http::HeaderValue,
+    /// `Authorization: Bearer <upstream.token>` as the proxy inserts it (marked sensitive: it
+    /// never shows in `Debug` output).
+    pub upstream_authorization: http::HeaderValue,
     /// The base URL's host (without brackets): the TLS server name of an `https://` upstream.
     pub upstream_host: String,
     /// Whether the upstream is `https://`.
@@ -669,6 +674,7 @@ impl RawConfig {
     /// [`ConfigError::Invalid`] naming the key: an upstream URL that is not plain `http` with a
     /// host, a host that does not resolve, `webhook.signature: off` with a secret set,
     /// `required`/`optional` without one, an empty token, or a zero-length client token; an
+    /// `upstream.token` that an HTTP header cannot carry (control characters, non-ASCII); an
     /// empty dashboard password or admin debug secret; a session secret under
     /// [`MIN_SESSION_SECRET_BYTES`].
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -722,9 +728,22 @@ impl RawConfig {
                 .map(NonZeroUsize::get)
                 .unwrap_or(1)
         });
+        let mut upstream_authorization =
+            http::HeaderValue::from_str(&format!("Bearer {}", self.upstream.token.expose()))
+                .map_err(|_| {
+                    invalid(
+                        "upstream.token",
+                        "holds characters an HTTP header cannot carry (only visible ASCII)",
+                    )
+                })?;
+        upstream_authorization.set_sensitive(true);
+        let upstream_host_header = http::HeaderValue::from_str(&upstream.authority)
+            .map_err(|_| invalid("upstream.base_url", "the host cannot be sent as Host"))?;
         Ok(Config {
             raw: self,
             upstream_addr: upstream.addr,
+            upstream_host_header,
+            upstream_authorization,
             upstream_authority: upstream.authority,
             upstream_host: upstream.host,
             upstream_tls: upstream.tls,
@@ -1094,6 +1113,23 @@ mod tests {
         assert_eq!(c.upstream_path_prefix, "/base");
         assert_eq!(c.raw.upstream.token.expose(), "file-token");
         assert_eq!(c.signature, SignaturePolicy::Required);
+    }
+
+    #[test]
+    fn an_upstream_token_a_header_cannot_carry_is_refused_and_never_printed() {
+        let mut raw = RawConfig::default();
+        raw.upstream.token = Secret::from("abc\r\nX-Evil: 1");
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("upstream.token"), "{err}");
+        assert!(!err.contains("Evil"), "{err}");
+        let mut raw = RawConfig::default();
+        raw.upstream.token = Secret::from("tok-123");
+        let c = raw.validate().unwrap();
+        assert_eq!(c.upstream_authorization, "Bearer tok-123");
+        assert!(
+            !format!("{c:?}").contains("tok-123"),
+            "Debug hides the token"
+        );
     }
 
     #[test]

@@ -172,11 +172,8 @@ impl ProxyHttp for SidecarProxy {
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "unparsable path"))?;
         upstream.set_uri(uri);
         // `insert_header` replaces every existing value, whatever its letter case.
-        upstream.insert_header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", cfg.raw.upstream.token.expose()),
-        )?;
-        upstream.insert_header(header::HOST, cfg.upstream_authority.as_str())?;
+        upstream.insert_header(header::AUTHORIZATION, cfg.upstream_authorization.clone())?;
+        upstream.insert_header(header::HOST, cfg.upstream_host_header.clone())?;
         if let (Some(fwd), Some(fleet)) = (&ctx.forward, &self.app.fleet) {
             // Fleet mode: to the node running the instance, through its own proxy route.
             let uri: http::Uri = format!("{}/api/wahub{}", fwd.prefix, call.upstream_path)
@@ -662,10 +659,20 @@ fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     }
     // Pingora forwards an upstream response's fields as they came; these describe the
     // sidecar-to-wa-hub connection, not the client's (RFC 9110 §7.6.1).
-    for name in ["connection", "keep-alive", "proxy-connection"] {
-        resp.remove_header(name);
+    for name in &HOP_BY_HOP_RESPONSE {
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
     }
 }
+
+/// Response fields that describe the sidecar-to-wa-hub connection (RFC 9110 §7.6.1), as
+/// names built once.
+const HOP_BY_HOP_RESPONSE: [HeaderName; 3] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 #[cfg(test)]
 mod tests {

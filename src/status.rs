@@ -115,21 +115,90 @@ impl ApiStatus {
     /// `{"success":true,"data":{"clientStatus":{...}}}` or the real wa-hub's
     /// `{"clientStatus":{...},"status":"success"}` (fixtures README). `None` for anything else.
     pub fn from_response(body: &Value) -> Option<Self> {
-        let cs = body
-            .get("clientStatus")
-            .or_else(|| body.get("data").and_then(|d| d.get("clientStatus")))?
-            .as_object()?;
-        let text = |k: &str| cs.get(k).and_then(Value::as_str).map(str::to_owned);
-        let present = |k: &str| cs.get(k).filter(|v| !v.is_null()).cloned();
+        Self::from_json(&body.to_string())
+    }
+
+    /// [`ApiStatus::from_response`] on the body's text, as the proxy captured it. Only the
+    /// `clientStatus` object's six fields are read into values; everything else is skipped
+    /// without being built, so learning from a proxied status answer (every dashboard poll)
+    /// costs a scan of the body, not a tree of it (issue 10's profile: the parse into a
+    /// `Value` was 5 % of the status route's CPU).
+    ///
+    /// Rules: the body and `clientStatus` must be JSON objects (`clientStatus` at the top, or
+    /// else under `data`); a text field that is not a string, and an extra that is `null`, is
+    /// absent. A key given twice makes the body unreadable (`None`).
+    pub fn from_json(body: &str) -> Option<Self> {
+        let top: Envelope = object(body)?;
+        let cs = match top.client_status.0 {
+            Some(cs) => cs,
+            None => object::<Envelope>(top.data.0?.get())?.client_status.0?,
+        };
+        let f: Fields = object(cs.get())?;
+        let text = |raw: Raw| {
+            raw.0
+                .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+        };
+        let present = |raw: Raw| {
+            raw.0
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                .filter(|v| !v.is_null())
+        };
         Some(Self {
-            instance_status: text("instanceStatus"),
-            state: text("state"),
-            ready_source: present("readySource"),
-            authenticated_to_ready_ms: present("authenticatedToReadyMs"),
-            ready_watchdog_start_at: present("readyWatchdogStartAt"),
-            ready_watchdog_ms: present("readyWatchdogMs"),
+            instance_status: text(f.instance_status),
+            state: text(f.state),
+            ready_source: present(f.ready_source),
+            authenticated_to_ready_ms: present(f.authenticated_to_ready_ms),
+            ready_watchdog_start_at: present(f.ready_watchdog_start_at),
+            ready_watchdog_ms: present(f.ready_watchdog_ms),
         })
     }
+}
+
+/// `text` read as the JSON object `T`; `None` when it is not an object (a struct would also
+/// take an array, field by position) or does not fit.
+fn object<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Option<T> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// A JSON value left as text; `None` when the key is absent (a `null` value is kept as the text
+/// `null`, unlike `Option`, so `"clientStatus": null` does not fall back to `data`).
+#[derive(Clone, Copy, Default)]
+struct Raw<'a>(Option<&'a serde_json::value::RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(d).map(|r| Raw(Some(r)))
+    }
+}
+
+/// Either status envelope's keys: `clientStatus`, or `data` holding it.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "clientStatus", default, borrow)]
+    client_status: Raw<'a>,
+    #[serde(default, borrow)]
+    data: Raw<'a>,
+}
+
+/// The `clientStatus` keys the engine reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields<'a> {
+    #[serde(default, borrow)]
+    instance_status: Raw<'a>,
+    #[serde(default, borrow)]
+    state: Raw<'a>,
+    #[serde(default, borrow)]
+    ready_source: Raw<'a>,
+    #[serde(default, borrow)]
+    authenticated_to_ready_ms: Raw<'a>,
+    #[serde(default, borrow)]
+    ready_watchdog_start_at: Raw<'a>,
+    #[serde(default, borrow)]
+    ready_watchdog_ms: Raw<'a>,
 }
 
 /// What the engine can learn from a successful proxied `GET` (dashboard reference §5: the API
@@ -155,13 +224,14 @@ impl ApiKnowledge {
     /// are not a status.
     pub fn from_response(path: &str, instance_id: Option<&str>, body: &str) -> Option<Self> {
         let path = path.split('?').next().unwrap_or_default();
-        let json = || serde_json::from_str::<Value>(body).ok();
         if path == "/instances" || path == "/instances/" {
-            return json().map(ApiKnowledge::InstanceList);
+            return serde_json::from_str::<Value>(body)
+                .ok()
+                .map(ApiKnowledge::InstanceList);
         }
         client_status_id(path)?;
         let id = instance_id?.to_owned();
-        ApiStatus::from_response(&json()?).map(|api| ApiKnowledge::ClientStatus(id, api))
+        ApiStatus::from_json(body).map(|api| ApiKnowledge::ClientStatus(id, api))
     }
 }
 
@@ -881,6 +951,74 @@ mod tests {
         assert_eq!(b.authenticated_to_ready_ms, Some(json!(1234)));
         assert!(ApiStatus::from_response(&json!({"error": "x"})).is_none());
         assert!(ApiStatus::from_response(&json!("text")).is_none());
+    }
+
+    #[test]
+    fn api_status_reads_only_objects_and_keeps_the_value_rules() {
+        let read = |body: &str| ApiStatus::from_json(body);
+        // Not objects: arrays (which a struct would take by position), scalars, garbage.
+        assert!(read(r#"[{"instanceStatus":"ready"}]"#).is_none());
+        assert!(read(r#"{"clientStatus":["ready","x"]}"#).is_none());
+        assert!(read("null").is_none());
+        assert!(read("{").is_none());
+        // `clientStatus: null` is not a missing key: no fall-back to `data`.
+        assert!(read(r#"{"clientStatus":null,"data":{"clientStatus":{"state":"x"}}}"#).is_none());
+        // Non-strings are absent text; `null` extras are absent; other extras kept as they are.
+        let a = read(
+            r#" {"clientStatus":{"instanceStatus":7,"state":"CONNECTED","readySource":null,
+                "readyWatchdogStartAt":{"a":[1,"é"]},"other":{"deep":[1,2,3]}}} "#,
+        )
+        .unwrap();
+        assert_eq!(a.instance_status, None);
+        assert_eq!(a.state.as_deref(), Some("CONNECTED"));
+        assert_eq!(a.ready_source, None);
+        assert_eq!(a.ready_watchdog_start_at, Some(json!({"a": [1, "é"]})));
+        // Escapes in text are decoded.
+        let b = read(r#"{"data":{"clientStatus":{"instanceStatus":"re\"ady"}}}"#).unwrap();
+        assert_eq!(b.instance_status.as_deref(), Some("re\"ady"));
+    }
+
+    #[test]
+    fn api_status_from_text_equals_the_value_rules_on_the_fixtures() {
+        let dir = std::env::var_os("WA_HUB_FIXTURES")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../shared/fixtures/wa-hub")
+            });
+        let path = dir.join("api-responses.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            panic!("fixtures missing at {}", path.display());
+        };
+        let mut seen = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let rec: Value = serde_json::from_str(line).unwrap();
+            let body = rec["body"].as_str().unwrap_or_default();
+            let by_text = ApiStatus::from_json(body);
+            let Ok(v) = serde_json::from_str::<Value>(body) else {
+                assert_eq!(by_text, None, "{line}");
+                continue;
+            };
+            let by_value = v
+                .get("clientStatus")
+                .or_else(|| v.get("data").and_then(|d| d.get("clientStatus")))
+                .and_then(Value::as_object)
+                .map(|cs| {
+                    let text = |k: &str| cs.get(k).and_then(Value::as_str).map(str::to_owned);
+                    let present = |k: &str| cs.get(k).filter(|v| !v.is_null()).cloned();
+                    ApiStatus {
+                        instance_status: text("instanceStatus"),
+                        state: text("state"),
+                        ready_source: present("readySource"),
+                        authenticated_to_ready_ms: present("authenticatedToReadyMs"),
+                        ready_watchdog_start_at: present("readyWatchdogStartAt"),
+                        ready_watchdog_ms: present("readyWatchdogMs"),
+                    }
+                });
+            seen += usize::from(by_value.is_some());
+            assert_eq!(by_text, by_value, "{line}");
+        }
+        assert!(seen > 0, "the fixtures hold client-status answers");
     }
 
     #[test]
