@@ -412,6 +412,24 @@ impl Nginx {
     }
 }
 
+/// nginx's master stops its workers only when asked: a SIGKILL (`Proc`'s drop) left both
+/// workers running, holding their port and their memory, in every later run.
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.pid()) {
+            // SAFETY: a plain signal to our own child process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if matches!(self.proc.0.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 impl Nginx {
     /// nginx configured like the sidecar: same worker count, keep-alive upstream, the
     /// `Authorization` header set, no access log. `None` when nginx is not installed.
