@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use wa_hub_sidecar::app::App;
 use wa_hub_sidecar::config::RawConfig;
+use wa_hub_sidecar::status::ApiStatus;
 use wa_hub_sidecar::webhook::{ingest, parse_json, WebhookHeaders};
 use wa_hub_sinks::mqtt::{decode_level, encode_level};
 use wa_hub_sinks::sse::encode_frame;
@@ -189,6 +190,64 @@ proptest! {
         }
         // Byte for byte the JSON that was encoded, and the id in force at each event.
         prop_assert_eq!(browser_parse(&stream), want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Status learning from a proxied answer's text
+
+/// The rule `ApiStatus::from_json` must keep, written over a parsed `Value` (dashboard
+/// reference §5: the API status fields; the real and the documented envelope).
+fn status_by_value(body: &Value) -> Option<ApiStatus> {
+    let cs = body
+        .get("clientStatus")
+        .or_else(|| body.get("data").and_then(|d| d.get("clientStatus")))?
+        .as_object()?;
+    let text = |k: &str| cs.get(k).and_then(Value::as_str).map(str::to_owned);
+    let present = |k: &str| cs.get(k).filter(|v| !v.is_null()).cloned();
+    Some(ApiStatus {
+        instance_status: text("instanceStatus"),
+        state: text("state"),
+        ready_source: present("readySource"),
+        authenticated_to_ready_ms: present("authenticatedToReadyMs"),
+        ready_watchdog_start_at: present("readyWatchdogStartAt"),
+        ready_watchdog_ms: present("readyWatchdogMs"),
+    })
+}
+
+/// Bodies shaped like status answers: the fields the engine reads, with any values, among
+/// other keys, in either envelope, or something else entirely.
+fn status_body() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("instanceStatus".to_owned()),
+        Just("state".to_owned()),
+        Just("readySource".to_owned()),
+        Just("authenticatedToReadyMs".to_owned()),
+        Just("readyWatchdogStartAt".to_owned()),
+        Just("readyWatchdogMs".to_owned()),
+        any::<String>(),
+    ];
+    let fields = prop::collection::vec((key, json_value()), 0..10)
+        .prop_map(|kv| Value::Object(kv.into_iter().collect()));
+    let cs = prop_oneof![4 => fields, 1 => json_value()];
+    (cs, 0..4u8, json_value()).prop_map(|(cs, shape, other)| match shape {
+        0 => serde_json::json!({"clientStatus": cs, "status": "success"}),
+        1 => serde_json::json!({"success": true, "data": {"clientStatus": cs}}),
+        2 => serde_json::json!({"data": other, "clientStatus": cs}),
+        _ => other,
+    })
+}
+
+proptest! {
+    #[test]
+    fn learning_from_the_text_equals_the_value_rules(body in status_body()) {
+        // Pretty-printed too: whitespace anywhere must not change what is read. The rule is
+        // applied to the text parsed back (as the proxy did before), so numbers are read by the
+        // same parser on both sides.
+        for text in [body.to_string(), serde_json::to_string_pretty(&body).unwrap()] {
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(ApiStatus::from_json(&text), status_by_value(&parsed));
+        }
     }
 }
 
