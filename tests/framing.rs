@@ -244,3 +244,83 @@ fn heads_pingora_refuses_get_400_and_never_reach_upstream() {
     }
     assert!(up.received().is_empty(), "{:?}", up.received());
 }
+
+/// An SSE stream asked for on a kept-alive connection that already carried a request: the
+/// connection is taken over by the stream (README "Server-Sent Events") and its events arrive
+/// as valid chunks.
+#[test]
+fn an_sse_stream_on_a_reused_connection_gets_live_events_in_valid_chunks() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(
+        &up.base_url(),
+        &format!("{FIXTURE_WEBHOOK_YAML}sinks:\n  - type: sse\n"),
+    );
+    let mut s = TcpStream::connect(sc.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let first = loop {
+        let n = s.read(&mut chunk).expect("healthz answer");
+        assert!(n > 0, "closed after /healthz");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let r = RawResponse::parse(&text);
+            let len: usize = r.header("content-length").unwrap().parse().unwrap();
+            if text.len() >= end + 4 + len {
+                break r;
+            }
+        }
+    };
+    assert_eq!(first.status, 200);
+    buf.clear();
+    s.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let live = &webhook_fixtures()[0];
+    let mut posted = false;
+    // Read until the posted webhook's event has arrived whole; post it once `initial` is in.
+    let events = loop {
+        let n = s.read(&mut chunk).expect("stream bytes");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let Some(head_end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let r = RawResponse::parse(&text);
+        assert_eq!(r.status, 200, "{text}");
+        assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+        let events = dechunk(&buf[head_end + 4..]);
+        if !posted && events.contains("\"initial\"") {
+            assert_eq!(post_signed(&sc, &live.body).status().as_u16(), 200);
+            posted = true;
+        }
+        if events.contains("\"type\":\"webhook\"") {
+            break events;
+        }
+    };
+    assert!(events.starts_with("retry: "), "{events}");
+    assert!(events.contains("\"type\":\"connected\""), "{events}");
+}
+
+/// The data of the complete chunks at the start of `body` (`<hex size>\r\n<data>\r\n` each,
+/// RFC 9112 §7.1), as text; a chunk cut off by the read so far is left out. Panics on a
+/// malformed chunk.
+fn dechunk(mut body: &[u8]) -> String {
+    let mut out = String::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let line = std::str::from_utf8(&body[..line_end]).unwrap();
+        let size = usize::from_str_radix(line, 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+        let data = &body[line_end + 2..];
+        if data.len() < size + 2 {
+            break;
+        }
+        assert_eq!(&data[size..size + 2], b"\r\n", "chunk not followed by CRLF");
+        out.push_str(std::str::from_utf8(&data[..size]).unwrap());
+        body = &data[size + 2..];
+    }
+    out
+}
