@@ -674,7 +674,7 @@ impl RawConfig {
     /// [`ConfigError::Invalid`] naming the key: an upstream URL that is not plain `http` with a
     /// host, a host that does not resolve, `webhook.signature: off` with a secret set,
     /// `required`/`optional` without one, an empty token, or a zero-length client token; an
-    /// `upstream.token` that an HTTP header cannot carry (control characters, non-ASCII); an
+    /// `upstream.token` that is not visible ASCII (white space, control or non-ASCII characters); an
     /// empty dashboard password or admin debug secret; a session secret under
     /// [`MIN_SESSION_SECRET_BYTES`].
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -728,14 +728,21 @@ impl RawConfig {
                 .map(NonZeroUsize::get)
                 .unwrap_or(1)
         });
+        // Visible ASCII only: `HeaderValue` would also take tabs, spaces and bytes above 0x7f,
+        // which wa-hub (Node) would read as other characters than the key's.
+        let token = self.upstream.token.expose();
+        let bad_token = || {
+            invalid(
+                "upstream.token",
+                "holds characters other than visible ASCII (spaces, tabs, line breaks, \
+                 control or non-ASCII characters)",
+            )
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad_token());
+        }
         let mut upstream_authorization =
-            http::HeaderValue::from_str(&format!("Bearer {}", self.upstream.token.expose()))
-                .map_err(|_| {
-                    invalid(
-                        "upstream.token",
-                        "holds characters an HTTP header cannot carry (only visible ASCII)",
-                    )
-                })?;
+            http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| bad_token())?;
         upstream_authorization.set_sensitive(true);
         let upstream_host_header = http::HeaderValue::from_str(&upstream.authority)
             .map_err(|_| invalid("upstream.base_url", "the host cannot be sent as Host"))?;
@@ -1117,11 +1124,13 @@ mod tests {
 
     #[test]
     fn an_upstream_token_a_header_cannot_carry_is_refused_and_never_printed() {
-        let mut raw = RawConfig::default();
-        raw.upstream.token = Secret::from("abc\r\nX-Evil: 1");
-        let err = raw.validate().unwrap_err().to_string();
-        assert!(err.contains("upstream.token"), "{err}");
-        assert!(!err.contains("Evil"), "{err}");
+        for bad in ["abc\r\nX-Evil: 1", "abc\u{e9}", "ab\tc", "ab c"] {
+            let mut raw = RawConfig::default();
+            raw.upstream.token = Secret::from(bad);
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains("upstream.token"), "{bad:?}: {err}");
+            assert!(!err.contains("Evil") && !err.contains(bad), "{err}");
+        }
         let mut raw = RawConfig::default();
         raw.upstream.token = Secret::from("tok-123");
         let c = raw.validate().unwrap();

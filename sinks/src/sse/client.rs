@@ -99,8 +99,10 @@ impl LastEventId {
 /// query value, and is [`LastEventId::Unusable`] without one. Surrounding white space is
 /// ignored.
 pub fn last_event_id(header: Option<&[u8]>, query_value: Option<String>) -> LastEventId {
+    // Decimal digits only: `u64::from_str` would also take a leading `+`.
     let parse = |s: &str| match s.trim() {
         "" => LastEventId::Absent,
+        t if !t.bytes().all(|b| b.is_ascii_digit()) => LastEventId::Unusable,
         t => t.parse().map_or(LastEventId::Unusable, LastEventId::Id),
     };
     let from_query = || query_value.as_deref().map_or(LastEventId::Absent, parse);
@@ -253,7 +255,15 @@ mod tests {
         assert_eq!(last_event_id(Some(b"42"), Some("7".into())), Id(42));
         assert_eq!(last_event_id(None, Some("7".into())), Id(7));
         assert_eq!(last_event_id(Some(b" 9 "), None), Id(9));
-        for garbage in [&b"abc"[..], b"-1", b"18446744073709551616", b"1.5", b"0x10"] {
+        for garbage in [
+            &b"abc"[..],
+            b"-1",
+            b"18446744073709551616",
+            b"1.5",
+            b"0x10",
+            b"+5",
+            b"4 2",
+        ] {
             assert_eq!(last_event_id(Some(garbage), None), Unusable, "{garbage:?}");
             assert_eq!(last_event_id(Some(garbage), Some("3".into())), Unusable);
         }
