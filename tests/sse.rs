@@ -528,6 +528,40 @@ fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
     drop(slow);
 }
 
+#[test]
+fn a_client_more_than_client_backlog_behind_is_dropped_before_its_write_times_out() {
+    // The write timeout is far away: only the backlog rule can drop the client in time.
+    let sc = sidecar("    write_timeout_ms: 120000\n    client_backlog: 16\n");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&sc.addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    slow.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(eventually(T, || (sse_clients(&sc) == Some(1)).then_some(())).is_some());
+    // Enough 20 KB events to fill the socket buffers on both ends and then the backlog.
+    let mut i = 0;
+    let dropped = eventually(Duration::from_secs(30), || {
+        for _ in 0..50 {
+            assert_eq!(
+                post_signed(&sc, &padded_message(i, 20_000))
+                    .status()
+                    .as_u16(),
+                200
+            );
+            i += 1;
+        }
+        (sse_clients(&sc) == Some(0)).then_some(())
+    });
+    assert!(dropped.is_some(), "still held after {i} events");
+    assert_eq!(
+        metric_value(&sc, "wa_hub_sidecar_sse_clients_dropped_slow_total"),
+        Some(1.0)
+    );
+    assert!(sc.log().contains("fell behind"), "{}", sc.log());
+    drop(slow);
+}
+
 fn padded_message(i: usize, pad: usize) -> String {
     json!({"event": "message", "instanceId": "WASP-cap", "data": {"i": i, "t": "y".repeat(pad)}})
         .to_string()

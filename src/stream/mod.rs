@@ -345,17 +345,56 @@ async fn pump(
         if bytes.is_empty() {
             continue;
         }
-        if let Err(e) = out.write(bytes).await {
-            if e == WriteError::TimedOut {
-                hub.stats
-                    .clients_dropped_slow
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("SSE client stopped reading; dropped");
-            }
-            return Ended::WriteFailed;
+        if let Err(ended) = write_watching_lag(hub, out, bytes, rx).await {
+            return ended;
         }
         hub.stats.events_sent.fetch_add(n, Ordering::Relaxed);
         last_write = tokio::time::Instant::now();
+    }
+}
+
+/// How often a blocked write looks at how far its client fell behind.
+const LAG_CHECK: Duration = Duration::from_millis(100);
+
+/// Writes `bytes` to the client. While the write blocks (the client is not reading), the
+/// client's backlog in the hub is looked at every [`LAG_CHECK`]: more than `client_backlog`
+/// events behind drops it at once (README "Server-Sent Events"), not only when the write
+/// times out (`write_timeout_ms`). A write that completes at once registers no timer. Each
+/// drop is counted and logged here.
+async fn write_watching_lag(
+    hub: &SseHub,
+    out: &mut Out<'_>,
+    bytes: Bytes,
+    rx: &tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
+) -> Result<(), Ended> {
+    let backlog = hub.config().client_backlog.get();
+    let write = out.write(bytes);
+    tokio::pin!(write);
+    let mut check = tokio::time::interval(LAG_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            written = &mut write => break written,
+            _ = check.tick() => {
+                if rx.len() > backlog {
+                    hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(backlog, "SSE client fell behind; dropped");
+                    return Err(Ended::Slow);
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(WriteError::TimedOut) => {
+            hub.stats
+                .clients_dropped_slow
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("SSE client stopped reading; dropped");
+            Err(Ended::WriteFailed)
+        }
+        Err(WriteError::Failed) => Err(Ended::WriteFailed),
     }
 }
 

@@ -121,10 +121,16 @@ impl Out<'_> {
         matches!(ended, Ok(true))
     }
 
-    /// Closes the connection at once, discarding what is queued for it ([`abort_socket`]).
+    /// Closes the connection at once, discarding what is queued for it. A detached connection
+    /// gets `SO_LINGER` 0 and is closed (a reset) when its owner drops it, right after; on
+    /// Pingora's session the socket is also shut down ([`abort_socket`]).
     pub(crate) fn abort(&mut self) {
         match self {
-            Out::Detached(d) => abort_socket(&d.stream),
+            Out::Detached(d) => {
+                if let Some(fd) = tcp_fd(&d.stream) {
+                    reset_on_close(&socket2::SockRef::from(&fd));
+                }
+            }
             Out::Session(session) => {
                 session.set_keepalive(None);
                 if let Some(stream) = session.stream() {
@@ -172,26 +178,39 @@ fn chunk(bytes: &[u8]) -> Bytes {
 }
 
 /// `SO_LINGER` 0 and `shutdown(both)` on the client's socket: what is queued for it is
-/// discarded and the close sends a reset. A client that stopped reading (or fell behind, or
-/// left) would otherwise hold its descriptor and the queued bytes until it went away, outside
-/// `max_clients`. Only plain TCP; a TLS stream is simply dropped by its owner.
+/// discarded and the close sends a reset. For a client on Pingora's session: after
+/// `request_filter` Pingora ends the response with a final chunk and a flush that have no write
+/// timeout (`pingora-core` `HttpSession::finish` → `finish_body`), so a client that stopped
+/// reading would hold its descriptor and the queued bytes until it went away, outside
+/// `max_clients`; after the shutdown that write fails at once. Only plain TCP; a TLS stream is
+/// simply dropped by its owner.
 fn abort_socket(stream: &pingora::protocols::Stream) {
-    let Some(tcp) = stream
-        .as_any()
-        .downcast_ref::<pingora::protocols::l4::stream::Stream>()
-    else {
+    let Some(fd) = tcp_fd(stream) else {
         return;
     };
-    // SAFETY: the descriptor belongs to `stream`, borrowed for this whole function, so it
-    // stays open while the borrow lives; nothing here closes it.
-    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
     let socket = socket2::SockRef::from(&fd);
-    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
-        tracing::debug!(error = %e, "SO_LINGER not set on a dropped SSE client");
-    }
+    reset_on_close(&socket);
     if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
         tracing::debug!(error = %e, "dropped SSE client's socket not shut down");
     }
+}
+
+/// `SO_LINGER` 0: the close discards what is queued and sends a reset (no FIN first, so the
+/// client cannot take a cut-off stream for a finished one).
+fn reset_on_close(socket: &socket2::SockRef<'_>) {
+    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER not set on a dropped SSE client");
+    }
+}
+
+/// The descriptor of the TCP socket under `stream`, when it is plain TCP.
+fn tcp_fd(stream: &pingora::protocols::Stream) -> Option<BorrowedFd<'_>> {
+    let tcp = stream
+        .as_any()
+        .downcast_ref::<pingora::protocols::l4::stream::Stream>()?;
+    // SAFETY: the descriptor belongs to `stream`, borrowed for as long as the returned
+    // descriptor lives, so it stays open meanwhile; nothing here closes it.
+    Some(unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) })
 }
 
 #[cfg(test)]
