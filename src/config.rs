@@ -979,8 +979,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }
         }
     }
+    // A refused value that came from the environment is named by its variable, not by a line
+    // of the file it overrode.
+    let from_env: Vec<(&'static str, &'static str)> = ENV_OVERRIDES
+        .iter()
+        .filter(|(var, _)| vars.iter().any(|(k, v)| k == var && !v.is_empty()))
+        .copied()
+        .collect();
     raw.apply_env(vars)?;
-    raw.validate().map_err(|e| with_line(e, &text))
+    raw.validate().map_err(|e| match e {
+        ConfigError::Invalid { key, reason } => match from_env.iter().find(|(_, k)| *k == key) {
+            Some(&(var, key)) => ConfigError::Env { var, key, reason },
+            None => with_line(ConfigError::Invalid { key, reason }, &text),
+        },
+        other => with_line(other, &text),
+    })
 }
 
 /// Adds the line of the key at fault to a [`ConfigError::Invalid`] when the file has that key.

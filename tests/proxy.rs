@@ -834,3 +834,26 @@ fn a_taken_listen_port_is_a_clear_error_not_a_panic() {
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_refused_value_from_the_environment_names_its_variable_not_a_line_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:3999\nupstream:\n  base_url: http://127.0.0.1:3000\n  token: fine\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(sidecar_bin())
+        .arg("--config")
+        .arg(&path)
+        .env("WA_HUB_TOKEN", "not\tfine")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("environment variable WA_HUB_TOKEN"), "{err}");
+    assert!(err.contains("upstream.token"), "{err}");
+    assert!(!err.contains("line 4"), "{err}");
+    assert!(!err.contains("not\tfine"), "{err}");
+}
