@@ -109,7 +109,13 @@ pub fn post_webhook(
             reqwest::header::HeaderValue::from_bytes(v).expect("header value"),
         );
     }
-    req.send().expect("post webhook")
+    req.send().unwrap_or_else(|e| {
+        panic!(
+            "post webhook: {e}\nsidecar process state: {}\nsidecar log:\n{}",
+            sc.process_state(),
+            sc.log()
+        )
+    })
 }
 
 /// A webhook body signed with the fixture secret, as wa-hub's sender would post it.
@@ -252,9 +258,12 @@ impl FakeUpstream {
             received: Arc::default(),
         };
         let received = state.received.clone();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind upstream");
+        let listener = {
+            let _enter = runtime.enter();
+            let l = bind_free();
+            l.set_nonblocking(true).expect("non-blocking listener");
+            tokio::net::TcpListener::from_std(l).expect("bind upstream")
+        };
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().fallback(answer).with_state(state);
         runtime.spawn(async move {
@@ -428,6 +437,19 @@ pub fn dead_upstream_url() -> String {
     "http://127.0.0.1:1".to_owned()
 }
 
+/// A loopback listener on a port from [`free_port`]. The harness's own servers (fake wa-hub,
+/// relay) bind through this, not port 0: a port the kernel picks for them could be one
+/// [`free_port`] just handed to a sidecar that has not bound it yet, and the sidecar's
+/// start-up wait would then connect to the wrong server (seen as an empty sidecar log and a
+/// refused first request).
+pub fn bind_free() -> TcpListener {
+    loop {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", free_port())) {
+            return l;
+        }
+    }
+}
+
 /// A loopback port nothing listens on now, never the same twice in this test process: tests
 /// run in parallel, and a port one test was given and has not bound yet would otherwise be
 /// free for the next test to be given too.
@@ -564,6 +586,20 @@ impl Sidecar {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The process's state from `/proc` (`R`, `S`, `Z` for exited and not yet reaped, ...),
+    /// for failure messages.
+    pub fn process_state(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit(") ")
+                    .next()
+                    .and_then(|rest| rest.split(' ').next())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "gone".to_owned())
     }
 
     /// What the process logged so far.
@@ -869,7 +905,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = bind_free();
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
