@@ -124,10 +124,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 }
 
 /// Whether `addr` can be bound: a socket bound to it (with `SO_REUSEADDR`, as Pingora's
-/// listener and std's have), not listening, for the caller to drop. Listening would accept connections into a
-/// backlog that is dropped with the socket: a client arriving in that window (a test harness
-/// waiting for the port, a load balancer's probe) would be reset, or see the port open and then
-/// be refused until Pingora listens.
+/// listener and std's have), not listening, for the caller to drop. Listening would accept
+/// connections into a backlog that is dropped with the socket: a client arriving in that
+/// window (a load balancer's probe, a script waiting for the port) would be reset, or see the
+/// port open and then be refused until Pingora listens.
 fn check_bind(addr: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
