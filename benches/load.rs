@@ -332,7 +332,11 @@ fn free_port() -> u16 {
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // A connect to a port nothing listens on can connect to itself (the kernel may pick
+        // that port as the source port): that is not the server.
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpStream::connect(addr).is_ok_and(|s| s.local_addr().is_ok_and(|l| l != addr))
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

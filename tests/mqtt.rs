@@ -89,7 +89,7 @@ impl Broker {
             }
         });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let up = eventually(T, || TcpStream::connect(addr).ok());
+        let up = eventually(T, || listening(addr).then_some(()));
         assert!(up.is_some(), "embedded broker did not listen on {port}");
         Self {
             host: "127.0.0.1".into(),

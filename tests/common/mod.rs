@@ -437,11 +437,37 @@ pub fn dead_upstream_url() -> String {
     "http://127.0.0.1:1".to_owned()
 }
 
+/// Whether something listens on `addr`. A connect to a loopback port nothing listens on can
+/// still succeed when the kernel picks that very port as the source port (the socket connects
+/// to itself); Linux makes that rare by drawing `connect` ports and `bind(0)` ports
+/// ([`free_port`]) from different halves of the range, but it is not ruled out. Such a
+/// connection is not counted.
+pub fn listening(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect(addr)
+        .is_ok_and(|s| s.local_addr().is_ok_and(|local| local != addr))
+}
+
+/// Whether the server on `addr` answers `GET /healthz` with the sidecar's 200
+/// `{"status":"ok"}` within 2 s.
+fn answers_healthz(addr: SocketAddr) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains(r#"{"status":"ok"}"#)
+}
+
 /// A loopback listener on a port from [`free_port`]. The harness's own servers (fake wa-hub,
 /// relay) bind through this, not port 0: a port the kernel picks for them could be one
-/// [`free_port`] just handed to a sidecar that has not bound it yet, and the sidecar's
-/// start-up wait would then connect to the wrong server (seen as an empty sidecar log and a
-/// refused first request).
+/// [`free_port`] just handed to a sidecar that has not bound it yet.
 pub fn bind_free() -> TcpListener {
     loop {
         if let Ok(l) = TcpListener::bind(("127.0.0.1", free_port())) {
@@ -566,17 +592,27 @@ impl Sidecar {
             child,
             dir,
         };
-        s.wait_ready();
+        s.wait_ready(extra_yaml.lines().any(|l| l.starts_with("tls:")));
         s
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the sidecar answers `GET /healthz` with its own 200 (over plain HTTP), or
+    /// until its port accepts connections (`tls`: a TLS listener). A bare connect was not
+    /// enough: in about half of the full test runs one sidecar still starting up (its log
+    /// empty) was taken for ready, and the test's first request was refused. What accepted
+    /// that connect was not found; the sidecar's own answer cannot be mistaken.
+    fn wait_ready(&mut self, tls: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sidecar exited early ({status}):\n{}", self.log());
             }
-            if std::net::TcpStream::connect(self.addr).is_ok() {
+            let ready = if tls {
+                listening(self.addr)
+            } else {
+                answers_healthz(self.addr)
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -1090,7 +1126,7 @@ impl NatsServer {
             .expect("spawn nats-server (install it: scripts/setup.sh)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !listening(SocketAddr::from(([127, 0, 0, 1], self.port))) {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
