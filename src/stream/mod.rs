@@ -359,8 +359,8 @@ const LAG_CHECK: Duration = Duration::from_millis(100);
 /// Writes `bytes` to the client. While the write blocks (the client is not reading), the
 /// client's backlog in the hub is looked at every [`LAG_CHECK`]: more than `client_backlog`
 /// events behind drops it at once (README "Server-Sent Events"), not only when the write
-/// times out (`write_timeout_ms`). A write that completes at once registers no timer. Each
-/// drop is counted and logged here.
+/// times out (`write_timeout_ms`). A write that completes at once sets no timer. Each drop is
+/// counted and logged here.
 async fn write_watching_lag(
     hub: &SseHub,
     out: &mut Out<'_>,
@@ -370,12 +370,16 @@ async fn write_watching_lag(
     let backlog = hub.config().client_backlog.get();
     let write = out.write(bytes);
     tokio::pin!(write);
+    // Most writes complete at once: no timer for them.
+    if let Some(written) = futures::FutureExt::now_or_never(&mut write) {
+        return written_or_dropped(hub, written);
+    }
     let mut check = tokio::time::interval(LAG_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let outcome = loop {
+    loop {
         tokio::select! {
             biased;
-            written = &mut write => break written,
+            written = &mut write => return written_or_dropped(hub, written),
             _ = check.tick() => {
                 if rx.len() > backlog {
                     hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
@@ -384,8 +388,13 @@ async fn write_watching_lag(
                 }
             }
         }
-    };
-    match outcome {
+    }
+}
+
+/// A finished write's outcome: a write that timed out is a slow client's drop, counted and
+/// logged here.
+fn written_or_dropped(hub: &SseHub, written: Result<(), WriteError>) -> Result<(), Ended> {
+    match written {
         Ok(()) => Ok(()),
         Err(WriteError::TimedOut) => {
             hub.stats
