@@ -171,7 +171,8 @@ impl Detached {
 /// so the write is one syscall.
 fn chunk(bytes: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(bytes.len() + 20);
-    b.put_slice(format!("{:X}\r\n", bytes.len()).as_bytes());
+    // Written straight into the buffer: no `String` per write per client.
+    let _ = std::fmt::Write::write_fmt(&mut b, format_args!("{:X}\r\n", bytes.len()));
     b.put_slice(bytes);
     b.put_slice(b"\r\n");
     b.freeze()
