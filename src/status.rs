@@ -979,49 +979,6 @@ mod tests {
     }
 
     #[test]
-    fn api_status_from_text_equals_the_value_rules_on_the_fixtures() {
-        let dir = std::env::var_os("WA_HUB_FIXTURES")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../shared/fixtures/wa-hub")
-            });
-        let path = dir.join("api-responses.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            panic!("fixtures missing at {}", path.display());
-        };
-        let mut seen = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let rec: Value = serde_json::from_str(line).unwrap();
-            let body = rec["body"].as_str().unwrap_or_default();
-            let by_text = ApiStatus::from_json(body);
-            let Ok(v) = serde_json::from_str::<Value>(body) else {
-                assert_eq!(by_text, None, "{line}");
-                continue;
-            };
-            let by_value = v
-                .get("clientStatus")
-                .or_else(|| v.get("data").and_then(|d| d.get("clientStatus")))
-                .and_then(Value::as_object)
-                .map(|cs| {
-                    let text = |k: &str| cs.get(k).and_then(Value::as_str).map(str::to_owned);
-                    let present = |k: &str| cs.get(k).filter(|v| !v.is_null()).cloned();
-                    ApiStatus {
-                        instance_status: text("instanceStatus"),
-                        state: text("state"),
-                        ready_source: present("readySource"),
-                        authenticated_to_ready_ms: present("authenticatedToReadyMs"),
-                        ready_watchdog_start_at: present("readyWatchdogStartAt"),
-                        ready_watchdog_ms: present("readyWatchdogMs"),
-                    }
-                });
-            seen += usize::from(by_value.is_some());
-            assert_eq!(by_text, by_value, "{line}");
-        }
-        assert!(seen > 0, "the fixtures hold client-status answers");
-    }
-
-    #[test]
     fn qr_is_shown_only_while_needing_one() {
         let mut e = StatusEngine::new(10);
         let out = e.apply_webhook("i", "qr", &json!({"qr": "QRDATA"}), t(0));

@@ -5,6 +5,8 @@
 //! `PROPTEST_CASES=100000 cargo test --release --test properties` runs 100 000 each (proptest
 //! reads the variable itself). Failures are shrunk and printed as the smallest input found.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -236,6 +238,23 @@ fn status_body() -> impl Strategy<Value = Value> {
         2 => serde_json::json!({"data": other, "clientStatus": cs}),
         _ => other,
     })
+}
+
+#[test]
+fn learning_from_the_text_equals_the_value_rules_on_every_fixture_answer() {
+    let mut seen = 0;
+    for f in common::api_fixtures() {
+        let by_text = ApiStatus::from_json(&f.body);
+        match serde_json::from_str::<Value>(&f.body) {
+            Ok(v) => {
+                let by_value = status_by_value(&v);
+                seen += usize::from(by_value.is_some());
+                assert_eq!(by_text, by_value, "{} {}", f.path, f.body);
+            }
+            Err(_) => assert_eq!(by_text, None, "{} {}", f.path, f.body),
+        }
+    }
+    assert!(seen > 0, "the fixtures hold client-status answers");
 }
 
 proptest! {

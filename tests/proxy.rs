@@ -566,31 +566,19 @@ fn config_error_names_the_key_and_line_and_exits_before_listening() {
         "listen: 127.0.0.1:3999\nupstream:\n  base_url: http://127.0.0.1:3000\n  read_timeout: 5\n",
     )
     .unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_with_config(&path, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("read_timeout"), "{err}");
     assert!(err.contains("line 4"), "{err}");
 
     std::fs::write(&path, "upstream:\n  connect_timeout_ms: -1\n").unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_with_config(&path, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("upstream.connect_timeout_ms"), "{err}");
 
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(dir.path().join("missing.yaml"))
-        .output()
-        .unwrap();
+    let out = run_with_config(&dir.path().join("missing.yaml"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
 }
@@ -824,11 +812,7 @@ fn a_taken_listen_port_is_a_clear_error_not_a_panic() {
         format!("listen: {addr}\nupstream:\n  base_url: http://127.0.0.1:9\n"),
     )
     .unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_with_config(&path, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
@@ -844,16 +828,22 @@ fn a_refused_value_from_the_environment_names_its_variable_not_a_line_of_the_fil
         "listen: 127.0.0.1:3999\nupstream:\n  base_url: http://127.0.0.1:3000\n  token: fine\n",
     )
     .unwrap();
-    let out = std::process::Command::new(sidecar_bin())
-        .arg("--config")
-        .arg(&path)
-        .env("WA_HUB_TOKEN", "not\tfine")
-        .output()
-        .unwrap();
+    let out = run_with_config(&path, &[("WA_HUB_TOKEN", "not\tfine")]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("environment variable WA_HUB_TOKEN"), "{err}");
     assert!(err.contains("upstream.token"), "{err}");
     assert!(!err.contains("line 4"), "{err}");
     assert!(!err.contains("not\tfine"), "{err}");
+}
+
+/// Runs the binary with `--config path` until it exits, with `env` set and no other override
+/// variable inherited from the test's environment.
+fn run_with_config(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(sidecar_bin());
+    for v in OVERRIDE_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.arg("--config").arg(path).envs(env.iter().copied());
+    cmd.output().expect("run sidecar")
 }

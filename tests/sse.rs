@@ -465,16 +465,21 @@ fn sse_clients(sc: &Sidecar) -> Option<u64> {
     metric_value(sc, "wa_hub_sidecar_sse_clients").map(|v| v as u64)
 }
 
-#[test]
-fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
-    let mut sc = sidecar("    write_timeout_ms: 2000\n");
-    // A client with a 4 KB receive buffer that never reads.
+/// A global SSE client with a 4 KB receive buffer that sends its request and never reads.
+fn non_reading_client(sc: &Sidecar) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&sc.addr.into()).unwrap();
     let mut slow: TcpStream = socket.into();
     slow.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    slow
+}
+
+#[test]
+fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
+    let mut sc = sidecar("    write_timeout_ms: 2000\n");
+    let slow = non_reading_client(&sc);
     let local = slow.local_addr().unwrap().port();
     let server = sc.addr.port();
     assert!(eventually(T, || (sse_clients(&sc) == Some(1)).then_some(())).is_some());
@@ -532,12 +537,7 @@ fn a_dropped_slow_client_is_disconnected_and_does_not_hold_up_shutdown() {
 fn a_client_more_than_client_backlog_behind_is_dropped_before_its_write_times_out() {
     // The write timeout is far away: only the backlog rule can drop the client in time.
     let sc = sidecar("    write_timeout_ms: 120000\n    client_backlog: 16\n");
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&sc.addr.into()).unwrap();
-    let mut slow: TcpStream = socket.into();
-    slow.write_all(b"GET /api/stream?scope=global HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let slow = non_reading_client(&sc);
     assert!(eventually(T, || (sse_clients(&sc) == Some(1)).then_some(())).is_some());
     // Enough 20 KB events to fill the socket buffers on both ends and then the backlog.
     let mut i = 0;
