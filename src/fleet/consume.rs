@@ -122,27 +122,9 @@ async fn warm_up(
     if last == 0 || from > last {
         return;
     }
-    let read = async {
-        let mut messages = ordered_from(fleet, from).await?;
-        let mut out = Vec::new();
-        while let Some(msg) = messages.next().await {
-            let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            if seq > last {
-                break;
-            }
-            if let Ok(incoming) = decode(fleet, &msg) {
-                let at = stored_at(info.published.unix_timestamp_nanos());
-                out.push((seq, at, incoming.payload));
-            }
-            if seq >= last {
-                break;
-            }
-        }
-        Ok::<_, FleetError>(out)
-    };
-    let events = match tokio::time::timeout(Duration::from_secs(10), read).await {
+    let events = match tokio::time::timeout(Duration::from_secs(10), read_range(fleet, from, last))
+        .await
+    {
         Ok(Ok(events)) => events,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "fleet: the stream's tail not read; histories start empty");
@@ -436,27 +418,45 @@ pub async fn replay(
         return Ok(None);
     }
     let read = async {
-        let mut messages = ordered_from(fleet, after + 1).await?;
-        let mut events = Vec::new();
-        while let Some(msg) = messages.next().await {
-            let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            if seq > up_to {
-                break;
-            }
-            if let Ok(incoming) = decode(fleet, &msg) {
-                let at = stored_at(info.published.unix_timestamp_nanos());
-                events.push(Arc::new(Event::replayed(seq, at, incoming.payload)));
-            }
-            if seq >= up_to {
-                break;
-            }
-        }
-        Ok::<_, FleetError>(events)
+        let stored = read_range(fleet, after + 1, up_to).await?;
+        Ok(stored
+            .into_iter()
+            .map(|(seq, at, payload)| Arc::new(Event::replayed(seq, at, payload)))
+            .collect())
     };
     match tokio::time::timeout(Duration::from_secs(5), read).await {
         Ok(r) => r.map(Some),
         Err(_) => Err(FleetError::JetStream("replay took over 5 s".into())),
     }
+}
+
+/// The stream's messages `from..=up_to` that decode (others are skipped, as the consumer skips
+/// them): sequence, storage time and payload, in order. Used by the warm-up at start and by
+/// the SSE resume replay; the caller bounds the time it takes.
+///
+/// # Errors
+/// [`FleetError::JetStream`] when the stream cannot be read.
+async fn read_range(
+    fleet: &Fleet,
+    from: u64,
+    up_to: u64,
+) -> Result<Vec<(u64, DateTime<Utc>, Payload)>, FleetError> {
+    let mut messages = ordered_from(fleet, from).await?;
+    let mut out = Vec::new();
+    while let Some(msg) = messages.next().await {
+        let msg = msg.map_err(|e| FleetError::JetStream(e.to_string()))?;
+        let Ok(info) = msg.info() else { continue };
+        let seq = info.stream_sequence;
+        if seq > up_to {
+            break;
+        }
+        if let Ok(incoming) = decode(fleet, &msg) {
+            let at = stored_at(info.published.unix_timestamp_nanos());
+            out.push((seq, at, incoming.payload));
+        }
+        if seq >= up_to {
+            break;
+        }
+    }
+    Ok(out)
 }
