@@ -92,6 +92,12 @@ impl Event {
         })
     }
 
+    /// Whether the event was serialized yet ([`Event::sse_frame`] or [`Event::envelope_json`]
+    /// was called).
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.get().is_some()
+    }
+
     /// The payload's kind.
     pub fn kind(&self) -> Kind {
         self.payload.kind()

@@ -10,7 +10,12 @@ use crate::envelope::{ApiLog, Event, Payload, WebhookRecord};
 
 /// A webhook event with bus id `id`.
 pub fn webhook(id: u64, event: &str, instance: Option<&str>) -> Arc<Event> {
-    let payload = json!({"event": event, "instanceId": instance, "data": {"text": "héllo\nworld"}});
+    webhook_with_text(id, event, instance, "héllo\nworld")
+}
+
+/// A webhook event with bus id `id` whose `data.text` is `text`.
+pub fn webhook_with_text(id: u64, event: &str, instance: Option<&str>, text: &str) -> Arc<Event> {
+    let payload = json!({"event": event, "instanceId": instance, "data": {"text": text}});
     let raw = Bytes::from(payload.to_string());
     Arc::new(Event::new(
         id,

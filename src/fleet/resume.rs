@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wa_hub_sinks::sse::{encode_frame, LastEventId, Resume, SseFrame, SseHub, Subscription};
+use wa_hub_sinks::sse::{LastEventId, Resume, SseFrame, SseHub, Subscription};
 
 use super::consume::replay;
 use super::node::Fleet;
@@ -54,12 +54,7 @@ pub async fn subscribe(fleet: &Arc<Fleet>, hub: &SseHub, last: LastEventId) -> (
             let frames = events
                 .into_iter()
                 .filter(|e| hub.selects(e))
-                .map(|event| {
-                    Arc::new(SseFrame {
-                        bytes: encode_frame(Some(event.id), event.envelope_json()),
-                        event,
-                    })
-                })
+                .map(|event| Arc::new(SseFrame::new(event)))
                 .collect();
             sub.resume = Resume::Resumed(frames);
             return (sub, up_to);

@@ -169,14 +169,14 @@ pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Vec<Bytes>, u64) {
     let mut n = 0;
     for f in frames.iter().filter(|f| scope.selects(&f.event)) {
         n += 1;
-        if f.bytes.len() >= MAX_BATCH_BYTES {
+        if f.bytes().len() >= MAX_BATCH_BYTES {
             if !buf.is_empty() {
                 writes.push(buf.split().freeze());
             }
-            writes.push(f.bytes.clone());
+            writes.push(f.bytes().clone());
             continue;
         }
-        buf.extend_from_slice(&f.bytes);
+        buf.extend_from_slice(f.bytes());
         if buf.len() >= MAX_BATCH_BYTES {
             writes.push(buf.split().freeze());
         }
@@ -203,11 +203,11 @@ pub fn batch(
     let mut leftover = None;
     while let Some(frame) = next.take() {
         if scope.selects(&frame.event) {
-            if !frames.is_empty() && size + frame.bytes.len() > MAX_BATCH_BYTES {
+            if !frames.is_empty() && size + frame.bytes().len() > MAX_BATCH_BYTES {
                 leftover = Some(frame);
                 break;
             }
-            size += frame.bytes.len();
+            size += frame.bytes().len();
             frames.push(frame);
             if size >= MAX_BATCH_BYTES {
                 break;
@@ -218,11 +218,11 @@ pub fn batch(
     let n = frames.len() as u64;
     let bytes = match frames.as_slice() {
         [] => Bytes::new(),
-        [one] => one.bytes.clone(),
+        [one] => one.bytes().clone(),
         many => {
             let mut buf = BytesMut::with_capacity(size);
             for f in many {
-                buf.extend_from_slice(&f.bytes);
+                buf.extend_from_slice(f.bytes());
             }
             buf.freeze()
         }
@@ -276,11 +276,14 @@ mod tests {
         assert_eq!(last_event_id(None, Some(String::new())), Absent);
     }
 
+    /// A frame of at least `size` bytes: a webhook event padded with a text that long.
     fn frame(id: u64, size: usize) -> Arc<SseFrame> {
-        Arc::new(SseFrame {
-            event: crate::test_support::webhook(id, "message", Some("a")),
-            bytes: Bytes::from(vec![b'x'; size]),
-        })
+        Arc::new(SseFrame::new(crate::test_support::webhook_with_text(
+            id,
+            "message",
+            Some("a"),
+            &"x".repeat(size),
+        )))
     }
 
     #[test]
@@ -291,23 +294,40 @@ mod tests {
             frame(3, 10),
             frame(4, 10),
         ];
+        let len = |f: &Arc<SseFrame>| f.bytes().len();
+        assert!(len(&frames[0]) < MAX_BATCH_BYTES / 4, "a small frame");
         let (writes, n) = catch_up(&Scope::Global, &frames);
         assert_eq!(n, 4);
         assert_eq!(writes.len(), 3);
-        assert_eq!(writes[0].len(), 10);
-        assert_eq!(writes[1].as_ptr(), frames[1].bytes.as_ptr(), "same bytes");
-        assert_eq!(writes[2].len(), 20);
+        assert_eq!(writes[0], frames[0].bytes());
+        assert_eq!(writes[1].as_ptr(), frames[1].bytes().as_ptr(), "same bytes");
+        assert_eq!(writes[2].len(), len(&frames[2]) + len(&frames[3]));
 
         let (tx, mut rx) = broadcast::channel(8);
-        tx.send(frame(6, 10)).unwrap();
+        let six = frame(6, 10);
+        tx.send(six.clone()).unwrap();
         let big = frame(5, MAX_BATCH_BYTES * 2);
         let (bytes, n, rest) = batch(&Scope::Global, big.clone(), &mut rx);
-        assert_eq!((bytes.as_ptr(), n), (big.bytes.as_ptr(), 1));
+        assert_eq!((bytes.as_ptr(), n), (big.bytes().as_ptr(), 1));
         assert!(rest.is_none());
         // A small frame followed by a large one: the large one waits for the next write.
         tx.send(frame(8, MAX_BATCH_BYTES * 2)).unwrap();
-        let (bytes, n, rest) = batch(&Scope::Global, frame(7, 10), &mut rx);
-        assert_eq!((bytes.len(), n), (20, 2), "frames 7 and 6");
+        let seven = frame(7, 10);
+        let (bytes, n, rest) = batch(&Scope::Global, seven.clone(), &mut rx);
+        assert_eq!(
+            (bytes.len(), n),
+            (len(&seven) + len(&six), 2),
+            "frames 7 and 6"
+        );
         assert_eq!(rest.map(|f| f.event.id), Some(8));
+    }
+
+    #[test]
+    fn a_frame_is_serialized_only_when_first_read() {
+        let f = frame(1, 10);
+        assert!(!f.event.is_encoded(), "building a frame serializes nothing");
+        let bytes = f.bytes().clone();
+        assert!(f.event.is_encoded());
+        assert_eq!(bytes.as_ptr(), f.bytes().as_ptr(), "serialized once");
     }
 }

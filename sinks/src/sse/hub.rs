@@ -18,13 +18,26 @@ use crate::envelope::Event;
 use crate::filter::Filter;
 use crate::sink::{Sink, SinkError};
 
-/// One event as sent to every client: encoded once.
+/// One event as sent to every client: encoded once, when a client first needs it.
 #[derive(Debug)]
 pub struct SseFrame {
     /// The event.
     pub event: Arc<Event>,
-    /// `id: N\ndata: {...}\n\n`: the event's own [`Event::sse_frame`] (shared, not copied).
-    pub bytes: Bytes,
+}
+
+impl SseFrame {
+    /// A frame of `event`.
+    pub fn new(event: Arc<Event>) -> Self {
+        Self { event }
+    }
+
+    /// `id: N\ndata: {...}\n\n`: the event's own [`Event::sse_frame`] (shared, not copied),
+    /// serialized on first use. Events no client reads (the hub's ring while nobody is
+    /// connected) are never serialized: issue 10, the per-call API log cost nothing until a
+    /// client asks for it.
+    pub fn bytes(&self) -> &Bytes {
+        self.event.sse_frame()
+    }
 }
 
 /// Counters of the hub, for logs and metrics.
@@ -190,10 +203,7 @@ impl SseHub {
 
     /// Encodes `event` once, keeps it for resume and sends it to every client.
     pub fn publish(&self, event: &Arc<Event>) {
-        let frame = Arc::new(SseFrame {
-            bytes: event.sse_frame().clone(),
-            event: event.clone(),
-        });
+        let frame = Arc::new(SseFrame::new(event.clone()));
         let mut ring = self.ring.lock();
         ring.last_id = event.id;
         ring.frames.push_back(frame.clone());
@@ -329,7 +339,7 @@ mod tests {
         let Resume::Resumed(frames) = sub.resume else {
             panic!("resumed");
         };
-        let f = &frames[0].bytes;
+        let f = frames[0].bytes();
         assert_eq!(f, &encode_frame(Some(9), e.envelope_json()));
         let json = e.envelope_json();
         let inside = f.as_ptr_range();
