@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use wa_hub_sinks::envelope::iso_timestamp;
-use wa_hub_sinks::ApiLog;
+use wa_hub_sinks::{ApiLog, ApiLogBody};
 
 /// One proxied call in flight: what its ApiLog needs, gathered while it streams through.
 #[derive(Debug)]
@@ -59,16 +57,13 @@ impl ProxiedCall {
             path: self.upstream_path,
             status_code,
             latency_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            request_body: self.request_body.to_json(),
-            response_body: self.response_body.to_json(),
+            request_body: self.request_body.into_body(),
+            response_body: self.response_body.into_body(),
             instance_id: self.instance_id,
             error: self.error,
         }
     }
 }
-
-/// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
-pub const RAW_PREVIEW_CHARS: usize = 500;
 
 /// A size-capped copy of a body seen in chunks.
 #[derive(Debug, Default)]
@@ -102,85 +97,36 @@ impl BodyCapture {
         self.total
     }
 
-    /// The body as the ApiLog shows it, as validated JSON text:
-    /// - `null` for an empty body;
-    /// - the JSON as received when the whole body was kept and is JSON;
-    /// - otherwise `{"raw": <first 500 chars>}`, plus `"truncated": true, "bytes": <total>` when
-    ///   the body was over the cap.
-    pub fn to_json(&self) -> Box<RawValue> {
-        if self.total == 0 {
-            return raw(&Value::Null);
-        }
-        let truncated = self.total > self.kept.len();
-        if !truncated {
-            if let Ok(text) = std::str::from_utf8(&self.kept) {
-                if let Ok(v) = RawValue::from_string(text.trim().to_owned()) {
-                    return v;
-                }
-            }
-        }
-        let preview: String = String::from_utf8_lossy(&self.kept)
-            .chars()
-            .take(RAW_PREVIEW_CHARS)
-            .collect();
-        if truncated {
-            raw(&json!({ "raw": preview, "truncated": true, "bytes": self.total }))
-        } else {
-            raw(&json!({ "raw": preview }))
-        }
+    /// The captured body, for the ApiLog: turned into JSON only if the ApiLog is serialized.
+    pub fn into_body(mut self) -> ApiLogBody {
+        // Kept for as long as the API-log history keeps the call: no spare capacity (a body
+        // that came in several chunks grew the buffer by doubling).
+        self.kept.shrink_to_fit();
+        ApiLogBody::captured(self.kept, self.total)
     }
-}
-
-fn raw(v: &Value) -> Box<RawValue> {
-    // Serializing a `Value` cannot fail.
-    serde_json::value::to_raw_value(v).expect("a Value serializes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    impl BodyCapture {
-        fn to_json_value(&self) -> Value {
-            serde_json::from_str(self.to_json().get()).unwrap()
-        }
-    }
-
-    fn capture(cap: usize, chunks: &[&[u8]]) -> BodyCapture {
-        let mut c = BodyCapture::new(cap);
-        for ch in chunks {
-            c.push(&Bytes::copy_from_slice(ch));
-        }
-        c
-    }
-
     #[test]
-    fn empty_body_is_null() {
-        assert_eq!(capture(10, &[]).to_json_value(), Value::Null);
-    }
-
-    #[test]
-    fn json_split_across_chunks_is_parsed() {
-        let c = capture(100, &[b"{\"a\":", b"[1,2]}"]);
-        assert_eq!(c.to_json_value(), json!({"a": [1, 2]}));
-    }
-
-    #[test]
-    fn non_json_keeps_first_500_chars() {
-        let text = "é".repeat(600);
-        let v = capture(10_000, &[text.as_bytes()]).to_json_value();
-        assert_eq!(v["raw"].as_str().unwrap().chars().count(), 500);
-        assert!(v.get("truncated").is_none());
-    }
-
-    #[test]
-    fn body_over_cap_copies_only_cap_and_reports_size() {
-        let c = capture(8, &[b"{\"aaaa\":", b"\"bbbbbbbb\"}"]);
-        assert_eq!(c.kept.len(), 8);
-        assert_eq!(c.total(), 19);
+    fn a_body_over_the_cap_is_copied_only_up_to_the_cap_and_counted_whole() {
+        let mut c = BodyCapture::new(8);
+        c.push(&Bytes::from_static(b"{\"aaaa\":"));
+        c.push(&Bytes::from_static(b"\"bbbbbbbb\"}"));
+        assert_eq!((c.kept.len(), c.total()), (8, 19));
         assert_eq!(
-            c.to_json_value(),
-            json!({"raw": "{\"aaaa\":", "truncated": true, "bytes": 19})
+            c.into_body(),
+            ApiLogBody::captured(b"{\"aaaa\":".to_vec(), 19)
         );
+    }
+
+    #[test]
+    fn a_zero_cap_copies_nothing() {
+        let mut c = BodyCapture::new(0);
+        c.push(&Bytes::from_static(b"[1]"));
+        assert!(c.kept.is_empty());
+        assert_eq!(c.total(), 3);
     }
 }

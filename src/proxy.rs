@@ -532,7 +532,7 @@ impl SidecarProxy {
             ApiKnowledge::from_response(
                 &log.path,
                 log.instance_id.as_deref(),
-                log.response_body.get(),
+                log.response_body.text()?,
             )
         })
         .flatten();

@@ -63,8 +63,8 @@ mod tests {
             path: path.into(),
             status_code: Some(200),
             latency_ms: 1,
-            request_body: serde_json::value::to_raw_value(&()).unwrap(),
-            response_body: serde_json::value::to_raw_value(&()).unwrap(),
+            request_body: Default::default(),
+            response_body: Default::default(),
             instance_id: None,
             error: None,
         })

@@ -204,8 +204,8 @@ impl Payload {
         match self {
             Payload::Webhook(w) => w.raw.len() + w.summary.len() + 256,
             Payload::ApiLog(l) => {
-                l.request_body.get().len()
-                    + l.response_body.get().len()
+                l.request_body.len_hint()
+                    + l.response_body.len_hint()
                     + l.path.len()
                     + l.error.as_ref().map_or(0, String::len)
                     + 320
@@ -347,10 +347,10 @@ pub struct ApiLog {
     /// Milliseconds from request start to the end of the response.
     pub latency_ms: u64,
     /// Request body: the JSON as received when it is JSON, `{"raw": <first 500 chars>}`, or
-    /// `null` when empty. Kept as validated JSON text, so logging a call builds no JSON tree.
-    pub request_body: Box<RawValue>,
+    /// `null` when empty ([`ApiLogBody`]).
+    pub request_body: ApiLogBody,
     /// Response body, same rules as `request_body`.
-    pub response_body: Box<RawValue>,
+    pub response_body: ApiLogBody,
     /// Instance id taken from `/instances/<id>/...`, when the path has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -363,4 +363,204 @@ pub struct ApiLog {
 /// millisecond precision, `Z` suffix (as JavaScript's `Date.prototype.toISOString`).
 pub fn iso_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
+pub const RAW_PREVIEW_CHARS: usize = 500;
+
+/// A request or response body of an [`ApiLog`], as the proxy captured it: the bytes kept (at
+/// most `api_log.max_body_bytes`) and the size of the whole body.
+///
+/// It becomes JSON only when the event is serialized, by the dashboard's rules:
+/// - `null` for an empty body;
+/// - the JSON as received when the whole body was kept and is JSON;
+/// - otherwise `{"raw": <first 500 chars>}`, plus `"truncated": true, "bytes": <total>` when
+///   the body was over the cap.
+///
+/// So a proxied call costs no JSON work at all until some client or sink reads its ApiLog
+/// (issue 10). Deserializing takes any JSON value as a whole body, so a serialized ApiLog reads
+/// back to the same JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiLogBody {
+    kept: Vec<u8>,
+    total: usize,
+}
+
+impl ApiLogBody {
+    /// A body of `total` bytes of which the first `kept.len()` were kept.
+    ///
+    /// A body that cannot be JSON (only part of it kept, not UTF-8, or not starting like a
+    /// JSON value) is turned into its `{"raw": ...}` form at once, so a history keeps 500
+    /// characters of it rather than the capture.
+    pub fn captured(kept: Vec<u8>, total: usize) -> Self {
+        let body = Self {
+            total: total.max(kept.len()),
+            kept,
+        };
+        if body.total == 0 || body.text().is_some_and(starts_like_json) {
+            return body;
+        }
+        let preview = body.to_json();
+        Self {
+            kept: preview.get().as_bytes().to_vec(),
+            total: preview.get().len(),
+        }
+    }
+
+    /// A whole body of JSON text `json`.
+    pub fn json(json: &str) -> Self {
+        Self::captured(json.as_bytes().to_vec(), json.len())
+    }
+
+    /// The whole body as text, white space around it trimmed: `None` when only part of it was
+    /// kept or it is not UTF-8. Not checked to be JSON.
+    pub fn text(&self) -> Option<&str> {
+        if self.total > self.kept.len() {
+            return None;
+        }
+        std::str::from_utf8(&self.kept).ok().map(str::trim)
+    }
+
+    /// Bytes of the body in all, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The body's JSON form, by the rules above.
+    pub fn to_json(&self) -> Box<RawValue> {
+        if self.total == 0 {
+            return raw(&Value::Null);
+        }
+        if let Some(text) = self.text() {
+            if let Ok(v) = RawValue::from_string(text.to_owned()) {
+                return v;
+            }
+        }
+        let preview: String = String::from_utf8_lossy(&self.kept)
+            .chars()
+            .take(RAW_PREVIEW_CHARS)
+            .collect();
+        if self.total > self.kept.len() {
+            raw(&serde_json::json!({ "raw": preview, "truncated": true, "bytes": self.total }))
+        } else {
+            raw(&serde_json::json!({ "raw": preview }))
+        }
+    }
+
+    /// About the length of its JSON form.
+    fn len_hint(&self) -> usize {
+        self.kept.len() + 64
+    }
+}
+
+/// Whether `text` may be a JSON value: it starts like one (RFC 8259 §3).
+fn starts_like_json(text: &str) -> bool {
+    text.bytes()
+        .next()
+        .is_some_and(|b| b"{[\"-0123456789tfn".contains(&b))
+}
+
+fn raw(v: &Value) -> Box<RawValue> {
+    // Serializing a `Value` cannot fail.
+    serde_json::value::to_raw_value(v).expect("a Value serializes")
+}
+
+impl Serialize for ApiLogBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiLogBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(Self::json(json.get()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(cap: usize, chunks: &[&[u8]]) -> Value {
+        let mut kept = Vec::new();
+        let mut total = 0;
+        for c in chunks {
+            total += c.len();
+            kept.extend_from_slice(&c[..c.len().min(cap.saturating_sub(kept.len()))]);
+        }
+        serde_json::to_value(ApiLogBody::captured(kept, total)).unwrap()
+    }
+
+    #[test]
+    fn an_empty_body_is_null() {
+        assert_eq!(body(10, &[]), Value::Null);
+    }
+
+    #[test]
+    fn a_whole_json_body_is_itself() {
+        assert_eq!(
+            body(100, &[b" {\"a\":", b"[1,2]} \n"]),
+            json!({"a": [1, 2]})
+        );
+        let text = serde_json::to_string(&ApiLogBody::json("[1, 2]")).unwrap();
+        assert_eq!(text, "[1, 2]", "the JSON as received");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_keeps_its_first_500_chars() {
+        let text = "é".repeat(600);
+        let v = body(10_000, &[text.as_bytes()]);
+        assert_eq!(
+            v["raw"].as_str().unwrap().chars().count(),
+            RAW_PREVIEW_CHARS
+        );
+        assert!(v.get("truncated").is_none());
+    }
+
+    #[test]
+    fn a_body_over_the_cap_shows_what_was_kept_and_its_size() {
+        assert_eq!(
+            body(8, &[b"{\"aaaa\":", b"\"bbbbbbbb\"}"]),
+            json!({"raw": "{\"aaaa\":", "truncated": true, "bytes": 19})
+        );
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_json_is_kept_as_its_preview_only() {
+        let binary = ApiLogBody::captured(vec![0xff; 10_000], 10_000);
+        let html = ApiLogBody::captured("<p>x</p>".repeat(1000).into_bytes(), 8000);
+        let cut = ApiLogBody::captured(b"[1,".repeat(1000), 50_000);
+        for b in [&binary, &html, &cut] {
+            assert!(b.kept.len() < 2100, "{} bytes kept", b.kept.len());
+        }
+        let v = serde_json::to_value(&cut).unwrap();
+        assert_eq!(
+            (v["truncated"].clone(), v["bytes"].clone()),
+            (json!(true), json!(50_000))
+        );
+        assert!(serde_json::to_value(&html).unwrap()["raw"].is_string());
+        // Text that starts like JSON waits for serialization to be checked.
+        let almost = ApiLogBody::captured(b"{not json".to_vec(), 9);
+        assert_eq!(almost.kept, b"{not json");
+        assert_eq!(
+            serde_json::to_value(&almost).unwrap(),
+            json!({"raw": "{not json"})
+        );
+    }
+
+    #[test]
+    fn a_serialized_body_reads_back_to_the_same_json() {
+        for b in [
+            ApiLogBody::default(),
+            ApiLogBody::json(r#"{"clientStatus":{"state":"x"}}"#),
+            ApiLogBody::json("not json"),
+            ApiLogBody::captured(b"{\"a\":".to_vec(), 300),
+        ] {
+            let once = serde_json::to_string(&b).unwrap();
+            let back: ApiLogBody = serde_json::from_str(&once).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), once);
+        }
+    }
 }

@@ -33,7 +33,9 @@ mod test_support;
 
 pub use bus::Bus;
 pub use config::{SinkConfig, SinkKind};
-pub use envelope::{ApiLog, Event, InstanceStatus, Kind, Payload, QrEvent, Rank, WebhookRecord};
+pub use envelope::{
+    ApiLog, ApiLogBody, Event, InstanceStatus, Kind, Payload, QrEvent, Rank, WebhookRecord,
+};
 pub use filter::Filter;
 pub use router::{supervise, Router, SinkSnapshot, SinkSpec, SinkStats, SinkTask};
 pub use secret::Secret;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::envelope::{ApiLog, Event, Payload, WebhookRecord};
+use crate::envelope::{ApiLog, ApiLogBody, Event, Payload, WebhookRecord};
 
 /// A webhook event with bus id `id`.
 pub fn webhook(id: u64, event: &str, instance: Option<&str>) -> Arc<Event> {
@@ -46,8 +46,8 @@ pub fn api_log(id: u64, instance: Option<&str>) -> Arc<Event> {
             path: "/instances".into(),
             status_code: Some(200),
             latency_ms: 1,
-            request_body: serde_json::value::to_raw_value(&serde_json::Value::Null).unwrap(),
-            response_body: serde_json::value::to_raw_value(&json!([])).unwrap(),
+            request_body: ApiLogBody::default(),
+            response_body: ApiLogBody::json("[]"),
             instance_id: instance.map(str::to_owned),
             error: None,
         }),
