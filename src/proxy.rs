@@ -529,11 +529,16 @@ impl SidecarProxy {
             && log.status_code == Some(200)
             && ApiKnowledge::route_carries_status(&log.path))
         .then(|| {
-            ApiKnowledge::from_response(
-                &log.path,
-                log.instance_id.as_deref(),
-                log.response_body.text()?,
-            )
+            let text = log.response_body.text()?;
+            // The same answer as the one the engine last learned from teaches nothing.
+            let known = log.instance_id.as_deref().is_some_and(|id| {
+                self.app
+                    .read_engine(|engine| engine.knows_api_text(id, text))
+            });
+            if known {
+                return None;
+            }
+            ApiKnowledge::from_response(&log.path, log.instance_id.as_deref(), text)
         })
         .flatten();
         match learned {

@@ -201,12 +201,18 @@ struct Fields<'a> {
     ready_watchdog_ms: Raw<'a>,
 }
 
+/// Longest client-status answer whose text the engine remembers (bytes): wa-hub's are a few
+/// hundred bytes, so every real one is remembered, and the memory stays bounded by
+/// `max_instances` times this.
+pub const MAX_REMEMBERED_TEXT: usize = 4096;
+
 /// What the engine can learn from a successful proxied `GET` (dashboard reference §5: the API
 /// and the instance list are status sources).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiKnowledge {
-    /// `GET /instances/<id>/client/status`: that instance's API status.
-    ClientStatus(String, ApiStatus),
+    /// `GET /instances/<id>/client/status`: that instance's API status, and the answer's text
+    /// when it is short enough to remember ([`StatusEngine::knows_api_text`]).
+    ClientStatus(String, ApiStatus, Option<Box<str>>),
     /// `GET /instances`: the instance list.
     InstanceList(Value),
 }
@@ -231,7 +237,8 @@ impl ApiKnowledge {
         }
         client_status_id(path)?;
         let id = instance_id?.to_owned();
-        ApiStatus::from_json(body).map(|api| ApiKnowledge::ClientStatus(id, api))
+        let text = (body.len() <= MAX_REMEMBERED_TEXT).then(|| body.into());
+        ApiStatus::from_json(body).map(|api| ApiKnowledge::ClientStatus(id, api, text))
     }
 }
 
@@ -250,6 +257,9 @@ struct Instance {
     /// `status` from the instance list.
     meta_status: Option<String>,
     api: Option<ApiStatus>,
+    /// The proxied answer text `api` was learned from; `None` when `api` came from elsewhere
+    /// (the QR poller) or the text was too long to keep.
+    api_text: Option<Box<str>>,
     qr: Option<String>,
     qr_error: Option<String>,
     timed_out: bool,
@@ -407,11 +417,23 @@ impl StatusEngine {
         now: DateTime<Utc>,
     ) -> Option<InstanceStatus> {
         let inst = self.entry(id)?;
+        inst.api_text = None;
         if inst.api.as_ref() == Some(&api) {
             return None;
         }
         inst.api = Some(api);
         self.decide(id, now)
+    }
+
+    /// Whether `text` is the very answer instance `id`'s current API status was learned from
+    /// by [`StatusEngine::learn`]: learning it again would change nothing, so the proxy skips
+    /// reading it (issue 10: a dashboard polls each instance's status every few seconds, and
+    /// the answer rarely changes).
+    pub fn knows_api_text(&self, id: &str, text: &str) -> bool {
+        self.instances
+            .get(id)
+            .and_then(|i| i.api_text.as_deref())
+            .is_some_and(|known| known == text)
     }
 
     /// Learns from an instance-list response (`GET /instances`: `[{"id","status",...}]`).
@@ -445,8 +467,12 @@ impl StatusEngine {
     /// Learns what a proxied answer carried; returns the statuses that changed.
     pub fn learn(&mut self, knowledge: ApiKnowledge, now: DateTime<Utc>) -> Vec<InstanceStatus> {
         match knowledge {
-            ApiKnowledge::ClientStatus(id, api) => {
-                self.apply_api_status(&id, api, now).into_iter().collect()
+            ApiKnowledge::ClientStatus(id, api, text) => {
+                let changed = self.apply_api_status(&id, api, now);
+                if let Some(inst) = self.instances.get_mut(&id) {
+                    inst.api_text = text;
+                }
+                changed.into_iter().collect()
             }
             ApiKnowledge::InstanceList(body) => self.apply_instance_list(&body, now),
         }
@@ -934,6 +960,48 @@ mod tests {
             (s.source, s.rank, s.timed_out),
             ("unknown", Rank::NeedsQr, true)
         );
+    }
+
+    #[test]
+    fn only_the_answer_the_current_api_status_came_from_is_known() {
+        let path = "/instances/a/client/status";
+        let ready = r#"{"clientStatus":{"instanceStatus":"ready"},"status":"success"}"#;
+        let gone = r#"{"clientStatus":{"instanceStatus":"disconnected"},"status":"success"}"#;
+        let learn = |e: &mut StatusEngine, text: &str, at: i64| {
+            e.learn(
+                ApiKnowledge::from_response(path, Some("a"), text).unwrap(),
+                t(at),
+            )
+        };
+        let mut e = StatusEngine::new(10);
+        assert!(
+            !e.knows_api_text("a", ready),
+            "an unknown instance knows nothing"
+        );
+        assert_eq!(learn(&mut e, ready, 0)[0].rank, Rank::Active);
+        assert!(e.knows_api_text("a", ready));
+        assert!(!e.knows_api_text("a", gone));
+        assert!(!e.knows_api_text("b", ready));
+        // The same status in other text is learned (and changes nothing); it is remembered.
+        let spaced = ready.replace(':', ": ");
+        assert!(learn(&mut e, &spaced, 1).is_empty());
+        assert!(e.knows_api_text("a", &spaced) && !e.knows_api_text("a", ready));
+        // A status from elsewhere (the QR poller) forgets the text: the old answer teaches
+        // again, and brings the status back.
+        let api = ApiStatus::from_json(gone).unwrap();
+        assert_eq!(
+            e.apply_api_status("a", api, t(2)).unwrap().rank,
+            Rank::Disconnected
+        );
+        assert!(!e.knows_api_text("a", &spaced));
+        assert_eq!(learn(&mut e, &spaced, 3)[0].rank, Rank::Active);
+        // A long answer is learned but not remembered.
+        let long = format!(
+            r#"{{"clientStatus":{{"instanceStatus":"disconnected"}},"pad":"{}"}}"#,
+            "x".repeat(MAX_REMEMBERED_TEXT)
+        );
+        assert_eq!(learn(&mut e, &long, 4)[0].rank, Rank::Disconnected);
+        assert!(!e.knows_api_text("a", &long));
     }
 
     #[test]
