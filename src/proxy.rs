@@ -189,6 +189,9 @@ impl ProxyHttp for SidecarProxy {
             upstream.insert_header(crate::fleet::routing::HOP_HEADER, fleet.node_id())?;
         }
         // The dashboard session cookie is the sidecar's own; it never goes to wa-hub.
+        if !upstream.headers.contains_key(header::COOKIE) {
+            return Ok(());
+        }
         let cookies: Vec<String> = upstream
             .headers
             .get_all(header::COOKIE)

@@ -318,7 +318,12 @@ fn sink_route(raw_path: &str) -> Result<Route, RouteError> {
 /// slash or backslash (`..%2F`, `%2e%2e%5c`), which some upstreams treat as separators.
 fn check_no_dot_segments(raw: &str) -> Result<(), RouteError> {
     for segment in raw.split('/') {
-        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        // Without a `%`, the segment is its own decoding.
+        let decoded = if segment.contains('%') {
+            percent_decode_str(segment).decode_utf8_lossy()
+        } else {
+            std::borrow::Cow::Borrowed(segment)
+        };
         if decoded
             .split(['/', '\\'])
             .any(|part| part == ".." || part == ".")
@@ -461,6 +466,7 @@ mod tests {
             "/api/wahub/..%2fadmin",
             "/api/wahub/x/%2e%2e%5cadmin",
             "/api/wahub/./x",
+            "/api/wahub/x/..\\admin",
         ] {
             assert_eq!(get(p), Err(RouteError::Traversal), "{p}");
         }
