@@ -381,7 +381,7 @@ impl Sidecar {
              webhook:\n  secret: {SECRET}\n  auth_token: {TOKEN}\n  dedup_window_secs: 0\n\
              status:\n  qr_poll_interval_ms: 0\n\
              log:\n  level: warn\n\
-             sinks:\n  - type: sse\n    max_clients: {max_clients}\n    heartbeat_ms: 60000\n  - type: stdout\n",
+             sinks:\n  - type: sse\n    max_clients: {max_clients}\n    heartbeat_ms: 60000\n  - type: stdout\n    kinds: [webhook, status]\n",
             threads = opts.threads,
         );
         let path = dir.join("sidecar.yaml");
