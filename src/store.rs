@@ -23,9 +23,14 @@ impl History {
 
     /// Adds `event` as the newest entry.
     pub fn push(&self, event: Arc<Event>) {
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        items.push_front(event);
-        items.truncate(self.capacity);
+        let evicted = {
+            let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+            items.push_front(event);
+            // Each push adds one, so at most one is over.
+            (items.len() > self.capacity).then(|| items.pop_back())
+        };
+        // Freed after the lock: the other workers pushing meanwhile do not wait for it.
+        drop(evicted);
     }
 
     /// Up to `limit` newest entries for which `keep` holds, newest first.
