@@ -3,15 +3,18 @@
 //! Run: `./scripts/bench.sh` (installs wrk, nginx and Node when missing, then
 //! `cargo bench --bench load -- --bench`). Options after `--`:
 //! `--duration SECS` (10), `--connections N` (64), `--threads N` (2, sidecar and nginx workers),
-//! `--sse-clients 1000,10000`, `--only proxy,webhook,sse`, `--out FILE` (also write the JSON).
+//! `--sse-clients 1000,10000`, `--only proxy,webhook,sse`, `--rounds N` (3, proxy scenario),
+//! `--out FILE` (also write the JSON).
 //!
 //! Scenarios, measured side by side in one run:
 //! - **proxy**: for the status route, `/health` and a 50 KiB body: wrk GETs straight at a Node
 //!   upstream, then through nginx configured alike (keep-alive upstream, `Authorization` set,
 //!   same worker count) when installed, the bare Pingora proxy of `examples/bare_proxy.rs`
 //!   (the floor: path rewrite and `Authorization`, nothing else) and the sidecar, one after
-//!   another; requests/s, latency percentiles, CPU µs per request of each proxy's process tree
-//!   (from /proc/<pid>/stat) and the ratios sidecar/bare and sidecar/nginx.
+//!   another, `--rounds` times over; requests/s, latency percentiles, CPU µs per request of
+//!   each proxy's process tree (from /proc/<pid>/stat), each the median over the rounds, and
+//!   the ratios sidecar/bare and sidecar/nginx of the medians. Rounds interleave the proxies
+//!   so a noisy spell on a shared machine lands on all three, not on one of them.
 //! - **webhook**: wrk POSTs of a signed fixture-shaped webhook with sinks `sse` and `stdout`
 //!   (to /dev/null); webhooks/s and CPU µs per webhook (from /proc/<pid>/stat). wrk sends one
 //!   body over and over, so the bench config turns the dedup window off (`dedup_window_secs:
@@ -39,6 +42,7 @@ struct Opts {
     threads: u32,
     sse_clients: Vec<usize>,
     only: Vec<String>,
+    rounds: usize,
     out: Option<PathBuf>,
 }
 
@@ -67,6 +71,10 @@ fn parse_opts() -> Option<Opts> {
         only: get("--only")
             .map(|v| v.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
+        rounds: get("--rounds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1),
         out: get("--out").map(PathBuf::from),
     })
 }
@@ -154,12 +162,14 @@ const PROXY_ROUTES: &[(&str, &str)] = &[
 ];
 
 /// For each route: Node direct, then nginx, bare Pingora and the sidecar one after another,
-/// each with req/s, latency p50/p99 and the proxy's CPU µs per request (from /proc/<pid>/stat,
-/// the whole process tree), and the ratios sidecar/bare and sidecar/nginx.
+/// `opts.rounds` times, each with req/s, latency p50/p99 and the proxy's CPU µs per request
+/// (from /proc/<pid>/stat, the whole process tree). Per proxy: the round with the median CPU
+/// per request (its wrk figures), the median req/s, every round's CPU and req/s; and the
+/// ratios sidecar/bare and sidecar/nginx of the medians.
 fn proxy_scenario(dir: &Path, node_port: u16, sidecar: &Sidecar, opts: &Opts) -> Value {
     let nginx = Nginx::start(dir, node_port, opts.threads);
     let bare = BareProxy::start(node_port, opts.threads);
-    let mut out = json!({});
+    let mut out = json!({ "rounds": opts.rounds });
     for (name, path) in PROXY_ROUTES {
         let mut row = json!({});
         row["direct_node"] = wrk(
@@ -176,18 +186,25 @@ fn proxy_scenario(dir: &Path, node_port: u16, sidecar: &Sidecar, opts: &Opts) ->
             targets.push(("bare_pingora", b.port, b.proc.0.id()));
         }
         targets.push(("sidecar", sidecar.port, sidecar.pid()));
-        for (label, port, pid) in targets {
-            let before = cpu_ticks_tree(pid);
-            let mut r = wrk(
-                &format!("http://127.0.0.1:{port}/api/wahub{path}"),
-                opts,
-                None,
-                &[],
-            );
-            let ticks = cpu_ticks_tree(pid).saturating_sub(before);
-            let requests = r["requests"].as_f64().unwrap_or(0.0);
-            r["cpu_us_per_request"] = json!(ticks as f64 * 1e6 / clock_ticks() / requests.max(1.0));
-            row[label] = r;
+        let mut runs: Vec<Vec<Value>> = vec![Vec::new(); targets.len()];
+        for _ in 0..opts.rounds {
+            for ((_, port, pid), runs) in targets.iter().zip(&mut runs) {
+                let before = cpu_ticks_tree(*pid);
+                let mut r = wrk(
+                    &format!("http://127.0.0.1:{port}/api/wahub{path}"),
+                    opts,
+                    None,
+                    &[],
+                );
+                let ticks = cpu_ticks_tree(*pid).saturating_sub(before);
+                let requests = r["requests"].as_f64().unwrap_or(0.0);
+                r["cpu_us_per_request"] =
+                    json!(ticks as f64 * 1e6 / clock_ticks() / requests.max(1.0));
+                runs.push(r);
+            }
+        }
+        for ((label, _, _), runs) in targets.iter().zip(runs) {
+            row[*label] = median_run(runs);
         }
         let ratio = |a: &str, b: &str, field: &str| match (
             row[a][field].as_f64(),
@@ -206,6 +223,26 @@ fn proxy_scenario(dir: &Path, node_port: u16, sidecar: &Sidecar, opts: &Opts) ->
         out[*name] = row;
     }
     out
+}
+
+/// One proxy's rounds as one result: the wrk figures of the round with the median CPU per
+/// request, `requests_per_sec` replaced by the median over the rounds, and every round's
+/// `cpu_us_per_request_rounds` and `requests_per_sec_rounds`.
+fn median_run(mut runs: Vec<Value>) -> Value {
+    let field = |r: &Value, f: &str| r[f].as_f64().unwrap_or(f64::NAN);
+    let cpu: Vec<f64> = runs
+        .iter()
+        .map(|r| field(r, "cpu_us_per_request"))
+        .collect();
+    let rps: Vec<f64> = runs.iter().map(|r| field(r, "requests_per_sec")).collect();
+    let mut rps_sorted = rps.clone();
+    rps_sorted.sort_by(f64::total_cmp);
+    runs.sort_by(|a, b| field(a, "cpu_us_per_request").total_cmp(&field(b, "cpu_us_per_request")));
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median["requests_per_sec"] = json!(rps_sorted[rps_sorted.len() / 2]);
+    median["cpu_us_per_request_rounds"] = json!(cpu);
+    median["requests_per_sec_rounds"] = json!(rps);
+    median
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
