@@ -479,17 +479,42 @@ pub fn bind_free() -> TcpListener {
 /// A loopback port nothing listens on now, never the same twice in this test process: tests
 /// run in parallel, and a port one test was given and has not bound yet would otherwise be
 /// free for the next test to be given too.
+///
+/// The port lies outside the kernel's ephemeral range (`ip_local_port_range`): a port from that
+/// range, free when handed out, could become the local port of any outgoing connection (a
+/// sidecar's to its upstream, a test client's) before the test binds it, and the bind then
+/// fails with "Address already in use" (seen in `counters_match_fixture_traffic`).
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
         Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        if HANDED_OUT.lock().unwrap().insert(port) {
+    let range = non_ephemeral_ports();
+    let span = u32::from(range.end - range.start);
+    // Test binaries of one run start at different places, so they rarely probe the same ports.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for i in 0..span {
+        let port = range.start + ((start + i) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && HANDED_OUT.lock().unwrap().insert(port)
+        {
             return port;
         }
+    }
+    panic!("no free loopback port in {range:?}");
+}
+
+/// Ports the kernel never gives an outgoing connection: below `ip_local_port_range` when that
+/// leaves room (from 10000, clear of the well-known ports), else above it.
+fn non_ephemeral_ports() -> std::ops::Range<u16> {
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if low >= 12_000 {
+        10_000..low
+    } else {
+        high.saturating_add(1)..u16::MAX
     }
 }
 
