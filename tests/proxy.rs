@@ -695,6 +695,31 @@ fn every_proxied_call_becomes_an_api_log_with_the_dashboard_fields() {
     assert_eq!(log["requestBody"]["truncated"], true);
     assert_eq!(log["requestBody"]["bytes"], 10_000);
     assert_eq!(log["requestBody"]["raw"].as_str().unwrap().len(), 500);
+
+    // Pretty-printed JSON (line breaks between tokens) stays one SSE event, live and in the
+    // `initial` of a client connecting later.
+    client()
+        .post(sc.url("/api/wahub/echo"))
+        .body("{\r\n  \"a\": 1,\n  \"b\": [\"x\\ny\"]\n}\n")
+        .send()
+        .unwrap();
+    let expected = serde_json::json!({"a": 1, "b": ["x\ny"]});
+    let log = sse.next_event(Duration::from_secs(10)).json()["data"].clone();
+    assert_eq!(log["requestBody"], expected);
+    // The late client gets it in `initial`, or (within a second of the shared `initial` the
+    // first client got) right after it, from the kept events: either way as valid JSON.
+    let late = SseClient::connect(&sc.url("/api/stream"), &[]);
+    assert_eq!(late.next_event(Duration::from_secs(10)).kind(), "connected");
+    let initial = late.next_event(Duration::from_secs(10)).json();
+    let mut seen = initial["data"]["apiLogs"][0]["requestBody"] == expected;
+    for _ in 0..4 {
+        if seen {
+            break;
+        }
+        let e = late.next_event(Duration::from_secs(10)).json();
+        seen = e["data"]["requestBody"] == expected;
+    }
+    assert!(seen, "the late client never got the pretty-printed body");
 }
 
 #[test]

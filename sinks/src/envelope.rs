@@ -433,7 +433,7 @@ impl ApiLogBody {
         }
         if let Some(text) = self.text() {
             if let Ok(v) = RawValue::from_string(text.to_owned()) {
-                return v;
+                return one_line(v);
             }
         }
         let preview: String = String::from_utf8_lossy(&self.kept)
@@ -451,6 +451,23 @@ impl ApiLogBody {
     fn len_hint(&self) -> usize {
         self.kept.len() + 64
     }
+}
+
+/// `json` without its line breaks. In valid JSON a raw CR or LF can only be white space
+/// between tokens (inside strings they must be escaped, RFC 8259 §7), so dropping them keeps
+/// the value and lets it travel on one line: an SSE `data:` line, an NDJSON line. A
+/// pretty-printed upstream answer otherwise split the event (a browser's `EventSource` reads a
+/// line break as the end of the field, so `JSON.parse` failed) and every later `initial`.
+fn one_line(json: Box<RawValue>) -> Box<RawValue> {
+    if !json.get().contains(['\n', '\r']) {
+        return json;
+    }
+    let text: String = json
+        .get()
+        .chars()
+        .filter(|c| !matches!(c, '\n' | '\r'))
+        .collect();
+    RawValue::from_string(text).unwrap_or(json)
 }
 
 /// Whether `text` may be a JSON value: it starts like one (RFC 8259 §3).
@@ -506,6 +523,20 @@ mod tests {
         );
         let text = serde_json::to_string(&ApiLogBody::json("[1, 2]")).unwrap();
         assert_eq!(text, "[1, 2]", "the JSON as received");
+    }
+
+    #[test]
+    fn a_pretty_printed_json_body_is_serialized_on_one_line_with_its_value() {
+        let pretty = "{\r\n  \"a\": 1,\n  \"b\": [\n    \"x\\ny\",\r\n    2\n  ]\n}";
+        let b = ApiLogBody::json(pretty);
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(!text.contains(['\n', '\r']), "{text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"a": 1, "b": ["x\ny", 2]})
+        );
+        let envelope = serde_json::to_string(&json!({ "body": b })).unwrap();
+        assert!(!envelope.contains('\n'));
     }
 
     #[test]
