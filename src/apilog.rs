@@ -23,20 +23,29 @@ pub struct ProxiedCall {
     pub response_body: BodyCapture,
     /// What went wrong, when the call failed.
     pub error: Option<String>,
+    /// Bytes of each body the ApiLog shows (`api_log.max_body_bytes`).
+    log_cap: usize,
     started_at: DateTime<Utc>,
     start: Instant,
 }
 
 impl ProxiedCall {
-    /// A call to wa-hub path `path_and_query` starting now, keeping at most `cap` bytes of each
-    /// body.
-    pub fn new(path_and_query: String, cap: usize) -> Self {
+    /// A call to wa-hub path `path_and_query` starting now, copying at most `request_cap` bytes
+    /// of the request body and `response_cap` of the response body, of which the ApiLog shows
+    /// at most `log_cap` (the response may be copied further for status learning).
+    pub fn new(
+        path_and_query: String,
+        request_cap: usize,
+        response_cap: usize,
+        log_cap: usize,
+    ) -> Self {
         Self {
             instance_id: crate::routes::instance_id(&path_and_query),
             upstream_path: path_and_query,
-            request_body: BodyCapture::new(cap),
-            response_body: BodyCapture::new(cap),
+            request_body: BodyCapture::new(request_cap),
+            response_body: BodyCapture::new(response_cap),
             error: None,
+            log_cap,
             started_at: Utc::now(),
             start: Instant::now(),
         }
@@ -57,8 +66,8 @@ impl ProxiedCall {
             path: self.upstream_path,
             status_code,
             latency_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            request_body: self.request_body.into_body(),
-            response_body: self.response_body.into_body(),
+            request_body: self.request_body.into_body(self.log_cap),
+            response_body: self.response_body.into_body(self.log_cap),
             instance_id: self.instance_id,
             error: self.error,
         }
@@ -97,8 +106,19 @@ impl BodyCapture {
         self.total
     }
 
-    /// The captured body, for the ApiLog: turned into JSON only if the ApiLog is serialized.
-    pub fn into_body(mut self) -> ApiLogBody {
+    /// The whole body as text (white space around it trimmed), when all of it was copied and
+    /// it is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        if self.total > self.kept.len() {
+            return None;
+        }
+        std::str::from_utf8(&self.kept).ok().map(str::trim)
+    }
+
+    /// The captured body, for the ApiLog, of which at most `cap` bytes are kept: turned into
+    /// JSON only if the ApiLog is serialized.
+    pub fn into_body(mut self, cap: usize) -> ApiLogBody {
+        self.kept.truncate(cap);
         // Kept for as long as the API-log history keeps the call: no spare capacity (a body
         // that came in several chunks grew the buffer by doubling).
         self.kept.shrink_to_fit();
@@ -116,10 +136,19 @@ mod tests {
         c.push(&Bytes::from_static(b"{\"aaaa\":"));
         c.push(&Bytes::from_static(b"\"bbbbbbbb\"}"));
         assert_eq!((c.kept.len(), c.total()), (8, 19));
+        assert_eq!(c.text(), None, "not whole");
         assert_eq!(
-            c.into_body(),
+            c.into_body(8),
             ApiLogBody::captured(b"{\"aaaa\":".to_vec(), 19)
         );
+    }
+
+    #[test]
+    fn a_body_copied_further_than_the_log_shows_is_cut_for_the_log() {
+        let mut c = BodyCapture::new(100);
+        c.push(&Bytes::from_static(b" [1, 2, 3] "));
+        assert_eq!(c.text(), Some("[1, 2, 3]"));
+        assert_eq!(c.into_body(4), ApiLogBody::captured(b" [1,".to_vec(), 11));
     }
 
     #[test]

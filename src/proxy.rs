@@ -38,6 +38,10 @@ use crate::webhook;
 /// Headers an upstream response's `Connection` list may not remove: message framing.
 const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
 
+/// Longest status answer (client status, instance list) the status engine learns from, in
+/// bytes: an instance list of the engine's 1000 instances is about 300 KB.
+pub const LEARN_MAX_BYTES: usize = 1024 * 1024;
+
 /// Largest request body of the sidecar's own POST routes other than the webhook.
 const SMALL_BODY_MAX: usize = 64 * 1024;
 
@@ -445,14 +449,23 @@ impl SidecarProxy {
             None => upstream_path,
         };
         // Bodies are copied only for an ApiLog some sink takes, or for an answer the status
-        // engine learns from.
-        let cap = if self.app.api_log_wanted || ApiKnowledge::route_carries_status(&path_and_query)
-        {
+        // engine learns from (whole, up to `LEARN_MAX_BYTES`, whatever the log shows of it).
+        let log_cap = if self.app.api_log_wanted {
             cfg.api_log.max_body_bytes.get()
         } else {
             0
         };
-        Ok(ProxiedCall::new(path_and_query, cap))
+        let response_cap = if ApiKnowledge::route_carries_status(&path_and_query) {
+            log_cap.max(LEARN_MAX_BYTES)
+        } else {
+            log_cap
+        };
+        Ok(ProxiedCall::new(
+            path_and_query,
+            log_cap,
+            response_cap,
+            log_cap,
+        ))
     }
 
     /// `GET /api/stream`, when an SSE sink is configured.
@@ -511,10 +524,28 @@ impl SidecarProxy {
     /// A proxied call ended: log it, count it, and publish its ApiLog; a successful `GET` of a
     /// status route also feeds the status engine, under its lock with the ApiLog.
     fn finish_call(&self, session: &Session, call: ProxiedCall) {
-        let method = session.req_header().method.to_string();
+        let method = &session.req_header().method;
         let status_code = session.response_written().map(|h| h.status.as_u16());
         let elapsed = call.elapsed();
-        let log = call.into_log(method, status_code);
+        // Learned from the whole captured answer, before the ApiLog cuts it to its own cap.
+        let learned = (*method == http::Method::GET
+            && status_code == Some(200)
+            && ApiKnowledge::route_carries_status(&call.upstream_path))
+        .then(|| {
+            let text = call.response_body.text()?;
+            let id = call.instance_id.as_deref();
+            // The same answer as the one the engine last learned from teaches nothing.
+            let known = id.is_some_and(|id| {
+                self.app
+                    .read_engine(|engine| engine.knows_api_text(id, text))
+            });
+            if known {
+                return None;
+            }
+            ApiKnowledge::from_response(&call.upstream_path, id, text)
+        })
+        .flatten();
+        let log = call.into_log(method.to_string(), status_code);
         if self.app.config.raw.log.access {
             tracing::info!(
                 method = %log.method,
@@ -528,22 +559,6 @@ impl SidecarProxy {
         self.app
             .metrics
             .observe_proxy(&log.method, &route, log.status_code, elapsed);
-        let learned = (log.method == "GET"
-            && log.status_code == Some(200)
-            && ApiKnowledge::route_carries_status(&log.path))
-        .then(|| {
-            let text = log.response_body.text()?;
-            // The same answer as the one the engine last learned from teaches nothing.
-            let known = log.instance_id.as_deref().is_some_and(|id| {
-                self.app
-                    .read_engine(|engine| engine.knows_api_text(id, text))
-            });
-            if known {
-                return None;
-            }
-            ApiKnowledge::from_response(&log.path, log.instance_id.as_deref(), text)
-        })
-        .flatten();
         match learned {
             // No sink takes API logs: nothing to publish (the metrics counted the call).
             None if !self.app.api_log_wanted => {}

@@ -302,6 +302,39 @@ fn status_learning_works_when_no_sink_takes_api_logs() {
 }
 
 #[test]
+fn a_status_answer_longer_than_the_api_log_keeps_is_still_learned() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(
+        &up.base_url(),
+        "status:\n  qr_poll_interval_ms: 0\napi_log:\n  max_body_bytes: 100\n",
+    );
+    let sse = SseClient::connect(&sc.url("/api/stream"), &[]);
+    assert_eq!(sse.next_event(Duration::from_secs(10)).kind(), "connected");
+    assert_eq!(sse.next_event(Duration::from_secs(10)).kind(), "initial");
+    let r = client()
+        .get(sc.url("/api/wahub/instances/WASP-test_shop/client/status"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer_len = r.bytes().unwrap().len();
+    assert!(answer_len > 100, "the fixture answer is {answer_len} bytes");
+    let (_, s) = get_json(&sc, "/api/instances/WASP-test_shop/status");
+    assert_eq!(
+        (s["source"].clone(), s["displayStatus"].clone()),
+        (json!("api"), json!("disconnected"))
+    );
+    // The API log still shows only `api_log.max_body_bytes` of it.
+    let log = loop {
+        let e = sse.next_event(Duration::from_secs(10)).json();
+        if e["type"] == "apiLog" {
+            break e["data"].clone();
+        }
+    };
+    assert_eq!(log["responseBody"]["truncated"], true);
+    assert_eq!(log["responseBody"]["bytes"], answer_len);
+}
+
+#[test]
 fn proxied_client_status_and_instance_list_feed_the_engine() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start(&up.base_url(), "status:\n  qr_poll_interval_ms: 0\n");
