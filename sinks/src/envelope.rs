@@ -373,7 +373,8 @@ pub const RAW_PREVIEW_CHARS: usize = 500;
 ///
 /// It becomes JSON only when the event is serialized, by the dashboard's rules:
 /// - `null` for an empty body;
-/// - the JSON as received when the whole body was kept and is JSON;
+/// - the JSON as received when the whole body was kept and is JSON, its line breaks between
+///   tokens removed so the event stays on one line;
 /// - otherwise `{"raw": <first 500 chars>}`, plus `"truncated": true, "bytes": <total>` when
 ///   the body was over the cap.
 ///
