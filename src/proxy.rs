@@ -42,6 +42,9 @@ const PROTECTED: &[&str] = &["content-length", "transfer-encoding"];
 /// bytes: an instance list of the engine's 1000 instances is about 300 KB.
 pub const LEARN_MAX_BYTES: usize = 1024 * 1024;
 
+/// How long a failed call's unread request body is read for its API log at most.
+const FAILED_BODY_READ: Duration = Duration::from_secs(1);
+
 /// Largest request body of the sidecar's own POST routes other than the webhook.
 const SMALL_BODY_MAX: usize = 64 * 1024;
 
@@ -253,6 +256,20 @@ impl ProxyHttp for SidecarProxy {
         let failure = classify_failure(e, self.app.config.read_timeout());
         if let Some(call) = ctx.call.as_mut() {
             call.error = Some(failure.message.clone());
+            // wa-hub could not be reached, so Pingora never read the request body: read it
+            // now (briefly), so the call's API log still shows what was sent.
+            if self.app.api_log_wanted
+                && failure.upstream_kind.is_some()
+                && call.request_body.total() == 0
+                && !session.is_body_done()
+            {
+                let read = async {
+                    while let Ok(Some(chunk)) = session.read_request_body().await {
+                        call.request_body.push(&chunk);
+                    }
+                };
+                let _ = tokio::time::timeout(FAILED_BODY_READ, read).await;
+            }
         }
         if let Some(kind) = failure.upstream_kind {
             self.app

@@ -734,6 +734,18 @@ fn failed_call_api_log_carries_the_error() {
     assert_eq!(log["statusCode"], 502);
     assert_eq!(log["error"], "connection refused by wa-hub");
     assert_eq!(log["responseBody"], serde_json::Value::Null);
+
+    // The request body of a call wa-hub never took is still in its API log.
+    let body = serde_json::json!({"to": "201000000001", "message": "hello"});
+    let r = client()
+        .post(sc.url("/api/wahub/instances/WASP-test_shop/client/action/send-message"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    let log = sse.next_event(Duration::from_secs(10)).json()["data"].clone();
+    assert_eq!(log["statusCode"], 502);
+    assert_eq!(log["requestBody"], body);
 }
 
 #[test]
