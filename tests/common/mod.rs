@@ -488,7 +488,19 @@ pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
         Mutex::new(std::collections::BTreeSet::new());
     let range = non_ephemeral_ports();
-    let span = u32::from(range.end - range.start);
+    let span = u32::from(range.end.saturating_sub(range.start));
+    if span == 0 {
+        // The ephemeral range covers every port: take one from the kernel, as a last resort.
+        return loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            if HANDED_OUT.lock().unwrap().insert(port) {
+                break port;
+            }
+        };
+    }
     // Test binaries of one run start at different places, so they rarely probe the same ports.
     let start = std::process::id().wrapping_mul(7919) % span;
     for i in 0..span {
