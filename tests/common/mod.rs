@@ -258,12 +258,9 @@ impl FakeUpstream {
             received: Arc::default(),
         };
         let received = state.received.clone();
-        let listener = {
-            let _enter = runtime.enter();
-            let l = bind_free();
-            l.set_nonblocking(true).expect("non-blocking listener");
-            tokio::net::TcpListener::from_std(l).expect("bind upstream")
-        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().fallback(answer).with_state(state);
         runtime.spawn(async move {
@@ -439,9 +436,8 @@ pub fn dead_upstream_url() -> String {
 
 /// Whether something listens on `addr`. A connect to a loopback port nothing listens on can
 /// still succeed when the kernel picks that very port as the source port (the socket connects
-/// to itself); Linux makes that rare by drawing `connect` ports and `bind(0)` ports
-/// ([`free_port`]) from different halves of the range, but it is not ruled out. Such a
-/// connection is not counted.
+/// to itself); that cannot happen for a port from [`free_port`] (outside the range source
+/// ports come from), but can for others, so such a connection is not counted.
 pub fn listening(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect(addr)
         .is_ok_and(|s| s.local_addr().is_ok_and(|local| local != addr))
@@ -463,17 +459,6 @@ fn answers_healthz(addr: SocketAddr) -> bool {
     let _ = s.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
     answer.starts_with("HTTP/1.1 200") && answer.contains(r#"{"status":"ok"}"#)
-}
-
-/// A loopback listener on a port from [`free_port`]. The harness's own servers (fake wa-hub,
-/// relay) bind through this, not port 0: a port the kernel picks for them could be one
-/// [`free_port`] just handed to a sidecar that has not bound it yet.
-pub fn bind_free() -> TcpListener {
-    loop {
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", free_port())) {
-            return l;
-        }
-    }
 }
 
 /// A loopback port nothing listens on now, never the same twice in this test process: tests
@@ -634,10 +619,9 @@ impl Sidecar {
     }
 
     /// Waits until the sidecar answers `GET /healthz` with its own 200 (over plain HTTP), or
-    /// until its port accepts connections (`tls`: a TLS listener). A bare connect was not
-    /// enough: in about half of the full test runs one sidecar still starting up (its log
-    /// empty) was taken for ready, and the test's first request was refused. What accepted
-    /// that connect was not found; the sidecar's own answer cannot be mistaken.
+    /// until its port accepts connections (`tls`: a TLS listener). The sidecar's own answer
+    /// cannot be mistaken for another socket on its port (which [`free_port`]'s old range made
+    /// possible: a sidecar still starting up, its log empty, was once taken for ready).
     fn wait_ready(&mut self, tls: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -978,7 +962,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(target: SocketAddr) -> Self {
-        let listener = bind_free();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
