@@ -368,6 +368,10 @@ pub fn iso_timestamp(t: DateTime<Utc>) -> String {
 /// Characters of a non-JSON body kept in `{"raw": ...}` (dashboard reference: first 500).
 pub const RAW_PREVIEW_CHARS: usize = 500;
 
+/// Bytes of a capture kept as it is even when it cannot be JSON: about what its preview
+/// (500 characters of up to 4 bytes) takes anyway.
+const PREVIEW_MAX_BYTES: usize = 4 * RAW_PREVIEW_CHARS;
+
 /// A request or response body of an [`ApiLog`], as the proxy captured it: the bytes kept (at
 /// most `api_log.max_body_bytes`) and the size of the whole body.
 ///
@@ -390,15 +394,16 @@ pub struct ApiLogBody {
 impl ApiLogBody {
     /// A body of `total` bytes of which the first `kept.len()` were kept.
     ///
-    /// A body that cannot be JSON (only part of it kept, not UTF-8, or not starting like a
-    /// JSON value) is turned into its `{"raw": ...}` form at once, so a history keeps 500
-    /// characters of it rather than the capture.
+    /// A capture longer than [`PREVIEW_MAX_BYTES`] that cannot be JSON (only part of it kept,
+    /// not UTF-8, or not starting like a JSON value) is turned into its `{"raw": ...}` form at
+    /// once, so a history keeps 500 characters of it rather than the capture. Anything shorter
+    /// waits, like JSON, for serialization.
     pub fn captured(kept: Vec<u8>, total: usize) -> Self {
         let body = Self {
             total: total.max(kept.len()),
             kept,
         };
-        if body.total == 0 || body.text().is_some_and(starts_like_json) {
+        if body.kept.len() <= PREVIEW_MAX_BYTES || body.text().is_some_and(starts_like_json) {
             return body;
         }
         let preview = body.to_json();
