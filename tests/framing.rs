@@ -189,12 +189,9 @@ fn http10_sse_client_gets_a_close_delimited_stream() {
     s.write_all(b"GET /api/stream?scope=global HTTP/1.0\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     // Read until the `connected` event has arrived.
     while !String::from_utf8_lossy(&buf).contains("\"initial\"") {
-        let n = s.read(&mut chunk).expect("stream bytes");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(&mut s, &mut buf);
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let r = RawResponse::parse(&text);
@@ -260,11 +257,8 @@ fn an_sse_stream_on_a_reused_connection_gets_live_events_in_valid_chunks() {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     let first = loop {
-        let n = s.read(&mut chunk).expect("healthz answer");
-        assert!(n > 0, "closed after /healthz");
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(&mut s, &mut buf);
         let text = String::from_utf8_lossy(&buf).into_owned();
         if let Some(end) = text.find("\r\n\r\n") {
             let r = RawResponse::parse(&text);
@@ -282,9 +276,7 @@ fn an_sse_stream_on_a_reused_connection_gets_live_events_in_valid_chunks() {
     let mut posted = false;
     // Read until the posted webhook's event has arrived whole; post it once `initial` is in.
     let events = loop {
-        let n = s.read(&mut chunk).expect("stream bytes");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(&mut s, &mut buf);
         let text = String::from_utf8_lossy(&buf).into_owned();
         let Some(head_end) = text.find("\r\n\r\n") else {
             continue;
@@ -303,6 +295,14 @@ fn an_sse_stream_on_a_reused_connection_gets_live_events_in_valid_chunks() {
     };
     assert!(events.starts_with("retry: "), "{events}");
     assert!(events.contains("\"type\":\"connected\""), "{events}");
+}
+
+/// Reads what `s` has next onto `buf`; panics when the connection closed or the read timed out.
+fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = s.read(&mut chunk).expect("more bytes");
+    assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
+    buf.extend_from_slice(&chunk[..n]);
 }
 
 /// The data of the complete chunks at the start of `body` (`<hex size>\r\n<data>\r\n` each,
