@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use wa_hub_sinks::envelope::iso_timestamp;
+use wa_hub_sinks::envelope::{iso_timestamp, whole_text};
 use wa_hub_sinks::{ApiLog, ApiLogBody};
 
 /// One proxied call in flight: what its ApiLog needs, gathered while it streams through.
@@ -109,10 +109,7 @@ impl BodyCapture {
     /// The whole body as text (white space around it trimmed), when all of it was copied and
     /// it is UTF-8.
     pub fn text(&self) -> Option<&str> {
-        if self.total > self.kept.len() {
-            return None;
-        }
-        std::str::from_utf8(&self.kept).ok().map(str::trim)
+        whole_text(&self.kept, self.total)
     }
 
     /// The captured body, for the ApiLog, of which at most `cap` bytes are kept: turned into

@@ -418,18 +418,9 @@ impl ApiLogBody {
         Self::captured(json.as_bytes().to_vec(), json.len())
     }
 
-    /// The whole body as text, white space around it trimmed: `None` when only part of it was
-    /// kept or it is not UTF-8. Not checked to be JSON.
+    /// The whole body as text ([`whole_text`]).
     pub fn text(&self) -> Option<&str> {
-        if self.total > self.kept.len() {
-            return None;
-        }
-        std::str::from_utf8(&self.kept).ok().map(str::trim)
-    }
-
-    /// Bytes of the body in all, kept or not.
-    pub fn total(&self) -> usize {
-        self.total
+        whole_text(&self.kept, self.total)
     }
 
     /// The body's JSON form, by the rules above.
@@ -457,6 +448,15 @@ impl ApiLogBody {
     fn len_hint(&self) -> usize {
         self.kept.len() + 64
     }
+}
+
+/// A captured body as text, white space around it trimmed: `None` when only part of it was
+/// kept (`kept` shorter than `total` bytes) or it is not UTF-8. Not checked to be JSON.
+pub fn whole_text(kept: &[u8], total: usize) -> Option<&str> {
+    if total > kept.len() {
+        return None;
+    }
+    std::str::from_utf8(kept).ok().map(str::trim)
 }
 
 /// `json` without its line breaks. In valid JSON a raw CR or LF can only be white space
