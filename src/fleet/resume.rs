@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wa_hub_sinks::sse::{LastEventId, Resume, SseFrame, SseHub, Subscription};
+use wa_hub_sinks::sse::{LastEventId, Resume, SseHub, Subscription};
 
 use super::consume::replay;
 use super::node::Fleet;
@@ -51,11 +51,7 @@ pub async fn subscribe(fleet: &Arc<Fleet>, hub: &SseHub, last: LastEventId) -> (
                 hub.stats.resets.fetch_sub(1, Ordering::Relaxed);
                 hub.stats.resumes.fetch_add(1, Ordering::Relaxed);
             }
-            let frames = events
-                .into_iter()
-                .filter(|e| hub.selects(e))
-                .map(|event| Arc::new(SseFrame::new(event)))
-                .collect();
+            let frames = events.into_iter().filter(|e| hub.selects(e)).collect();
             sub.resume = Resume::Resumed(frames);
             return (sub, up_to);
         }

@@ -298,7 +298,7 @@ async fn pump(
     hub: &SseHub,
     out: &mut Out<'_>,
     scope: &Scope,
-    rx: &mut tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::Event>>,
     skip_through: u64,
 ) -> Ended {
     let mut shutdown = app.shutdown_watch();
@@ -310,7 +310,7 @@ async fn pump(
     let hb = tokio::time::sleep(heartbeat);
     tokio::pin!(hb);
     // A frame taken from `rx` that did not fit in the last write.
-    let mut carried: Option<Arc<wa_hub_sinks::sse::SseFrame>> = None;
+    let mut carried: Option<Arc<wa_hub_sinks::Event>> = None;
     loop {
         let (bytes, n, rest) = match carried.take() {
             Some(frame) => batch(scope, frame, rx),
@@ -321,7 +321,7 @@ async fn pump(
                 _ = out.gone() => return Ended::ClientGone,
                 msg = rx.recv() => match msg {
                     // Fleet resume: frames the replay from the stream already carried.
-                    Ok(frame) if skip_through > 0 && frame.event.id <= skip_through => continue,
+                    Ok(frame) if skip_through > 0 && frame.id <= skip_through => continue,
                     Ok(frame) => batch(scope, frame, rx),
                     Err(RecvError::Lagged(_)) => {
                         hub.stats.clients_dropped_slow.fetch_add(1, Ordering::Relaxed);
@@ -365,7 +365,7 @@ async fn write_watching_lag(
     hub: &SseHub,
     out: &mut Out<'_>,
     bytes: Bytes,
-    rx: &tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::sse::SseFrame>>,
+    rx: &tokio::sync::broadcast::Receiver<Arc<wa_hub_sinks::Event>>,
 ) -> Result<(), Ended> {
     let backlog = hub.config().client_backlog.get();
     let write = out.write(bytes);

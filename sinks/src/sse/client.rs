@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use super::hub::{encode_frame, Resume, SseFrame};
+use super::hub::{encode_frame, Resume};
 use crate::envelope::Event;
 
 /// Most bytes of queued frames written to a client in one write.
@@ -163,20 +163,20 @@ pub fn opening_frames(
 /// The frames of `frames` that `scope` selects, as writes, and how many there are: small
 /// frames are joined into writes of about [`MAX_BATCH_BYTES`]; a frame that large or larger is
 /// a write of its own that shares the frame's bytes (no copy per client).
-pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Vec<Bytes>, u64) {
+pub fn catch_up(scope: &Scope, frames: &[Arc<Event>]) -> (Vec<Bytes>, u64) {
     let mut writes = Vec::new();
     let mut buf = BytesMut::new();
     let mut n = 0;
-    for f in frames.iter().filter(|f| scope.selects(&f.event)) {
+    for f in frames.iter().filter(|f| scope.selects(f)) {
         n += 1;
-        if f.bytes().len() >= MAX_BATCH_BYTES {
+        if f.sse_frame().len() >= MAX_BATCH_BYTES {
             if !buf.is_empty() {
                 writes.push(buf.split().freeze());
             }
-            writes.push(f.bytes().clone());
+            writes.push(f.sse_frame().clone());
             continue;
         }
-        buf.extend_from_slice(f.bytes());
+        buf.extend_from_slice(f.sse_frame());
         if buf.len() >= MAX_BATCH_BYTES {
             writes.push(buf.split().freeze());
         }
@@ -194,20 +194,20 @@ pub fn catch_up(scope: &Scope, frames: &[Arc<SseFrame>]) -> (Vec<Bytes>, u64) {
 /// to many stalled clients). Lagging is noticed on the caller's next `recv`.
 pub fn batch(
     scope: &Scope,
-    first: Arc<SseFrame>,
-    rx: &mut broadcast::Receiver<Arc<SseFrame>>,
-) -> (Bytes, u64, Option<Arc<SseFrame>>) {
-    let mut frames: Vec<Arc<SseFrame>> = Vec::new();
+    first: Arc<Event>,
+    rx: &mut broadcast::Receiver<Arc<Event>>,
+) -> (Bytes, u64, Option<Arc<Event>>) {
+    let mut frames: Vec<Arc<Event>> = Vec::new();
     let mut size = 0;
     let mut next = Some(first);
     let mut leftover = None;
     while let Some(frame) = next.take() {
-        if scope.selects(&frame.event) {
-            if !frames.is_empty() && size + frame.bytes().len() > MAX_BATCH_BYTES {
+        if scope.selects(&frame) {
+            if !frames.is_empty() && size + frame.sse_frame().len() > MAX_BATCH_BYTES {
                 leftover = Some(frame);
                 break;
             }
-            size += frame.bytes().len();
+            size += frame.sse_frame().len();
             frames.push(frame);
             if size >= MAX_BATCH_BYTES {
                 break;
@@ -218,11 +218,11 @@ pub fn batch(
     let n = frames.len() as u64;
     let bytes = match frames.as_slice() {
         [] => Bytes::new(),
-        [one] => one.bytes().clone(),
+        [one] => one.sse_frame().clone(),
         many => {
             let mut buf = BytesMut::with_capacity(size);
             for f in many {
-                buf.extend_from_slice(f.bytes());
+                buf.extend_from_slice(f.sse_frame());
             }
             buf.freeze()
         }
@@ -277,13 +277,8 @@ mod tests {
     }
 
     /// A frame of at least `size` bytes: a webhook event padded with a text that long.
-    fn frame(id: u64, size: usize) -> Arc<SseFrame> {
-        Arc::new(SseFrame::new(crate::test_support::webhook_with_text(
-            id,
-            "message",
-            Some("a"),
-            &"x".repeat(size),
-        )))
+    fn frame(id: u64, size: usize) -> Arc<Event> {
+        crate::test_support::webhook_with_text(id, "message", Some("a"), &"x".repeat(size))
     }
 
     #[test]
@@ -294,13 +289,17 @@ mod tests {
             frame(3, 10),
             frame(4, 10),
         ];
-        let len = |f: &Arc<SseFrame>| f.bytes().len();
+        let len = |f: &Arc<Event>| f.sse_frame().len();
         assert!(len(&frames[0]) < MAX_BATCH_BYTES / 4, "a small frame");
         let (writes, n) = catch_up(&Scope::Global, &frames);
         assert_eq!(n, 4);
         assert_eq!(writes.len(), 3);
-        assert_eq!(writes[0], frames[0].bytes());
-        assert_eq!(writes[1].as_ptr(), frames[1].bytes().as_ptr(), "same bytes");
+        assert_eq!(writes[0], frames[0].sse_frame());
+        assert_eq!(
+            writes[1].as_ptr(),
+            frames[1].sse_frame().as_ptr(),
+            "same bytes"
+        );
         assert_eq!(writes[2].len(), len(&frames[2]) + len(&frames[3]));
 
         let (tx, mut rx) = broadcast::channel(8);
@@ -308,7 +307,7 @@ mod tests {
         tx.send(six.clone()).unwrap();
         let big = frame(5, MAX_BATCH_BYTES * 2);
         let (bytes, n, rest) = batch(&Scope::Global, big.clone(), &mut rx);
-        assert_eq!((bytes.as_ptr(), n), (big.bytes().as_ptr(), 1));
+        assert_eq!((bytes.as_ptr(), n), (big.sse_frame().as_ptr(), 1));
         assert!(rest.is_none());
         // A small frame followed by a large one: the large one waits for the next write.
         tx.send(frame(8, MAX_BATCH_BYTES * 2)).unwrap();
@@ -319,15 +318,15 @@ mod tests {
             (len(&seven) + len(&six), 2),
             "frames 7 and 6"
         );
-        assert_eq!(rest.map(|f| f.event.id), Some(8));
+        assert_eq!(rest.map(|f| f.id), Some(8));
     }
 
     #[test]
     fn a_frame_is_serialized_only_when_first_read() {
         let f = frame(1, 10);
-        assert!(!f.event.is_encoded(), "building a frame serializes nothing");
-        let bytes = f.bytes().clone();
-        assert!(f.event.is_encoded());
-        assert_eq!(bytes.as_ptr(), f.bytes().as_ptr(), "serialized once");
+        assert!(!f.is_encoded(), "building a frame serializes nothing");
+        let bytes = f.sse_frame().clone();
+        assert!(f.is_encoded());
+        assert_eq!(bytes.as_ptr(), f.sse_frame().as_ptr(), "serialized once");
     }
 }

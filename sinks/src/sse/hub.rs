@@ -1,7 +1,8 @@
 //! The SSE hub: recent-event ring for resume, broadcast to clients, client limit.
 //!
 //! Wire format (DESIGN.md "Public interface"): unnamed events, each
-//! `id: <bus id>\ndata: <{"type","data"} JSON>\n\n`; heartbeats are comment lines.
+//! `id: <bus id>\ndata: <{"type","data"} JSON>\n\n`; heartbeats are comment lines. The ring and
+//! the broadcast carry the events themselves; each is serialized on first read.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,28 +19,6 @@ use crate::envelope::Event;
 use crate::filter::Filter;
 use crate::sink::{Sink, SinkError};
 
-/// One event as sent to every client: encoded once, when a client first needs it.
-#[derive(Debug)]
-pub struct SseFrame {
-    /// The event.
-    pub event: Arc<Event>,
-}
-
-impl SseFrame {
-    /// A frame of `event`.
-    pub fn new(event: Arc<Event>) -> Self {
-        Self { event }
-    }
-
-    /// `id: N\ndata: {...}\n\n`: the event's own [`Event::sse_frame`] (shared, not copied),
-    /// serialized on first use. Events no client reads (the hub's ring while nobody is
-    /// connected) are never serialized: issue 10, the per-call API log cost nothing until a
-    /// client asks for it.
-    pub fn bytes(&self) -> &Bytes {
-        self.event.sse_frame()
-    }
-}
-
 /// Counters of the hub, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct SseStats {
@@ -55,7 +34,7 @@ pub struct SseStats {
 
 #[derive(Debug, Default)]
 struct Ring {
-    frames: VecDeque<Arc<SseFrame>>,
+    frames: VecDeque<Arc<Event>>,
     /// Ids up to this one are not kept: evicted from `frames`, or from before this process
     /// ([`SseHub::begin_after`]).
     evicted_up_to: u64,
@@ -69,7 +48,7 @@ pub struct SseHub {
     config: SseConfig,
     filter: Filter,
     ring: Mutex<Ring>,
-    tx: broadcast::Sender<Arc<SseFrame>>,
+    tx: broadcast::Sender<Arc<Event>>,
     clients: Arc<AtomicUsize>,
     initial: InitialCache,
     /// Counters.
@@ -82,7 +61,7 @@ pub enum Resume {
     /// No `Last-Event-ID`: send `connected`, `initial`, then live events.
     Fresh,
     /// A known `Last-Event-ID`: these kept events follow it, then live ones.
-    Resumed(Vec<Arc<SseFrame>>),
+    Resumed(Vec<Arc<Event>>),
     /// A `Last-Event-ID` older than the kept history, from another process, from the future or
     /// unusable: the client must reload state (`reset`, then `initial`).
     Reset,
@@ -97,7 +76,7 @@ pub struct Subscription {
     /// How to start.
     pub resume: Resume,
     /// Live events after `snapshot_id`.
-    pub rx: broadcast::Receiver<Arc<SseFrame>>,
+    pub rx: broadcast::Receiver<Arc<Event>>,
 }
 
 /// Holds one client slot until dropped.
@@ -156,7 +135,7 @@ impl SseHub {
 
     /// The kept frames with ids in `after+1..=up_to`, in order; `None` when some of them are
     /// no longer kept.
-    pub fn frames_between(&self, after: u64, up_to: u64) -> Option<Vec<Arc<SseFrame>>> {
+    pub fn frames_between(&self, after: u64, up_to: u64) -> Option<Vec<Arc<Event>>> {
         let ring = self.ring.lock();
         if after < ring.evicted_up_to {
             return None;
@@ -164,7 +143,7 @@ impl SseHub {
         Some(
             ring.frames
                 .iter()
-                .filter(|f| f.event.id > after && f.event.id <= up_to)
+                .filter(|f| f.id > after && f.id <= up_to)
                 .cloned()
                 .collect(),
         )
@@ -201,15 +180,17 @@ impl SseHub {
         self.ring.lock().last_id
     }
 
-    /// Encodes `event` once, keeps it for resume and sends it to every client.
+    /// Keeps `event` for resume and sends it to every client. It is serialized once, by the
+    /// first client that writes it ([`Event::sse_frame`]): with nobody connected, never (issue
+    /// 10: an API log nobody reads costs no JSON work).
     pub fn publish(&self, event: &Arc<Event>) {
-        let frame = Arc::new(SseFrame::new(event.clone()));
+        let frame = event.clone();
         let mut ring = self.ring.lock();
         ring.last_id = event.id;
         ring.frames.push_back(frame.clone());
         while ring.frames.len() > self.config.history.get() {
             if let Some(old) = ring.frames.pop_front() {
-                ring.evicted_up_to = old.event.id;
+                ring.evicted_up_to = old.id;
             }
         }
         // Sent under the lock so a subscriber sees each frame exactly once: either in its
@@ -227,13 +208,9 @@ impl SseHub {
             LastEventId::Absent => Resume::Fresh,
             LastEventId::Unusable => Resume::Reset,
             LastEventId::Id(id) if id > ring.last_id || id < ring.evicted_up_to => Resume::Reset,
-            LastEventId::Id(id) => Resume::Resumed(
-                ring.frames
-                    .iter()
-                    .filter(|f| f.event.id > id)
-                    .cloned()
-                    .collect(),
-            ),
+            LastEventId::Id(id) => {
+                Resume::Resumed(ring.frames.iter().filter(|f| f.id > id).cloned().collect())
+            }
         };
         match &resume {
             Resume::Resumed(_) => self.stats.resumes.fetch_add(1, Ordering::Relaxed),
@@ -311,8 +288,8 @@ mod tests {
         SseHub::new(config, Filter::default())
     }
 
-    fn ids(frames: &[Arc<SseFrame>]) -> Vec<u64> {
-        frames.iter().map(|f| f.event.id).collect()
+    fn ids(frames: &[Arc<Event>]) -> Vec<u64> {
+        frames.iter().map(|f| f.id).collect()
     }
 
     #[test]
@@ -339,7 +316,7 @@ mod tests {
         let Resume::Resumed(frames) = sub.resume else {
             panic!("resumed");
         };
-        let f = frames[0].bytes();
+        let f = frames[0].sse_frame();
         assert_eq!(f, &encode_frame(Some(9), e.envelope_json()));
         let json = e.envelope_json();
         let inside = f.as_ptr_range();
@@ -426,7 +403,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(backlog, vec![1]);
-        assert_eq!(sub.rx.try_recv().unwrap().event.id, 2);
+        assert_eq!(sub.rx.try_recv().unwrap().id, 2);
         assert!(sub.rx.try_recv().is_err());
     }
 

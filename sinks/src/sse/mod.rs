@@ -14,6 +14,6 @@ pub use client::{
 };
 pub use config::SseConfig;
 pub use hub::{
-    comment, encode_frame, ClientGuard, Resume, SseFrame, SseHub, SseSink, SseStats, Subscription,
+    comment, encode_frame, ClientGuard, Resume, SseHub, SseSink, SseStats, Subscription,
 };
 pub use initial::{initial_json, Initial, InitialCache, SHARE_FOR};
