@@ -320,13 +320,4 @@ mod tests {
         );
         assert_eq!(rest.map(|f| f.id), Some(8));
     }
-
-    #[test]
-    fn a_frame_is_serialized_only_when_first_read() {
-        let f = frame(1, 10);
-        assert!(!f.is_encoded(), "building a frame serializes nothing");
-        let bytes = f.sse_frame().clone();
-        assert!(f.is_encoded());
-        assert_eq!(bytes.as_ptr(), f.sse_frame().as_ptr(), "serialized once");
-    }
 }

@@ -308,6 +308,19 @@ mod tests {
     }
 
     #[test]
+    fn a_published_event_is_serialized_only_when_a_client_first_reads_it() {
+        let h = hub(10);
+        let mut sub = h.subscribe(LastEventId::Absent);
+        let e = webhook(1, "message", Some("a"));
+        h.publish(&e);
+        assert!(!e.is_encoded(), "publishing serializes nothing");
+        let got = sub.rx.try_recv().unwrap();
+        let bytes = got.sse_frame().clone();
+        assert!(e.is_encoded());
+        assert_eq!(bytes.as_ptr(), e.sse_frame().as_ptr(), "serialized once");
+    }
+
+    #[test]
     fn published_frame_shares_the_events_envelope_bytes() {
         let h = hub(10);
         let e = webhook(9, "message", Some("a"));
