@@ -27,7 +27,11 @@ impl History {
             let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
             items.push_front(event);
             // Each push adds one, so at most one is over.
-            (items.len() > self.capacity).then(|| items.pop_back())
+            if items.len() > self.capacity {
+                items.pop_back()
+            } else {
+                None
+            }
         };
         // Freed after the lock: the other workers pushing meanwhile do not wait for it.
         drop(evicted);
