@@ -113,6 +113,8 @@ pub struct SinkTask {
     sink: Box<dyn Sink>,
     rx: mpsc::Receiver<Arc<Event>>,
     stats: Arc<SinkStats>,
+    /// When the last batch was taken (see [`SinkTask::next_batch`]).
+    last_batch: Option<tokio::time::Instant>,
 }
 
 impl SinkTask {
@@ -160,6 +162,7 @@ impl Router {
                 sink: spec.sink,
                 rx,
                 stats,
+                last_batch: None,
             });
         }
         (Self { queues }, tasks)
@@ -225,8 +228,8 @@ impl Router {
 }
 
 /// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
-/// in order (in batches of up to [`Sink::max_batch`], waiting [`Sink::batch_linger`] once to
-/// fill one), restarts the sink with capped exponential backoff after an error or a panic, and at
+/// in order (in batches of up to [`Sink::max_batch`], at most one batch per
+/// [`Sink::batch_linger`]), restarts the sink with capped exponential backoff after an error or a panic, and at
 /// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let mut backoff = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
@@ -277,9 +280,13 @@ pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, 
 }
 
 impl SinkTask {
-    /// `first` plus what is queued behind it, up to [`Sink::max_batch`]; when that does not fill
-    /// a batch, once more after the sink's linger. Sleeping the linger out (rather than waiting
-    /// on the queue) spares the producers a wake-up per event.
+    /// `first` plus what is queued behind it, up to [`Sink::max_batch`]. Batches are paced: when
+    /// the previous batch was taken less than [`Sink::batch_linger`] ago (a steady stream), the
+    /// task first sleeps until a linger has passed since then and takes what gathered
+    /// meanwhile, so it wakes at most about once per linger however fast events come. While it
+    /// sleeps, producers wake nobody: that wake-up (an `eventfd` write by the proxy's thread,
+    /// an `epoll_wait` return on the sink's) was most of the SSE sink's cost per proxied call.
+    /// An event after a quiet spell (more than a linger since the last batch) goes at once.
     async fn next_batch(&mut self, first: Arc<Event>, batch: &mut Vec<Arc<Event>>) {
         let max_batch = self.sink.max_batch().max(1);
         batch.clear();
@@ -287,9 +294,14 @@ impl SinkTask {
         fill(&mut self.rx, batch, max_batch);
         let linger = self.sink.batch_linger();
         if batch.len() < max_batch && !linger.is_zero() {
-            tokio::time::sleep(linger).await;
-            fill(&mut self.rx, batch, max_batch);
+            if let Some(due) = self.last_batch.map(|at| at + linger) {
+                if due > tokio::time::Instant::now() {
+                    tokio::time::sleep_until(due).await;
+                    fill(&mut self.rx, batch, max_batch);
+                }
+            }
         }
+        self.last_batch = Some(tokio::time::Instant::now());
     }
 
     /// Delivers a non-empty batch, then lets the sink flush when its queue is empty (caught
@@ -592,8 +604,9 @@ mod tests {
         assert_eq!(got[1].len(), 8, "{got:?}");
     }
 
-    #[tokio::test]
-    async fn batching_sink_with_linger_waits_briefly_for_more_events() {
+    /// A router with one `Batcher` lingering `linger`, its task running, and the batches it
+    /// takes.
+    fn lingering_batcher(linger: Duration) -> (Router, Arc<Mutex<Vec<Vec<u64>>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let (router, mut tasks) = Router::new(vec![SinkSpec {
             kind: "test",
@@ -603,23 +616,45 @@ mod tests {
             sink: Box::new(Batcher {
                 batches: batches.clone(),
                 gate: Arc::new(tokio::sync::Semaphore::new(100)),
-                linger: Duration::from_millis(300),
+                linger,
             }),
             stats: Default::default(),
         }]);
-        let (_tx, shutdown) = watch::channel(false);
-        tokio::spawn(supervise(tasks.remove(0), shutdown, Duration::from_secs(1)));
+        let (tx, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            supervise(tasks.remove(0), shutdown, Duration::from_secs(1)).await;
+            drop(tx);
+        });
+        (router, batches)
+    }
+
+    // Paused clock: `sleep` advances virtual time only, so "before the linger" is exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_event_after_a_quiet_spell_goes_at_once() {
+        let (router, batches) = lingering_batcher(Duration::from_millis(300));
+        router.dispatch(&webhook(1, "ready", None));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1]]);
+        // Quiet for longer than the linger: the next lone event goes at once too.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        router.dispatch(&webhook(2, "ready", None));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1], vec![2]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_within_a_linger_of_the_last_batch_wait_for_it_and_go_together() {
+        let (router, batches) = lingering_batcher(Duration::from_millis(300));
         router.dispatch(&webhook(1, "ready", None));
         tokio::time::sleep(Duration::from_millis(50)).await;
         router.dispatch(&webhook(2, "ready", None));
+        tokio::time::sleep(Duration::from_millis(100)).await;
         router.dispatch(&webhook(3, "ready", None));
-        for _ in 0..200 {
-            if !batches.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2, 3]]);
+        // 150 ms after the first batch: 2 and 3 wait for the linger to pass.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1]]);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1], vec![2, 3]]);
     }
 
     #[tokio::test]

@@ -32,8 +32,9 @@ use crate::throttle::LogThrottle;
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most webhooks stored in one outbox transaction (one fsync).
 pub const MAX_BATCH: usize = 512;
-/// Wait for more webhooks to share an outbox commit: under load one fsync then covers hundreds
-/// of webhooks; a lone webhook is stored about this much later.
+/// Pacing of outbox commits ([`Sink::batch_linger`]): under load at most one commit (one
+/// fsync) per this interval, covering hundreds of webhooks; a lone webhook after a quiet
+/// spell is committed at once, one in a stream at most this much later.
 pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 /// Pause after a failed outbox read or write before the worker tries again.
