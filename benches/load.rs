@@ -14,7 +14,9 @@
 //!   another, `--rounds` times over; requests/s, latency percentiles, CPU µs per request of
 //!   each proxy's process tree (from /proc/<pid>/stat), each the median over the rounds, and
 //!   the ratios sidecar/bare and sidecar/nginx of the medians. Rounds interleave the proxies
-//!   so a noisy spell on a shared machine lands on all three, not on one of them.
+//!   so a noisy spell on a shared machine lands on all three, not on one of them. The sidecar
+//!   runs its shipped sinks and log settings (access log on, buffered); nginx logs access in a
+//!   64 KiB buffer too.
 //! - **webhook**: wrk POSTs of a signed fixture-shaped webhook with sinks `sse` and `stdout`
 //!   (to /dev/null); webhooks/s and CPU µs per webhook (from /proc/<pid>/stat). wrk sends one
 //!   body over and over, so the bench config turns the dedup window off (`dedup_window_secs:
@@ -417,7 +419,6 @@ impl Sidecar {
              upstream:\n  base_url: http://127.0.0.1:{node_port}\n  token: testkey\n  health_interval_ms: 0\n\
              webhook:\n  secret: {SECRET}\n  auth_token: {TOKEN}\n  dedup_window_secs: 0\n\
              status:\n  qr_poll_interval_ms: 0\n\
-             log:\n  level: warn\n\
              sinks:\n  - type: sse\n    max_clients: {max_clients}\n    heartbeat_ms: 60000\n  - type: stdout\n    kinds: [webhook, status]\n",
             threads = opts.threads,
         );
@@ -473,7 +474,9 @@ impl Drop for Nginx {
 
 impl Nginx {
     /// nginx configured like the sidecar: same worker count, keep-alive upstream, the
-    /// `Authorization` header set, no access log. `None` when nginx is not installed.
+    /// `Authorization` header set, and an access log buffered like the sidecar's (64 KiB,
+    /// flushed every second), written to `/dev/null` as the sidecar's stderr is. `None` when
+    /// nginx is not installed.
     fn start(dir: &Path, node_port: u16, workers: u32) -> Option<Self> {
         let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
@@ -484,7 +487,7 @@ impl Nginx {
         let conf = format!(
             "worker_processes {workers};\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 16384; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+             http {{\n  access_log /dev/null combined buffer=64k flush=1s;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
                upstream wahub {{ server 127.0.0.1:{node_port}; keepalive 64; keepalive_timeout 4s; }}\n\
                server {{\n    listen 127.0.0.1:{port};\n    location /api/wahub/ {{\n\
                  proxy_pass http://wahub/;\n      proxy_http_version 1.1;\n\

@@ -413,13 +413,26 @@ pub struct LogConfig {
     /// Default `true`; `false` saves its cost per request (the API log and the metrics still
     /// record every call).
     pub access: bool,
+    /// Access lines gather up to this many bytes and are written to stderr together (one
+    /// `write` instead of one per call), like nginx's `access_log ... buffer=`. Default 65536;
+    /// 0 writes each line at once; at most [`MAX_ACCESS_BUFFER_BYTES`].
+    pub access_buffer_bytes: usize,
+    /// Longest time a gathered access line waits before it is written, ms (nginx's `flush=`).
+    /// Default 1000; at least 1. Lines are also written before any other log line and at
+    /// shutdown.
+    pub access_flush_ms: u64,
 }
+
+/// Largest `log.access_buffer_bytes`.
+pub const MAX_ACCESS_BUFFER_BYTES: usize = 16 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
             access: true,
+            access_buffer_bytes: 64 << 10,
+            access_flush_ms: 1000,
             level: "info".into(),
         }
     }
@@ -705,6 +718,15 @@ impl RawConfig {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("not a tracing filter: {e}")));
+        }
+        if self.log.access_buffer_bytes > MAX_ACCESS_BUFFER_BYTES {
+            return Err(invalid(
+                "log.access_buffer_bytes",
+                format!("is over {MAX_ACCESS_BUFFER_BYTES} (16 MiB)"),
+            ));
+        }
+        if self.log.access_flush_ms == 0 {
+            return Err(invalid("log.access_flush_ms", "must be at least 1 (ms)"));
         }
         if self.metrics_listen.is_some_and(|m| m == self.listen) {
             return Err(invalid(
@@ -1162,6 +1184,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("WA_HUB_BASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn an_access_buffer_over_16_mib_or_a_zero_flush_interval_is_refused_by_key() {
+        for (yaml, key) in [
+            (
+                "log:\n  access_buffer_bytes: 16777217\n",
+                "log.access_buffer_bytes",
+            ),
+            ("log:\n  access_flush_ms: 0\n", "log.access_flush_ms"),
+        ] {
+            let err = RawConfig::from_yaml(yaml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+        let ok = "log:\n  access_buffer_bytes: 0\n  access_flush_ms: 1\n";
+        assert!(RawConfig::from_yaml(ok).unwrap().validate().is_ok());
     }
 
     #[test]

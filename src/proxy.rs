@@ -565,6 +565,7 @@ impl SidecarProxy {
         let log = call.into_log(method.to_string(), status_code);
         if self.app.config.raw.log.access {
             tracing::info!(
+                target: crate::logging::ACCESS_TARGET,
                 method = %log.method,
                 path = %log.path,
                 status = log.status_code.unwrap_or(0),

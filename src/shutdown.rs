@@ -32,11 +32,9 @@ impl DrainOnSignal {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
-}
 
-#[async_trait]
-impl ShutdownSignalWatch for DrainOnSignal {
-    async fn recv(&self) -> ShutdownSignal {
+    /// SIGINT: exit at once. SIGTERM: drain as the module doc says.
+    async fn drain(&self) -> ShutdownSignal {
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
@@ -85,6 +83,17 @@ impl ShutdownSignalWatch for DrainOnSignal {
             Waited::Interrupted => return ShutdownSignal::FastShutdown,
         }
         ShutdownSignal::GracefulTerminate
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnSignal {
+    /// Drains on SIGTERM (see the module doc), then writes out the buffered access lines
+    /// ([`crate::logging::flush`]): Pingora exits the process once this returns.
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.drain().await;
+        crate::logging::flush();
+        signal
     }
 }
 

@@ -54,3 +54,61 @@ fn logs_to_a_file_carry_no_colour_codes_and_a_valid_rust_log_is_used() {
     .unwrap_or_else(|| panic!("RUST_LOG=debug shows debug lines:\n{}", sc.log()));
     assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
 }
+
+/// Log settings for the access-log tests: only access lines (and warnings) are written, so no
+/// other line writes the gathered access lines out for them.
+fn access_only(flush_ms: u64) -> String {
+    format!("log:\n  level: warn,wa_hub_sidecar::access=info\n  access_flush_ms: {flush_ms}\n")
+}
+
+fn access_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("wa_hub_sidecar::access"))
+        .collect()
+}
+
+#[test]
+fn gathered_access_lines_reach_stderr_within_the_flush_interval() {
+    let up = FakeUpstream::start();
+    let sc = Sidecar::start(&up.base_url(), &access_only(200));
+    for n in 0..3 {
+        let r = client()
+            .get(sc.url(&format!("/api/wahub/echo/{n}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let log = eventually(Duration::from_secs(10), || {
+        let l = sc.log();
+        (access_lines(&l).len() == 3).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("three access lines within 10 s:\n{}", sc.log()));
+    let lines = access_lines(&log);
+    for (n, line) in lines.iter().enumerate() {
+        assert!(
+            line.contains(&format!("path=/echo/{n}")) && line.contains("status=200"),
+            "in call order: {line}"
+        );
+    }
+}
+
+#[test]
+fn access_lines_still_gathered_at_sigterm_are_written_before_exit() {
+    let up = FakeUpstream::start();
+    // A flush interval no test waits for: only the shutdown writes the lines out.
+    let mut sc = Sidecar::start(&up.base_url(), &access_only(600_000));
+    for n in 0..5 {
+        let r = client()
+            .get(sc.url(&format!("/api/wahub/echo/{n}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    sc.terminate();
+    let status = sc.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(status.success(), "{status}");
+    let log = sc.log();
+    let lines = access_lines(&log);
+    assert_eq!(lines.len(), 5, "every call's line:\n{log}");
+    assert!(lines[4].contains("path=/echo/4"), "{log}");
+}
