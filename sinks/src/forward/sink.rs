@@ -677,11 +677,16 @@ impl ForwardHandle {
         self.0.outbox.pending_len()
     }
 
-    /// Up to `limit` dead letters, oldest first, with the outbox counts.
+    /// Up to `limit` dead letters, oldest first, with the outbox counts. The counts are read
+    /// first: they change only after a commit, so the list holds every dead letter `total`
+    /// counts (up to `limit`). Read after the list, a commit in between gave `total: 1` with
+    /// an empty list.
     ///
     /// # Errors
     /// [`OutboxError`] when the store cannot be read (logged and counted in `failed`).
     pub async fn dead_letters(&self, limit: usize) -> Result<DeadLetterList, OutboxError> {
+        let pending = self.0.outbox.pending_len();
+        let total = self.0.outbox.dead_len();
         let entries = blocking(&self.0.outbox, move |ob| ob.dead_letters(limit))
             .await
             .inspect_err(|e| {
@@ -690,8 +695,8 @@ impl ForwardHandle {
             })?;
         Ok(DeadLetterList {
             sink: self.0.name.clone(),
-            pending: self.0.outbox.pending_len(),
-            total: self.0.outbox.dead_len(),
+            pending,
+            total,
             dead_letters: entries.into_iter().map(DeadLetter::from).collect(),
         })
     }
