@@ -242,9 +242,11 @@ impl ApiKnowledge {
     }
 }
 
-/// The raw id of exactly `/instances/<id>/client/status`.
+/// The raw id of exactly `/instances/<id>/client/status`, with or without a trailing `/`
+/// (wa-hub's Express router answers both alike).
 fn client_status_id(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/instances/")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     let id = rest.strip_suffix("/client/status")?;
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
@@ -960,6 +962,32 @@ mod tests {
             (s.source, s.rank, s.timed_out),
             ("unknown", Rank::NeedsQr, true)
         );
+    }
+
+    #[test]
+    fn status_routes_are_known_with_or_without_a_trailing_slash() {
+        for path in [
+            "/instances",
+            "/instances/",
+            "/instances/a/client/status",
+            "/instances/a/client/status/",
+            "/instances/a/client/status/?x=1",
+        ] {
+            assert!(ApiKnowledge::route_carries_status(path), "{path}");
+        }
+        for path in [
+            "/instances/a/client/status//",
+            "/instances//client/status",
+            "/instances/a/b/client/status",
+            "/instances/a/client",
+        ] {
+            assert!(!ApiKnowledge::route_carries_status(path), "{path}");
+        }
+        let ready = r#"{"clientStatus":{"instanceStatus":"ready"},"status":"success"}"#;
+        assert!(matches!(
+            ApiKnowledge::from_response("/instances/a/client/status/", Some("a"), ready),
+            Some(ApiKnowledge::ClientStatus(..))
+        ));
     }
 
     #[test]
