@@ -9,7 +9,8 @@
 //! it fills, every `log.access_flush_ms`, before any other line, and at shutdown ([`flush`]),
 //! like nginx's `access_log ... buffer= flush=`: one `write` per buffer instead of one per
 //! call (issue 10: on a VM where system calls are dear, that `write` was a tenth of a proxied
-//! call's cost). Every other line is written at once.
+//! call's cost). Every other line is written at once. A line stderr does not take is lost;
+//! logging never stops the process.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, OnceLock};
@@ -136,8 +137,12 @@ struct LineWriter<'a> {
 }
 
 impl Write for LineWriter<'_> {
+    /// Never fails: a line stderr did not take (a full disk, a closed pipe) is lost, and the
+    /// process goes on. Reporting the error would make `tracing-subscriber` print it with
+    /// `eprintln!`, which panics when stderr itself is what fails (the sidecar then died at
+    /// its first log line, or dropped the request that logged a warning).
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.log.write_line(buf, self.access)?;
+        let _ = self.log.write_line(buf, self.access);
         Ok(buf.len())
     }
 

@@ -112,3 +112,59 @@ fn access_lines_still_gathered_at_sigterm_are_written_before_exit() {
     assert_eq!(lines.len(), 5, "every call's line:\n{log}");
     assert!(lines[4].contains("path=/echo/4"), "{log}");
 }
+
+#[test]
+fn an_unwritable_stderr_loses_the_log_but_never_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nmetrics_listen: null\nupstream:\n  base_url: {}\n  token: x\n  health_interval_ms: 0\n",
+            dead_upstream_url()
+        ),
+    )
+    .unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = Command::new(sidecar_bin());
+    for v in OVERRIDE_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(full)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let up_and_running = eventually(Duration::from_secs(20), || {
+        let r = client().get(format!("{base}/healthz")).send().ok()?;
+        (r.status().as_u16() == 200).then_some(())
+    });
+    if up_and_running.is_none() {
+        let _ = child.kill();
+        panic!("never served /healthz: {:?}", child.try_wait());
+    }
+    // Each call to the dead upstream logs a warning and an access line.
+    for _ in 0..20 {
+        let r = client()
+            .get(format!("{base}/api/wahub/echo"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 502);
+    }
+    let r = client().get(format!("{base}/healthz")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "still serving");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: a plain signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = eventually(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let _ = child.kill();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}
