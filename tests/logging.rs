@@ -135,22 +135,24 @@ fn an_unwritable_stderr_loses_the_log_but_never_the_service() {
     for v in OVERRIDE_VARS {
         cmd.env_remove(v);
     }
-    let mut child = cmd
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(full)
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        cmd.arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(full)
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let up_and_running = eventually(Duration::from_secs(20), || {
         let r = client().get(format!("{base}/healthz")).send().ok()?;
         (r.status().as_u16() == 200).then_some(())
     });
-    if up_and_running.is_none() {
-        let _ = child.kill();
-        panic!("never served /healthz: {:?}", child.try_wait());
-    }
+    assert!(
+        up_and_running.is_some(),
+        "never served /healthz: {:?}",
+        child.0.try_wait()
+    );
     // Each call to the dead upstream logs a warning and an access line.
     for _ in 0..20 {
         let r = client()
@@ -161,10 +163,21 @@ fn an_unwritable_stderr_loses_the_log_but_never_the_service() {
     }
     let r = client().get(format!("{base}/healthz")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200, "still serving");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let pid = libc::pid_t::try_from(child.0.id()).unwrap();
     // SAFETY: a plain signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = eventually(Duration::from_secs(20), || child.try_wait().ok().flatten());
-    let _ = child.kill();
+    let status = eventually(Duration::from_secs(20), || {
+        child.0.try_wait().ok().flatten()
+    });
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
