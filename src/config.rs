@@ -1186,6 +1186,16 @@ mod tests {
         assert!(err.contains("WA_HUB_BASE_URL"), "{err}");
     }
 
+    /// `yaml` parses but does not validate, and the error names `key`.
+    fn assert_refused(yaml: &str, key: &str) {
+        let err = RawConfig::from_yaml(yaml)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+
     #[test]
     fn an_access_buffer_over_16_mib_or_a_zero_flush_interval_is_refused_by_key() {
         for (yaml, key) in [
@@ -1195,12 +1205,7 @@ mod tests {
             ),
             ("log:\n  access_flush_ms: 0\n", "log.access_flush_ms"),
         ] {
-            let err = RawConfig::from_yaml(yaml)
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(key), "{yaml}: {err}");
+            assert_refused(yaml, key);
         }
         let ok = "log:\n  access_buffer_bytes: 0\n  access_flush_ms: 1\n";
         assert!(RawConfig::from_yaml(ok).unwrap().validate().is_ok());
@@ -1322,12 +1327,7 @@ mod tests {
                 "upstream.admin_debug_secret",
             ),
         ] {
-            let err = RawConfig::from_yaml(yaml)
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(key), "{yaml}: {err}");
+            assert_refused(yaml, key);
         }
     }
 
