@@ -229,8 +229,9 @@ impl Router {
 
 /// Runs one sink until `shutdown` turns true or the router is dropped: delivers queued events
 /// in order (in batches of up to [`Sink::max_batch`], at most one batch per
-/// [`Sink::batch_linger`]), restarts the sink with capped exponential backoff after an error or a panic, and at
-/// shutdown delivers what is still queued for at most `drain` before calling [`Sink::stop`].
+/// [`Sink::batch_linger`]), restarts the sink with capped exponential backoff after an error
+/// or a panic, and at shutdown delivers what is still queued for at most `drain` before
+/// calling [`Sink::stop`].
 pub async fn supervise(mut task: SinkTask, mut shutdown: watch::Receiver<bool>, drain: Duration) {
     let mut backoff = Backoff::new(RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX);
     let mut started = false;
@@ -285,7 +286,7 @@ impl SinkTask {
     /// task first sleeps until a linger has passed since then and takes what gathered
     /// meanwhile, so it wakes at most about once per linger however fast events come. While it
     /// sleeps, producers wake nobody: that wake-up (an `eventfd` write by the proxy's thread,
-    /// an `epoll_wait` return on the sink's) was most of the SSE sink's cost per proxied call.
+    /// an `epoll_wait` return on the sink's) was the SSE sink's system calls per proxied call.
     /// An event after a quiet spell (more than a linger since the last batch) goes at once.
     async fn next_batch(&mut self, first: Arc<Event>, batch: &mut Vec<Arc<Event>>) {
         let max_batch = self.sink.max_batch().max(1);

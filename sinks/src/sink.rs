@@ -9,9 +9,9 @@ use crate::envelope::Event;
 /// Pacing of the SSE and stdout sinks' batches ([`Sink::batch_linger`]): under a steady stream
 /// their task takes a batch at most once per this interval, so it wakes about 200 times a
 /// second however many events come (each wake-up is an `eventfd` write on the producing
-/// thread and an `epoll_wait` return on the sink's; issue 10 measured them as the sidecar's
-/// largest cost per proxied call over bare Pingora). An event after a quiet spell goes at
-/// once; one in a stream waits at most this long.
+/// thread and an `epoll_wait` return on the sink's; issue 10 counted them as most of the
+/// system calls the sidecar made per proxied call beyond bare Pingora's). An event after a
+/// quiet spell goes at once; one in a stream waits at most this long.
 pub const LIVE_BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Most events the SSE and stdout sinks take at once (see [`LIVE_BATCH_LINGER`]).
