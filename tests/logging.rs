@@ -8,26 +8,36 @@ use std::time::Duration;
 
 use common::*;
 
+/// `yaml` written to `c.yaml` in `dir`.
+fn config_file(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The sidecar with `--config config`, none of the environment variables that override config
+/// keys inherited.
+fn sidecar_command(config: &std::path::Path) -> Command {
+    let mut cmd = Command::new(sidecar_bin());
+    for v in OVERRIDE_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
 #[test]
 fn an_invalid_rust_log_stops_start_up_with_exit_2_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("c.yaml");
-    std::fs::write(
-        &config,
-        format!("listen: 127.0.0.1:{port}\nmetrics_listen: null\n"),
-    )
-    .unwrap();
+    let config = config_file(
+        &dir,
+        &format!("listen: 127.0.0.1:{port}\nmetrics_listen: null\n"),
+    );
     for bad in ["info,wa_hub_sidecar=loud", "=", "[{"] {
         for sub in [None, Some("check-config")] {
-            let mut cmd = Command::new(sidecar_bin());
-            for v in OVERRIDE_VARS {
-                cmd.env_remove(v);
-            }
-            cmd.args(sub)
-                .arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", bad);
+            let mut cmd = sidecar_command(&config);
+            cmd.args(sub).env("RUST_LOG", bad);
             let out = cmd.output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{bad} {sub:?}: {err}");
@@ -61,6 +71,17 @@ fn access_only(flush_ms: u64) -> String {
     format!("log:\n  level: warn,wa_hub_sidecar::access=info\n  access_flush_ms: {flush_ms}\n")
 }
 
+/// `count` proxied calls, `/echo/0` onwards, each answered 200 by the fake upstream.
+fn echo_calls(sc: &Sidecar, count: usize) {
+    for n in 0..count {
+        let r = client()
+            .get(sc.url(&format!("/api/wahub/echo/{n}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+}
+
 fn access_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("wa_hub_sidecar::access"))
@@ -71,13 +92,7 @@ fn access_lines(log: &str) -> Vec<&str> {
 fn gathered_access_lines_reach_stderr_within_the_flush_interval() {
     let up = FakeUpstream::start();
     let sc = Sidecar::start(&up.base_url(), &access_only(200));
-    for n in 0..3 {
-        let r = client()
-            .get(sc.url(&format!("/api/wahub/echo/{n}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    echo_calls(&sc, 3);
     let log = eventually(Duration::from_secs(10), || {
         let l = sc.log();
         (access_lines(&l).len() == 3).then_some(l)
@@ -97,13 +112,7 @@ fn access_lines_still_gathered_at_sigterm_are_written_before_exit() {
     let up = FakeUpstream::start();
     // A flush interval no test waits for: only the shutdown writes the lines out.
     let mut sc = Sidecar::start(&up.base_url(), &access_only(600_000));
-    for n in 0..5 {
-        let r = client()
-            .get(sc.url(&format!("/api/wahub/echo/{n}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    echo_calls(&sc, 5);
     sc.terminate();
     let status = sc.wait_exit(Duration::from_secs(20)).expect("exits");
     assert!(status.success(), "{status}");
@@ -117,27 +126,20 @@ fn access_lines_still_gathered_at_sigterm_are_written_before_exit() {
 fn an_unwritable_stderr_loses_the_log_but_never_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("c.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = config_file(
+        &dir,
+        &format!(
             "listen: 127.0.0.1:{port}\nmetrics_listen: null\nupstream:\n  base_url: {}\n  token: x\n  health_interval_ms: 0\n",
             dead_upstream_url()
         ),
-    )
-    .unwrap();
+    );
     // Every write to /dev/full fails with ENOSPC, as on a full disk.
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let mut cmd = Command::new(sidecar_bin());
-    for v in OVERRIDE_VARS {
-        cmd.env_remove(v);
-    }
     let mut child = KillOnDrop(
-        cmd.arg("--config")
-            .arg(&config)
+        sidecar_command(&config)
             .stdout(std::process::Stdio::null())
             .stderr(full)
             .spawn()
