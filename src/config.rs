@@ -420,7 +420,7 @@ pub struct LogConfig {
     /// Longest time a gathered access line waits before it is written, ms (nginx's `flush=`).
     /// Default 1000; at least 1. Lines are also written before any other log line and at
     /// shutdown.
-    pub access_flush_ms: u64,
+    pub access_flush_ms: NonZeroU64,
 }
 
 /// Largest `log.access_buffer_bytes`.
@@ -432,7 +432,7 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             access: true,
             access_buffer_bytes: 64 << 10,
-            access_flush_ms: 1000,
+            access_flush_ms: NonZeroU64::new(1000).expect("nonzero"),
             level: "info".into(),
         }
     }
@@ -724,9 +724,6 @@ impl RawConfig {
                 "log.access_buffer_bytes",
                 format!("is over {MAX_ACCESS_BUFFER_BYTES} (16 MiB)"),
             ));
-        }
-        if self.log.access_flush_ms == 0 {
-            return Err(invalid("log.access_flush_ms", "must be at least 1 (ms)"));
         }
         if self.metrics_listen.is_some_and(|m| m == self.listen) {
             return Err(invalid(
@@ -1198,14 +1195,16 @@ mod tests {
 
     #[test]
     fn an_access_buffer_over_16_mib_or_a_zero_flush_interval_is_refused_by_key() {
-        for (yaml, key) in [
-            (
-                "log:\n  access_buffer_bytes: 16777217\n",
-                "log.access_buffer_bytes",
-            ),
-            ("log:\n  access_flush_ms: 0\n", "log.access_flush_ms"),
-        ] {
-            assert_refused(yaml, key);
+        assert_refused(
+            "log:\n  access_buffer_bytes: 16777217\n",
+            "log.access_buffer_bytes",
+        );
+        for flush in ["0", "-5"] {
+            let err = RawConfig::from_yaml(&format!("log:\n  access_flush_ms: {flush}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.access_flush_ms"), "{err}");
+            assert!(err.contains("from 1"), "{err}");
         }
         let ok = "log:\n  access_buffer_bytes: 0\n  access_flush_ms: 1\n";
         assert!(RawConfig::from_yaml(ok).unwrap().validate().is_ok());

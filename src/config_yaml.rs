@@ -60,11 +60,7 @@ pub struct YamlError {
 /// the wrong type or out of range, a sink entry without a known `type`.
 pub fn parse<T: WithSinks>(text: &str) -> Result<T, YamlError> {
     let lines = key_lines(text)?;
-    let mut value: Value = serde_yaml::from_str(text).map_err(|e| YamlError {
-        path: String::new(),
-        line: e.location().map(|l| l.line()),
-        message: e.to_string(),
-    })?;
+    let mut value: Value = serde_yaml::from_str(text).map_err(|e| value_error(&e, &lines))?;
     value.apply_merge().map_err(|e| YamlError {
         path: String::new(),
         line: lines.get("<<").copied(),
@@ -95,6 +91,46 @@ pub fn parse<T: WithSinks>(text: &str) -> Result<T, YamlError> {
 /// `None` for text that does not parse or a key it does not have.
 pub fn line_of(text: &str, path: &str) -> Option<usize> {
     key_lines(text).ok()?.get(path).copied()
+}
+
+/// A text that is YAML but not a value `serde_yaml` holds: an integer beyond 64 bits (serde's
+/// "invalid type: integer `…` as u128, expected any YAML value"). The error names the key
+/// written on the error's line, never quotes a secret key's value, and says what numbers a
+/// setting can take.
+fn value_error(e: &serde_yaml::Error, lines: &HashMap<String, usize>) -> YamlError {
+    let line = e.location().map(|l| l.line());
+    // The deepest key path written on that line (a flow mapping puts several there).
+    let path = line
+        .and_then(|l| {
+            lines
+                .iter()
+                .filter(|(_, at)| **at == l)
+                .map(|(path, _)| path.as_str())
+                .max_by_key(|path| (path.len(), *path))
+        })
+        .unwrap_or_default()
+        .to_owned();
+    let message = e.to_string();
+    let message = if message.contains(" as u128") || message.contains(" as i128") {
+        if message.contains("integer `-") {
+            "number out of range: too far below zero for any setting".to_owned()
+        } else {
+            format!(
+                "number out of range: no setting takes a number above {}",
+                u64::MAX
+            )
+        }
+    } else {
+        let secret = path
+            .split(['.', '['])
+            .any(|seg| SECRET_KEYS.contains(&seg.trim_end_matches(']')));
+        clean_message(&message, secret)
+    };
+    YamlError {
+        path,
+        line,
+        message,
+    }
 }
 
 /// `serde_yaml` applies merge keys only where `apply_merge` walks; do every mapping.
@@ -614,6 +650,24 @@ mod tests {
             assert!(!e.to_string().contains(secret), "leaked: {e}");
             assert!(e.message.contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_number_beyond_64_bits_names_its_key_and_the_range_and_never_echoes_a_secret() {
+        let e = err("listen: 127.0.0.1:3001\nlog:\n  access_buffer_bytes: 99999999999999999999\n");
+        assert_eq!(
+            (e.path.as_str(), e.line),
+            ("log.access_buffer_bytes", Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains("out of range"), "{e}");
+        assert!(e.message.contains("18446744073709551615"), "{e}");
+        let e = err("upstream: {token: 123456789012345678901234567}\n");
+        assert_eq!(e.path, "upstream.token", "{e}");
+        assert!(!e.to_string().contains("1234567890"), "{e}");
+        let e = err("status:\n  max_instances: -99999999999999999999\n");
+        assert_eq!(e.path, "status.max_instances", "{e}");
+        assert!(e.message.contains("below zero"), "{e}");
     }
 
     #[test]

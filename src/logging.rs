@@ -53,7 +53,7 @@ pub fn init(cfg: &LogConfig) {
     }
     let _ = STDERR_LOG.set(log.clone());
     if cfg.access && cfg.access_buffer_bytes > 0 {
-        let every = Duration::from_millis(cfg.access_flush_ms);
+        let every = Duration::from_millis(cfg.access_flush_ms.get());
         let spawned = std::thread::Builder::new()
             .name("access log".into())
             .spawn(move || loop {
