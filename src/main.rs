@@ -1,5 +1,6 @@
 //! The `wa-hub-sidecar` command: run the sidecar, or check a config file.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,14 +43,21 @@ fn main() -> ExitCode {
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("wa-hub-sidecar: {e}");
+            report(format_args!("{e}"));
             return ExitCode::from(2);
         }
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
-            print!("{}", config.to_masked_yaml());
-            eprintln!("wa-hub-sidecar: config OK ({})", cli.config.display());
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out
+                .write_all(config.to_masked_yaml().as_bytes())
+                .and_then(|()| out.flush())
+            {
+                report(format_args!("cannot write the settings to stdout: {e}"));
+                return ExitCode::FAILURE;
+            }
+            report(format_args!("config OK ({})", cli.config.display()));
             ExitCode::SUCCESS
         }
         Command::Run => {
@@ -58,10 +66,16 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
-                    eprintln!("wa-hub-sidecar: {e}");
+                    report(format_args!("{e}"));
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+/// Writes `wa-hub-sidecar: <message>` to stderr. A stderr that takes nothing (a full disk, a
+/// closed pipe) loses the line; `eprintln!` would panic there and turn exit code 2 into 101.
+fn report(message: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "wa-hub-sidecar: {message}");
 }

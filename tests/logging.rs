@@ -52,6 +52,42 @@ fn an_invalid_rust_log_stops_start_up_with_exit_2_naming_the_variable() {
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
 
+/// `/dev/full`, opened for writing: every write fails with ENOSPC, as on a full disk.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+#[test]
+fn an_unwritable_stderr_or_stdout_keeps_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = config_file(&dir, "listen: 127.0.0.1:0\nlog:\n  access_flush_ms: 0\n");
+    for sub in [None, Some("check-config")] {
+        let out = sidecar_command(&refused)
+            .args(sub)
+            .stderr(dev_full())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{sub:?}: a refused config, not a panic"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = config_file(&dir, "metrics_listen: null\n");
+    let out = sidecar_command(&good)
+        .arg("check-config")
+        .stdout(dev_full())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the settings to stdout"), "{err}");
+}
+
 #[test]
 fn logs_to_a_file_carry_no_colour_codes_and_a_valid_rust_log_is_used() {
     let sc = Sidecar::start_with(&dead_upstream_url(), "", "", &[("RUST_LOG", "debug")]);
@@ -133,11 +169,7 @@ fn an_unwritable_stderr_loses_the_log_but_never_the_service() {
             dead_upstream_url()
         ),
     );
-    // Every write to /dev/full fails with ENOSPC, as on a full disk.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
+    let full = dev_full();
     let mut child = KillOnDrop(
         sidecar_command(&config)
             .stdout(std::process::Stdio::null())
