@@ -564,13 +564,11 @@ impl SidecarProxy {
         .flatten();
         let log = call.into_log(method.to_string(), status_code);
         if self.app.config.raw.log.access {
-            tracing::info!(
-                target: crate::logging::ACCESS_TARGET,
-                method = %log.method,
-                path = %log.path,
-                status = log.status_code.unwrap_or(0),
-                latency_ms = log.latency_ms,
-                "proxied"
+            crate::logging::access(
+                &log.method,
+                &log.path,
+                log.status_code.unwrap_or(0),
+                log.latency_ms,
             );
         }
         let route = self.app.metrics.route_label(&log.path);
