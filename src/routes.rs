@@ -317,6 +317,11 @@ fn sink_route(raw_path: &str) -> Result<Route, RouteError> {
 /// Refuses any segment that decodes to `.` or `..`, including segments hidden behind an encoded
 /// slash or backslash (`..%2F`, `%2e%2e%5c`), which some upstreams treat as separators.
 fn check_no_dot_segments(raw: &str) -> Result<(), RouteError> {
+    // A dot segment needs a `.`, written or encoded (`%2e`): most paths have neither, and one
+    // scan of the bytes clears them.
+    if !raw.bytes().any(|b| b == b'.' || b == b'%') {
+        return Ok(());
+    }
     for segment in raw.split('/') {
         // Without a `%`, the segment is its own decoding.
         let decoded = if segment.contains('%') {
