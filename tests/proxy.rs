@@ -343,9 +343,17 @@ fn chunked_body_over_the_limit_never_reaches_upstream_even_in_part() {
     }
 
     // Within the limit, the whole chunked body arrives.
+    let before = seen.lock().unwrap().len();
     let resp = raw(sc.addr, &chunked_post(20, 4096));
     assert_eq!(status_of(&resp), 200, "{resp}");
-    let got = seen.lock().unwrap().last().cloned().unwrap();
+    // The upstream records the connection after it answered: wait for the record.
+    let got = eventually(Duration::from_secs(5), || {
+        let seen = seen.lock().unwrap();
+        (seen.len() > before)
+            .then(|| seen.last().cloned())
+            .flatten()
+    })
+    .expect("the upstream recorded the call");
     let b_count = got.iter().filter(|&&c| c == b'b').count();
     assert_eq!(b_count, 20 * 4096);
 }
