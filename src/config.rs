@@ -102,7 +102,7 @@ pub struct RawConfig {
     /// Extra listener serving only `/metrics` (no client token needed there). Default
     /// `127.0.0.1:9464`; `null` disables it.
     pub metrics_listen: Option<SocketAddr>,
-    /// Worker threads of the proxy. Default: the number of CPU cores.
+    /// Worker threads of the proxy. Default: the number of CPU cores; at most [`MAX_THREADS`].
     pub threads: Option<NonZeroUsize>,
     /// The wa-hub REST API.
     pub upstream: UpstreamConfig,
@@ -423,6 +423,10 @@ pub struct LogConfig {
     pub access_flush_ms: NonZeroU64,
 }
 
+/// Largest `threads`. Pingora starts this many threads for each of its services at start
+/// (the proxy, the sinks, the pollers): a million never finished starting.
+pub const MAX_THREADS: usize = 1024;
+
 /// Largest `log.access_buffer_bytes`.
 pub const MAX_ACCESS_BUFFER_BYTES: usize = 16 << 20;
 
@@ -742,10 +746,17 @@ impl RawConfig {
             ),
             None => None,
         };
+        if let Some(threads) = self.threads.filter(|t| t.get() > MAX_THREADS) {
+            return Err(invalid(
+                "threads",
+                format!("{threads} is over {MAX_THREADS}"),
+            ));
+        }
         let threads = self.threads.map(NonZeroUsize::get).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(NonZeroUsize::get)
                 .unwrap_or(1)
+                .min(MAX_THREADS)
         });
         // Visible ASCII only: `HeaderValue` would also take tabs, spaces and bytes above 0x7f,
         // which wa-hub (Node) would read as other characters than the key's.
@@ -1191,6 +1202,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(key), "{yaml}: {err}");
+    }
+
+    #[test]
+    fn sizes_that_would_exhaust_memory_or_threads_at_start_are_refused_by_key() {
+        for (yaml, key) in [
+            ("threads: 1025\n", "threads"),
+            ("threads: 18446744073709551615\n", "threads"),
+            (
+                "sinks:\n  - type: sse\n    client_backlog: 100001\n",
+                "client_backlog",
+            ),
+            (
+                "sinks:\n  - type: stdout\n    queue_capacity: 10000001\n",
+                "queue_capacity",
+            ),
+            (
+                "sinks:\n  - type: stdout\n    queue_capacity: 0\n",
+                "queue_capacity",
+            ),
+            (
+                "sinks:\n  - type: mqtt\n    url: mqtt://127.0.0.1:1883\n    buffer_capacity: 4611686018427387904\n",
+                "buffer_capacity",
+            ),
+        ] {
+            assert_refused(yaml, key);
+        }
+        let ok = "threads: 1024\nsinks:\n  - type: sse\n    client_backlog: 100000\n  - type: stdout\n    queue_capacity: 10000000\n";
+        assert!(RawConfig::from_yaml(ok).unwrap().validate().is_ok());
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub struct SinkConfig {
     pub kind: SinkKind,
 }
 
+/// Largest `queue_capacity`, events. A queue takes memory only for what it holds, but tokio's
+/// bounded channel refuses (panics on) a capacity above `usize::MAX >> 3`, and a sink that far
+/// behind is better dropping than holding gigabytes.
+pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+
 fn default_queue_capacity() -> usize {
     DEFAULT_QUEUE_CAPACITY
 }
@@ -139,6 +144,14 @@ impl Built {
 /// Why a sink's own settings were refused or its sink could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A setting of a sink without a config error type of its own is out of range.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key, e.g. `client_backlog`.
+        key: &'static str,
+        /// What is wrong, with the allowed range.
+        reason: String,
+    },
     /// An MQTT sink's settings are not acceptable (the message names the key).
     #[error(transparent)]
     Mqtt(#[from] MqttConfigError),
@@ -226,9 +239,11 @@ pub enum SinksConfigError {
         /// What is wrong, naming the key.
         source: BuildError,
     },
-    /// `queue_capacity` is 0.
-    #[error("sinks[{index}] ({name}): queue_capacity must be at least 1")]
-    ZeroQueue {
+    /// `queue_capacity` is 0 or above [`MAX_QUEUE_CAPACITY`].
+    #[error(
+        "sinks[{index}] ({name}): queue_capacity must be from 1 to {MAX_QUEUE_CAPACITY} (events)"
+    )]
+    QueueCapacity {
         /// Position in the list.
         index: usize,
         /// The sink's name.
@@ -249,8 +264,8 @@ pub fn validate(configs: &[SinkConfig]) -> Result<Vec<Filter>, SinksConfigError>
         if names.insert(name.clone(), index).is_some() {
             return Err(SinksConfigError::DuplicateName { index, name });
         }
-        if c.queue_capacity == 0 {
-            return Err(SinksConfigError::ZeroQueue { index, name });
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&c.queue_capacity) {
+            return Err(SinksConfigError::QueueCapacity { index, name });
         }
         let builder = c.kind.builder();
         if let Err(source) = builder.check(&name, &c.kinds) {

@@ -283,6 +283,7 @@ impl MqttConfig {
     /// # Errors
     /// [`MqttConfigError`] naming the key: a bad URL, `qos` other than 0 or 1, a keep-alive
     /// over 65535 s, a bad topic prefix, `max_packet_bytes` outside 128..=268435460,
+    /// `buffer_capacity` over [`crate::config::MAX_QUEUE_CAPACITY`],
     /// `password` without `username`, `clean_session: false` without a `client_id`,
     /// `reconnect_min_ms` above `reconnect_max_ms`, an unreadable `ca_file`.
     ///
@@ -372,6 +373,16 @@ impl MqttConfig {
                 format!(
                     "{} is above reconnect_max_ms ({})",
                     self.reconnect_min_ms, self.reconnect_max_ms
+                ),
+            ));
+        }
+        if self.buffer_capacity.get() > crate::config::MAX_QUEUE_CAPACITY {
+            return Err(invalid(
+                "buffer_capacity",
+                format!(
+                    "{} is over {} (messages)",
+                    self.buffer_capacity,
+                    crate::config::MAX_QUEUE_CAPACITY
                 ),
             ));
         }

@@ -5,6 +5,10 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+/// Largest `client_backlog`, events. The hub allocates its broadcast ring of that many slots
+/// (rounded up to a power of two) at start: a billion would take all memory.
+pub const MAX_CLIENT_BACKLOG: usize = 100_000;
+
 /// Settings of the SSE hub and its clients.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,7 +21,8 @@ pub struct SseConfig {
     pub max_clients: NonZeroUsize,
     /// Events kept for `Last-Event-ID` resume. Default 1024.
     pub history: NonZeroUsize,
-    /// Events a client may fall behind before it is dropped as slow. Default 256.
+    /// Events a client may fall behind before it is dropped as slow. Default 256; at most
+    /// [`MAX_CLIENT_BACKLOG`].
     pub client_backlog: NonZeroUsize,
     /// A write to a client that blocks this long drops the client, ms. Default 10000.
     pub write_timeout_ms: NonZeroU64,
