@@ -111,19 +111,24 @@ fn value_error(e: &serde_yaml::Error, lines: &HashMap<String, usize>) -> YamlErr
         .unwrap_or_default()
         .to_owned();
     let message = e.to_string();
+    let secret = path
+        .split(['.', '['])
+        .any(|seg| SECRET_KEYS.contains(&seg.trim_end_matches(']')));
     let message = if message.contains(" as u128") || message.contains(" as i128") {
-        if message.contains("integer `-") {
-            "number out of range: too far below zero for any setting".to_owned()
+        if secret {
+            "wrong value type (not shown: this key holds a secret), expected a string: \
+             write it in quotes"
+                .to_owned()
+        } else if message.contains("integer `-") {
+            "number out of range: too far below zero for any setting (text goes in quotes)"
+                .to_owned()
         } else {
             format!(
-                "number out of range: no setting takes a number above {}",
+                "number out of range: no setting takes a number above {} (text goes in quotes)",
                 u64::MAX
             )
         }
     } else {
-        let secret = path
-            .split(['.', '['])
-            .any(|seg| SECRET_KEYS.contains(&seg.trim_end_matches(']')));
         clean_message(&message, secret)
     };
     YamlError {
@@ -665,6 +670,7 @@ mod tests {
         let e = err("upstream: {token: 123456789012345678901234567}\n");
         assert_eq!(e.path, "upstream.token", "{e}");
         assert!(!e.to_string().contains("1234567890"), "{e}");
+        assert!(e.message.contains("quotes"), "{e}");
         let e = err("status:\n  max_instances: -99999999999999999999\n");
         assert_eq!(e.path, "status.max_instances", "{e}");
         assert!(e.message.contains("below zero"), "{e}");
