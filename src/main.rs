@@ -65,8 +65,13 @@ fn main() -> ExitCode {
             match server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    report(format_args!("{e}"));
+                    // One line, in the log's own format (a JSON log stays JSON) when the log
+                    // takes errors, else plain.
+                    if tracing::enabled!(tracing::Level::ERROR) {
+                        tracing::error!("{e}");
+                    } else {
+                        report(format_args!("{e}"));
+                    }
                     ExitCode::FAILURE
                 }
             }

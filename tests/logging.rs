@@ -89,6 +89,33 @@ fn an_unwritable_stderr_or_stdout_keeps_the_exit_codes() {
 }
 
 #[test]
+fn a_fatal_start_up_error_is_one_line_in_the_logs_format() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (format, level) in [("json", "info"), ("text", "info"), ("json", "off")] {
+        let config = config_file(
+            &dir,
+            &format!("listen: {addr}\nmetrics_listen: null\nlog:\n  format: {format}\n  level: {level}\n"),
+        );
+        let out = sidecar_command(&config).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(&format!("cannot listen on {addr}")))
+            .collect();
+        assert_eq!(said.len(), 1, "{format} {level}: once: {err}");
+        if format == "json" && level == "info" {
+            for line in err.lines() {
+                let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+                assert!(parsed.is_ok(), "not JSON: {line}");
+            }
+        }
+    }
+}
+
+#[test]
 fn logs_to_a_file_carry_no_colour_codes_and_a_valid_rust_log_is_used() {
     let sc = Sidecar::start_with(&dead_upstream_url(), "", "", &[("RUST_LOG", "debug")]);
     // A proxied call to a dead upstream logs a warning at least.
