@@ -6,6 +6,8 @@
 #                                        shipped sinks and log settings
 #   benches/callgrind.sh bare [BIN]      the bare Pingora floor (default
 #                                        target/release/examples/bare_proxy)
+#   benches/callgrind.sh nginx [BIN]     nginx (default /usr/sbin/nginx) configured as in the
+#                                        load tool, one process (`master_process off`)
 #
 # Each run: a Node upstream answering the status fixture (benches/upstream.js), the proxy under
 # `valgrind --tool=callgrind` with instrumentation off, 3 s of `wrk -t1 -c8` to warm up, then
@@ -20,7 +22,8 @@ which=${1:-sidecar}
 case "$which" in
   sidecar) bin=${2:-target/release/wa-hub-sidecar} ;;
   bare) bin=${2:-target/release/examples/bare_proxy} ;;
-  *) echo "usage: $0 sidecar|bare [BIN]" >&2; exit 2 ;;
+  nginx) bin=${2:-/usr/sbin/nginx} ;;
+  *) echo "usage: $0 sidecar|bare|nginx [BIN]" >&2; exit 2 ;;
 esac
 for tool in valgrind callgrind_control callgrind_annotate wrk node python3; do
   command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool not found" >&2; exit 1; }
@@ -50,7 +53,34 @@ wait_port() {
 node benches/upstream.js "$node_port" ../shared/fixtures/wa-hub/api-responses.jsonl >/dev/null &
 pids+=($!)
 wait_port "$node_port"
-if [ "$which" = bare ]; then
+if [ "$which" = nginx ]; then
+  mkdir -p "$work/nginx/logs"
+  cat >"$work/nginx/nginx.conf" <<EOF
+master_process off;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log /dev/null combined buffer=64k flush=1s;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream wahub { server 127.0.0.1:$node_port; keepalive 64; keepalive_timeout 4s; }
+  server {
+    listen 127.0.0.1:$port;
+    location /api/wahub/ {
+      proxy_pass http://wahub/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer testkey";
+    }
+  }
+}
+EOF
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    "$bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" >/dev/null 2>"$work/valgrind.err" &
+  url="http://127.0.0.1:$port/api/wahub/instances/WASP-test_shop/client/status"
+elif [ "$which" = bare ]; then
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" "127.0.0.1:$port" "127.0.0.1:$node_port" testkey 2 >/dev/null 2>"$work/valgrind.err" &
   url="http://127.0.0.1:$port/instances/WASP-test_shop/client/status"
