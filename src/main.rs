@@ -62,14 +62,15 @@ fn main() -> ExitCode {
         }
         Command::Run => {
             logging::init(&config.raw.log);
+            let json = config.raw.log.format == config::LogFormat::Json;
             match server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    // One line, in the log's own format (a JSON log stays JSON) when the log
-                    // takes errors, else plain.
-                    if tracing::enabled!(tracing::Level::ERROR) {
-                        tracing::error!("{e}");
-                    } else {
+                    let logged = tracing::enabled!(tracing::Level::ERROR);
+                    tracing::error!("{e}");
+                    // A JSON log stays JSON; a text log also gets the plain line that names
+                    // the program, as a config error does.
+                    if !(json && logged) {
                         report(format_args!("{e}"));
                     }
                     ExitCode::FAILURE

@@ -89,7 +89,7 @@ fn an_unwritable_stderr_or_stdout_keeps_the_exit_codes() {
 }
 
 #[test]
-fn a_fatal_start_up_error_is_one_line_in_the_logs_format() {
+fn a_fatal_start_up_error_in_a_json_log_is_one_json_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -101,16 +101,23 @@ fn a_fatal_start_up_error_is_one_line_in_the_logs_format() {
         let out = sidecar_command(&config).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        let said: Vec<&str> = err
+        let said = |l: &&str| l.contains(&format!("cannot listen on {addr}"));
+        let plain = err
             .lines()
-            .filter(|l| l.contains(&format!("cannot listen on {addr}")))
-            .collect();
-        assert_eq!(said.len(), 1, "{format} {level}: once: {err}");
+            .filter(said)
+            .filter(|l| l.starts_with("wa-hub-sidecar: "))
+            .count();
         if format == "json" && level == "info" {
+            // Once, as JSON, and nothing else in the stream.
+            assert_eq!(err.lines().filter(said).count(), 1, "{err}");
+            assert_eq!(plain, 0, "{err}");
             for line in err.lines() {
                 let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
                 assert!(parsed.is_ok(), "not JSON: {line}");
             }
+        } else {
+            // The plain line that names the program, once.
+            assert_eq!(plain, 1, "{format} {level}: {err}");
         }
     }
 }
